@@ -1,0 +1,1 @@
+"""Generic actor toolkit on trio: mailboxes, supervisors, the live actor tree."""

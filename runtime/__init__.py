@@ -1,0 +1,1 @@
+"""The iii engine: protocol codec, config, connections, routing, modules."""

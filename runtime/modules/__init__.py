@@ -1,0 +1,1 @@
+"""Engine modules (HTTP API, state, streams, queues, pub/sub, cron, observability)."""

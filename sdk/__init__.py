@@ -1,0 +1,1 @@
+"""The trio SDK for writing iii workers in Python."""
