@@ -1,0 +1,45 @@
+# Everything a fresh machine needs is installed by these targets (python3 with venv, node/npm).
+PY      := .venv/bin/python
+STAMP   := .venv/.installed
+PYSRC   := actors runtime sdk iii_trio
+
+.PHONY: setup serve test lint typecheck unit sdks bench clean
+
+setup: $(STAMP) .typecheck/iii_trio
+
+$(STAMP): pyproject.toml
+	python3 -m venv .venv
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# mypy cannot follow setuptools' editable import hook, so it reads the package through
+# a farm of symlinks that mirrors the installed layout (iii_trio.actors -> actors/, ...).
+.typecheck/iii_trio:
+	mkdir -p .typecheck/iii_trio
+	ln -sfn ../../iii_trio/__init__.py .typecheck/iii_trio/__init__.py
+	ln -sfn ../../iii_trio/py.typed .typecheck/iii_trio/py.typed
+	for pkg in actors runtime sdk; do ln -sfn ../../$$pkg .typecheck/iii_trio/$$pkg; done
+
+# The official SDKs the conformance tests drive, each in its own cached folder under .deps/.
+sdks:
+	bash scripts/install_sdks.sh
+
+serve: setup
+	.venv/bin/iii-trio serve --config config.yaml
+
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+typecheck: setup
+	.venv/bin/mypy -p iii_trio
+
+test: setup lint typecheck
+	.venv/bin/pytest
+
+bench: setup sdks
+	$(PY) bench/roundtrip.py
+
+clean:
+	rm -rf .venv .deps .typecheck build dist *.egg-info

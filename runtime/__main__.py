@@ -1,0 +1,7 @@
+"""``python -m iii_trio.runtime`` is the ``iii-trio`` command."""
+
+import sys
+
+from iii_trio.runtime.cli import main
+
+sys.exit(main())

@@ -1,0 +1,169 @@
+"""Streaming channels between workers (spec §7, ``engine::channels::create``).
+
+A channel is a bounded buffer of frames with one writer socket and one reader socket on
+``/ws/channels/<id>?key=...&dir=read|write``. The writer's frames reach the reader in
+order, text and binary preserved; a full buffer stops reading from the writer
+(backpressure); the reader gets a Close once the writer has closed and the buffer drained.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import uuid
+from typing import Any
+
+import attrs
+import trio
+
+from iii_trio.runtime.transport import (
+    NORMAL_CLOSURE,
+    ServerWebSocket,
+    WebSocketClosed,
+    binary_frame,
+    text_frame,
+)
+
+log = logging.getLogger("iii_trio.channels")
+
+DEFAULT_BUFFER = 64
+MAX_BUFFER = 1024
+UNCONNECTED_TTL_SECONDS = 300.0
+MAX_CHANNELS = 10_000
+
+
+@attrs.define(eq=False)
+class Channel:
+    id: str
+    access_key: str
+    buffer_size: int
+    created_at: float
+    owner: str | None = None
+    writer_taken: bool = False
+    reader_taken: bool = False
+    send: trio.MemorySendChannel[str | bytes] = attrs.field(init=False)
+    receive: trio.MemoryReceiveChannel[str | bytes] = attrs.field(init=False)
+    scopes: list[trio.CancelScope] = attrs.field(factory=list)  # the live sides
+
+    def __attrs_post_init__(self) -> None:
+        self.send, self.receive = trio.open_memory_channel[str | bytes](self.buffer_size)
+
+    def ref(self, direction: str) -> dict[str, Any]:
+        return {"channel_id": self.id, "access_key": self.access_key, "direction": direction}
+
+
+class ChannelTable:
+    def __init__(self) -> None:
+        self.channels: dict[str, Channel] = {}
+
+    def create(self, buffer_size: int | None = None, owner: str | None = None) -> Channel:
+        if len(self.channels) >= MAX_CHANNELS:
+            raise RuntimeError(f"too many open channels (limit {MAX_CHANNELS})")
+        size = min(max(buffer_size or DEFAULT_BUFFER, 1), MAX_BUFFER)
+        channel = Channel(
+            id=str(uuid.uuid4()),
+            access_key=str(uuid.UUID(bytes=secrets.token_bytes(16), version=4)),
+            buffer_size=size,
+            created_at=trio.current_time(),
+            owner=owner,
+        )
+        self.channels[channel.id] = channel
+        return channel
+
+    def lookup(self, channel_id: str, key: str) -> Channel | None:
+        channel = self.channels.get(channel_id)
+        if channel is None or not secrets.compare_digest(channel.access_key, key):
+            return None
+        return channel
+
+    def remove(self, channel: Channel) -> None:
+        if self.channels.get(channel.id) is channel:
+            del self.channels[channel.id]
+        for scope in channel.scopes:
+            scope.cancel()
+
+    def owner_gone(self, owner: str) -> None:
+        for channel in list(self.channels.values()):
+            if channel.owner == owner:
+                self.remove(channel)
+
+    async def expire_forever(self, period: float = 30.0) -> None:
+        while True:
+            await trio.sleep(period)
+            cutoff = trio.current_time() - UNCONNECTED_TTL_SECONDS
+            for channel in list(self.channels.values()):
+                both = channel.writer_taken and channel.reader_taken
+                if not both and channel.created_at < cutoff:
+                    log.info("channel %s expired unconnected", channel.id)
+                    self.remove(channel)
+
+    async def serve(self, channel: Channel, direction: str, ws: ServerWebSocket) -> None:
+        """Run one side of a channel on an accepted socket until it ends."""
+        taken = channel.writer_taken if direction == "write" else channel.reader_taken
+        if taken:
+            await _close(ws)  # each direction may be taken once
+            return
+        if direction == "write":
+            channel.writer_taken = True
+            side = _pump_writer(channel, ws)
+        else:
+            channel.reader_taken = True
+            side = _pump_reader(channel, ws)
+        with trio.CancelScope() as scope:
+            channel.scopes.append(scope)
+            await side
+        if direction == "read":
+            self.remove(channel)
+
+
+async def _pump_writer(channel: Channel, ws: ServerWebSocket) -> None:
+    try:
+        while True:
+            try:
+                message = await ws.receive()
+            except WebSocketClosed:
+                break
+            await channel.send.send(message)  # waits while the buffer is full
+    finally:
+        channel.send.close()
+        with trio.CancelScope(shield=True), trio.move_on_after(2):
+            await _close(ws)
+
+
+async def _pump_reader(channel: Channel, ws: ServerWebSocket) -> None:
+    lock = trio.Lock()
+
+    async def send(data: bytes) -> None:
+        async with lock:
+            await ws.send(data)
+
+    async def drain_control() -> None:
+        # Read the reader's socket only for pings and its close.
+        try:
+            while True:
+                await ws.receive()
+        except WebSocketClosed:
+            nursery.cancel_scope.cancel()
+
+    pongs: list[bytes] = []
+    ws.on_control_frame(pongs.append)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(drain_control)
+            async for message in channel.receive:
+                if isinstance(message, str):
+                    await send(text_frame(message.encode("utf-8")))
+                else:
+                    await send(binary_frame(message))
+                while pongs:
+                    await send(pongs.pop(0))
+            nursery.cancel_scope.cancel()
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(2):
+            await _close(ws)
+
+
+async def _close(ws: ServerWebSocket) -> None:
+    await ws.close(NORMAL_CLOSURE)

@@ -1,0 +1,108 @@
+"""``iii-trio``: the command line. ``iii-trio serve [--config PATH]`` runs the engine.
+
+Startup problems (a bad config, a busy port) are one clear paragraph on stderr and exit
+code 2, never a traceback. SIGINT / SIGTERM drain live invocations for up to
+``--drain-timeout`` seconds, then every connection is closed with 1012 and the engine stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+import trio
+
+from iii_trio.runtime.config import ConfigError, EngineConfig, default_config, load_config
+from iii_trio.runtime.engine import Engine
+
+log = logging.getLogger("iii_trio.cli")
+
+EXIT_STARTUP_ERROR = 2
+
+# Module kinds this build implements; others are accepted with a warning until they land.
+AVAILABLE_MODULES = frozenset({"worker", "telemetry"})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="iii-trio", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the engine")
+    serve.add_argument(
+        "--config", default="config.yaml", help="config file (default ./config.yaml)"
+    )
+    serve.add_argument(
+        "--use-default-config", action="store_true", help="ignore --config, use built-in defaults"
+    )
+    serve.add_argument(
+        "--drain-timeout", type=float, default=10.0, help="seconds to finish live calls on shutdown"
+    )
+    serve.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        config = default_config() if args.use_default_config else load_config(args.config)
+    except ConfigError as exc:
+        print(f"iii-trio: {exc}", file=sys.stderr)
+        return EXIT_STARTUP_ERROR
+    for warning in config.warnings:
+        log.warning("%s", warning)
+    for entry in config.modules:
+        if entry.kind not in AVAILABLE_MODULES:
+            log.warning("%s (%s): not available in this build", entry.key_path, entry.declared_as)
+    try:
+        trio.run(serve_until_signalled, config, args.drain_timeout)
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:
+        bind_error = _find_os_error(exc)
+        if bind_error is None:
+            raise
+        print(f"iii-trio: {_bind_error(config, bind_error)}", file=sys.stderr)
+        return EXIT_STARTUP_ERROR
+    return 0
+
+
+async def serve_until_signalled(config: EngineConfig, drain_timeout: float) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            engine = Engine(config)
+            await nursery.start(engine.run)
+            log.info("worker port listening on ws://%s:%s", config.host, engine.port)
+            async for signum in signals:
+                log.info("received %s: draining", signal.Signals(signum).name)
+                break
+            await engine.drain(drain_timeout)
+            nursery.cancel_scope.cancel()
+    log.info("stopped")
+
+
+def _find_os_error(exc: BaseException) -> OSError | None:
+    """The OSError behind a startup failure, through any exception groups and causes."""
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _find_os_error(inner)
+            if found is not None:
+                return found
+    if exc.__cause__ is not None:
+        return _find_os_error(exc.__cause__)
+    return None
+
+
+def _bind_error(config: EngineConfig, exc: OSError) -> str:
+    address = f"{config.host}:{config.port}"
+    if exc.errno == errno.EADDRINUSE:
+        return f"address {address} is already in use: stop the process using it or set `port`."
+    return f"cannot listen on {address}: {exc.strerror or exc}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

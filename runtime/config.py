@@ -1,0 +1,352 @@
+"""Engine configuration: ``config.yaml`` -> :class:`EngineConfig` (spec/modules.md §1, D14).
+
+Both file schemas are accepted, also mixed: ``modules: [{class, config}]`` (seed) and
+``workers: [{name, config}]`` (newer); ``modules`` entries come first. ``${VAR}`` and
+``${VAR:default}`` are expanded in the raw text before YAML parsing. Every problem is one
+:class:`ConfigError` naming the file, the key path and, where one exists, the closest valid
+name; keys other iii versions use are accepted and reported in ``EngineConfig.warnings``.
+
+The per-module schemas live in :mod:`iii_trio.runtime.config_modules`; the generic walker in
+:mod:`iii_trio.runtime.config_schema`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, cast
+
+import attrs
+import yaml
+
+from iii_trio.runtime.config_modules import (
+    MODULES,
+    AlertAction,
+    AlertRule,
+    BridgeAdapterConfig,
+    BridgeClientConfig,
+    BuiltinQueueConfig,
+    CorsConfig,
+    CronConfig,
+    ExecConfig,
+    ExposeEntry,
+    ForwardEntry,
+    HttpFunctionsConfig,
+    KvCronConfig,
+    KvStoreConfig,
+    LocalPubSubConfig,
+    ModuleConfig,
+    NamedQueueConfig,
+    OtelConfig,
+    PubSubConfig,
+    QueueConfig,
+    RabbitMQConfig,
+    RateLimitConfig,
+    RedisAdapterConfig,
+    RestApiConfig,
+    SamplingConfig,
+    SamplingRule,
+    SecurityConfig,
+    StateConfig,
+    StreamConfig,
+    StreamKvStoreConfig,
+    TelemetryConfig,
+    WorkerConfig,
+)
+from iii_trio.runtime.config_schema import (
+    POSITIVE,
+    ConfigError,
+    Context,
+    build,
+    describe,
+    join,
+    parse_entry,
+)
+
+__all__ = [
+    "DEFAULT_PORT",
+    "AlertAction",
+    "AlertRule",
+    "BridgeAdapterConfig",
+    "BridgeClientConfig",
+    "BuiltinQueueConfig",
+    "ConfigError",
+    "CorsConfig",
+    "CronConfig",
+    "EngineConfig",
+    "ExecConfig",
+    "ExposeEntry",
+    "ForwardEntry",
+    "HttpFunctionsConfig",
+    "KvCronConfig",
+    "KvStoreConfig",
+    "LocalPubSubConfig",
+    "ModuleConfig",
+    "ModuleEntry",
+    "NamedQueueConfig",
+    "OtelConfig",
+    "PubSubConfig",
+    "QueueConfig",
+    "RabbitMQConfig",
+    "RateLimitConfig",
+    "RedisAdapterConfig",
+    "RestApiConfig",
+    "SamplingConfig",
+    "SamplingRule",
+    "SecurityConfig",
+    "StateConfig",
+    "StreamConfig",
+    "StreamKvStoreConfig",
+    "TelemetryConfig",
+    "WorkerConfig",
+    "default_config",
+    "interpolate",
+    "load_config",
+    "parse_config",
+]
+
+DEFAULT_PORT = 49134
+
+
+@attrs.frozen
+class ModuleEntry:
+    """One module to load, in file order."""
+
+    #: canonical: rest_api, state, stream, queue, pubsub, cron, observability, worker,
+    #: telemetry, http_functions, exec, bridge_client
+    kind: str
+    #: the class or name as written in the file, e.g. ``modules::api::RestApiModule``
+    declared_as: str
+    #: where it was declared, e.g. ``modules[0]`` or ``workers[1]``
+    key_path: str
+    #: the typed config of that module, defaults filled (RestApiConfig, StateConfig, ...)
+    config: ModuleConfig
+
+
+def _unset_if_empty(token: str | None) -> str | None:
+    return token or None
+
+
+@attrs.frozen(kw_only=True)
+class EngineConfig:
+    """Everything the engine needs to start.
+
+    ``port`` 0 or missing in a *file* means 49134 (spec); built in Python, ``port=0`` keeps
+    its socket meaning (an ephemeral port, as tests use). ``host`` is not a file key: the
+    worker socket binds 0.0.0.0 unless a program says otherwise. ``auth_token`` ``""`` is
+    stored as ``None`` (unset). ``warnings`` are accepted-but-ignored settings, one line each,
+    for the CLI to log.
+    """
+
+    port: int = DEFAULT_PORT
+    host: str = "0.0.0.0"
+    default_timeout: int = 300000
+    max_message_size: int = 67108864
+    max_in_flight_per_worker: int = 1024
+    auth_token: str | None = attrs.field(default=None, converter=_unset_if_empty)
+    modules: tuple[ModuleEntry, ...] = ()
+    source: str = "<defaults>"
+    warnings: tuple[str, ...] = ()
+
+
+# -- loading -----------------------------------------------------------------------------------
+
+
+def load_config(
+    path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
+) -> EngineConfig:
+    """Read, interpolate (``environ`` defaults to ``os.environ``), parse and validate a file."""
+    source = os.fspath(path)
+    try:
+        text = Path(source).read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(
+            source,
+            "",
+            f"Config file not found: {source} "
+            "(pass --use-default-config to start with the built-in defaults)",
+            standalone=True,
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, "", f"not UTF-8 text ({exc.reason})") from None
+    except OSError as exc:
+        raise ConfigError(source, "", f"cannot read the file: {exc.strerror or exc}") from None
+    return parse_config(text, source=source, environ=environ)
+
+
+def parse_config(
+    text: str, *, source: str = "config.yaml", environ: Mapping[str, str] | None = None
+) -> EngineConfig:
+    """Interpolate, parse and validate config text; ``source`` names it in messages."""
+    expanded = interpolate(text, os.environ if environ is None else environ, source=source)
+    try:
+        data = yaml.load(expanded, Loader=_StrictLoader)
+    except yaml.MarkedYAMLError as exc:
+        raise _yaml_error(source, exc) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, "", f"invalid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            source,
+            "",
+            f"the top level must be a mapping of keys (port, modules, ...), got {describe(data)}",
+        )
+    ctx = Context(source)
+    top = build(_TopLevel, data, "", ctx)
+    return EngineConfig(
+        port=top.port or DEFAULT_PORT,
+        default_timeout=top.default_timeout,
+        max_message_size=top.max_message_size,
+        max_in_flight_per_worker=top.max_in_flight_per_worker,
+        auth_token=top.auth_token,
+        modules=top.modules + top.workers,
+        source=source,
+        warnings=tuple(ctx.warnings),
+    )
+
+
+def default_config() -> EngineConfig:
+    """``--use-default-config``: RestApi, State, Stream, Queue, PubSub and Cron, all defaults."""
+    entries = [
+        ModuleEntry(choice.kind, choice.classes[0], f"modules[{i}]", choice.config())
+        for i, choice in enumerate(
+            c
+            for c in MODULES
+            if c.kind in ("rest_api", "state", "stream", "queue", "pubsub", "cron")
+        )
+    ]
+    return EngineConfig(modules=tuple(entries))
+
+
+def _parse_modules(value: object, path: str, ctx: Context) -> tuple[ModuleEntry, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ctx.error(path, f"expected a list of module entries, got {describe(value)}")
+    entries = []
+    for i, item in enumerate(value):
+        key_path = f"{path}[{i}]"
+        choice, declared, config = parse_entry(item, key_path, ctx, MODULES, "module")
+        entries.append(ModuleEntry(choice.kind, declared, key_path, cast(ModuleConfig, config)))
+    return tuple(entries)
+
+
+@attrs.frozen(kw_only=True)
+class _TopLevel:
+    """The file's top-level keys (spec §1.2); ``port`` 0 is mapped to 49134 afterwards."""
+
+    port: int = attrs.field(default=DEFAULT_PORT, metadata={"min": 0, "max": 65535})
+    default_timeout: int = attrs.field(default=300000, metadata=POSITIVE)
+    max_message_size: int = attrs.field(default=67108864, metadata=POSITIVE)
+    max_in_flight_per_worker: int = attrs.field(default=1024, metadata=POSITIVE)
+    auth_token: str | None = None
+    modules: tuple[ModuleEntry, ...] = attrs.field(default=(), metadata={"parse": _parse_modules})
+    workers: tuple[ModuleEntry, ...] = attrs.field(default=(), metadata={"parse": _parse_modules})
+
+
+# -- YAML --------------------------------------------------------------------------------------
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate keys (PyYAML silently keeps the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE_TAG:
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key '{key_node.value}'", key_node.start_mark
+                    )
+                seen.add(key_node.value)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_error(source: str, exc: yaml.MarkedYAMLError) -> ConfigError:
+    mark = exc.problem_mark or exc.context_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = exc.problem or "syntax error"
+    if exc.context and exc.problem:
+        problem = f"{problem} ({exc.context})"
+    return ConfigError(source, where, f"invalid YAML: {problem}")
+
+
+# -- interpolation (§1.5) ----------------------------------------------------------------------
+
+#: ``${NAME}`` or ``${NAME:default}``; NAME has no ``}`` or ``:``; the default is everything
+#: after the first colon up to the closing brace.
+PLACEHOLDER = re.compile(r"\$\{([^}:\n]*)(?::([^}\n]*))?\}")
+
+
+def interpolate(text: str, environ: Mapping[str, str], *, source: str) -> str:
+    """Expand ``${VAR}`` / ``${VAR:default}`` in raw config text (comments included).
+
+    A set variable wins even when empty; ``${X:-a}`` gives ``-a`` (``:-`` is not special);
+    an unset variable without default is a :class:`ConfigError` naming it.
+    """
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if not name:
+            where, _ = _locate(text, match.start())
+            raise ConfigError(source, where, f"empty variable name in '{match.group(0)}'")
+        if name in environ:
+            return environ[name]
+        if default is not None:
+            return default
+        where, in_comment = _locate(text, match.start())
+        hint = " (placeholders in comments are expanded too)" if in_comment else ""
+        raise ConfigError(
+            source,
+            where,
+            f"environment variable {name} is not set and '{match.group(0)}' has no default: "
+            f"set it or write '${{{name}:default}}'{hint}",
+        )
+
+    return PLACEHOLDER.sub(substitute, text)
+
+
+def _locate(text: str, offset: int) -> tuple[str, bool]:
+    """(key path of the value holding ``offset``, or ``line L, column C``; True if in a comment)."""
+    line = text.count("\n", 0, offset) + 1
+    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    fallback = f"line {line}, column {column}"
+    # Placeholders become same-length filler so the text parses and offsets stay put.
+    masked = PLACEHOLDER.sub(lambda m: "x" * len(m.group(0)), text)
+    try:
+        root = yaml.compose(masked, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return fallback, False
+    if root is None:
+        return fallback, True
+    found = _path_in(root, offset, "")
+    if found is None:
+        return fallback, True
+    return (found or fallback), False
+
+
+def _path_in(node: yaml.Node, offset: int, path: str) -> str | None:
+    """Key path of the scalar containing ``offset`` (``""`` for the root), else None."""
+    if not node.start_mark.index <= offset < max(node.end_mark.index, node.start_mark.index + 1):
+        return None
+    if isinstance(node, yaml.ScalarNode):
+        return path
+    children: list[tuple[str, yaml.Node]] = []
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            name = str(key.value) if isinstance(key, yaml.ScalarNode) else "?"
+            key_path = join(path, name)
+            children += [(key_path, key), (key_path, value)]
+    elif isinstance(node, yaml.SequenceNode):
+        children = [(f"{path}[{i}]", item) for i, item in enumerate(node.value)]
+    for child_path, child in children:
+        found = _path_in(child, offset, child_path)
+        if found is not None:
+            return found
+    return None

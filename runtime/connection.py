@@ -1,0 +1,190 @@
+"""One actor per connected worker: a reader (this task) and a bounded writer.
+
+The reader decodes each frame and hands it to the engine; everything destined for the
+worker goes through the actor's mailbox (its bounded outbox) to the writer task, which
+sends all frames that are ready in one write. When the connection ends for any reason the
+engine runs the disconnect cleanup of spec §3.7 for this connection only (D4).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from iii_trio.actors.actor import Actor
+from iii_trio.actors.mailbox import Mailbox, MailboxClosed
+from iii_trio.runtime import protocol
+from iii_trio.runtime.transport import (
+    MESSAGE_TOO_BIG,
+    SERVICE_RESTART,
+    MessageTooBig,
+    ServerWebSocket,
+    WebSocketClosed,
+    text_frame,
+)
+
+if TYPE_CHECKING:
+    from iii_trio.runtime.engine import Engine
+    from iii_trio.runtime.invocation import Invocation
+
+log = logging.getLogger("iii_trio.connection")
+
+# Largest write the writer assembles from queued frames before sending.
+_WRITE_BATCH_BYTES = 256 * 1024
+# How long a closing connection may take to flush its close frame.
+_CLOSE_FLUSH_SECONDS = 2.0
+
+
+class WorkerConnection(Actor):
+    kind = "connection"
+
+    def __init__(
+        self, engine: Engine, ws: ServerWebSocket, peer: str, *, outbox_capacity: int
+    ) -> None:
+        super().__init__(f"worker {peer}", mailbox_capacity=outbox_capacity)
+        self.engine = engine
+        self.ws = ws
+        self.peer = peer
+        self.worker_id = str(uuid.uuid4())
+        self.reattach_token = secrets.token_urlsafe(24)  # 192 bits from the OS CSPRNG
+        self.connected_at_ms = int(time.time() * 1000)
+        assert self.mailbox is not None
+        self.outbox: Mailbox[bytes] = self.mailbox
+        self.slots = trio.Semaphore(engine.config.max_in_flight_per_worker)
+        # Invocations routed to this worker: all of them (queued + running) and the running
+        # ones by id, where its results are matched.
+        self.assigned: set[Invocation] = set()
+        self.pending: dict[str, Invocation] = {}
+        # Invocations this worker is waiting on as a caller.
+        self.outgoing: set[Invocation] = set()
+        self.functions: set[str] = set()
+        self.provided_types: set[str] = set()
+        self.services: dict[str, protocol.RegisterService] = {}
+        self.metadata: dict[str, Any] = {}
+        self.latest_metrics: Any = None
+        self.listed = False  # appears in engine::workers::list (spec §3.8)
+        self.close_code = SERVICE_RESTART
+        self._cancel_scope: trio.CancelScope | None = None
+
+    def __repr__(self) -> str:
+        return f"<WorkerConnection {self.worker_id} {self.peer}>"
+
+    @property
+    def display_name(self) -> str:
+        name = self.metadata.get("name")
+        return name if isinstance(name, str) else self.peer
+
+    def request_stop(self) -> None:
+        """Retire the connection (reattach, shutdown); cleanup runs in its own task."""
+        if self._cancel_scope is not None:
+            self._cancel_scope.cancel()
+
+    async def send(self, message: protocol.Message) -> None:
+        try:
+            await self.outbox.send(text_frame(protocol.encode(message)))
+        except MailboxClosed:
+            pass
+
+    async def run(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        self.ws.on_control_frame(self._queue_control)
+        self.engine.connections[self.worker_id] = self
+        await self.send(protocol.WorkerRegistered(self.worker_id, self.reattach_token))
+        self.engine.worker_event("worker_connected", self.worker_id)
+        task_status.started()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._write_loop)
+                with trio.CancelScope() as self._cancel_scope:
+                    await self._read_loop()
+                nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                self.outbox.close()
+                await self.engine.disconnected(self)
+                await self._close_socket()
+
+    async def _read_loop(self) -> None:
+        handle = self.engine.handle_frame
+        while True:
+            try:
+                frame = await self.ws.receive()
+            except WebSocketClosed as closed:
+                log.debug("%s closed: %s", self, closed)
+                self.close_code = closed.code
+                return
+            except MessageTooBig as exc:
+                log.warning("%s: %s; closing with 1009", self, exc)
+                self.close_code = MESSAGE_TOO_BIG
+                return
+            await handle(self, frame)
+
+    async def _write_loop(self) -> None:
+        outbox = self.outbox
+        while True:
+            try:
+                first = await outbox.receive()
+            except MailboxClosed:
+                return
+            batch = [first]
+            size = len(first)
+            while size < _WRITE_BATCH_BYTES:
+                try:
+                    item = outbox.receive_nowait()
+                except (trio.WouldBlock, MailboxClosed):
+                    break
+                batch.append(item)
+                size += len(item)
+            try:
+                await self.ws.send(first if len(batch) == 1 else b"".join(batch))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                # The reader sees the drop and runs the cleanup; stop writing.
+                self._request_reader_stop()
+                return
+
+    def _request_reader_stop(self) -> None:
+        if self._cancel_scope is not None:
+            self._cancel_scope.cancel()
+
+    def _queue_control(self, frame: bytes) -> None:
+        # Pongs are dropped if the outbox is full: the peer is not reading anyway.
+        try:
+            self.outbox.try_send(frame)
+        except MailboxClosed:
+            pass
+
+    async def _close_socket(self) -> None:
+        code = self.close_code
+        if code in (1005, 1006):  # never sent on the wire
+            code = 1000
+        with trio.move_on_after(_CLOSE_FLUSH_SECONDS):
+            await self.ws.close(code)
+        await self.ws.aclose()
+
+    # --- introspection ---------------------------------------------------------------------
+
+    def worker_row(self) -> dict[str, Any]:
+        meta = self.metadata
+        return {
+            "id": self.worker_id,
+            "name": _str_or_none(meta.get("name")),
+            "runtime": _str_or_none(meta.get("runtime")),
+            "version": _str_or_none(meta.get("version")),
+            "os": _str_or_none(meta.get("os")),
+            "ip_address": self.peer,
+            "status": "connected",
+            "connected_at_ms": self.connected_at_ms,
+            "function_count": len(self.functions),
+            "functions": sorted(self.functions),
+            "active_invocations": len(self.assigned),
+            "latest_metrics": self.latest_metrics,
+            "pid": meta.get("pid") if isinstance(meta.get("pid"), int) else None,
+        }
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None

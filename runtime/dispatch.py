@@ -1,0 +1,201 @@
+"""What the engine does with each frame a worker sends (spec §2.1, §3.5, §3.7, §4).
+
+:meth:`Dispatcher.handle_frame` runs in the connection's reader task, so a connection's
+frames are applied in order. It never waits on another worker: calls become invocation
+actors, and frames to other workers go through their bounded outboxes.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import TYPE_CHECKING, Any
+
+from iii_trio.runtime import protocol
+from iii_trio.runtime.invocation import Outcome
+from iii_trio.runtime.registry import Binding
+from iii_trio.runtime.router import not_found
+from iii_trio.runtime.transport import text_frame
+from iii_trio.runtime.triggers import ENGINE_TYPE_NAMES
+
+if TYPE_CHECKING:
+    from iii_trio.runtime.connection import WorkerConnection
+    from iii_trio.runtime.engine import Engine
+
+log = logging.getLogger("iii_trio.dispatch")
+
+
+class Dispatcher:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.registry = engine.registry
+        self.router = engine.router
+        self.triggers = engine.triggers
+
+    async def handle_frame(self, conn: WorkerConnection, frame: str | bytes) -> None:
+        try:
+            message = protocol.decode(frame)
+        except protocol.UnknownMessageType as exc:
+            log.debug("%s: %s ignored", conn, exc)
+            return
+        except protocol.FrameRejected as exc:
+            log.warning("%s: frame rejected: %s", conn, exc.reason)
+            return
+        # Hot path first: calls and results.
+        if type(message) is protocol.InvokeFunction:
+            await self._invoke(conn, message)
+        elif type(message) is protocol.InvocationResult:
+            self._result(conn, message)
+        elif isinstance(message, protocol.Telemetry):
+            self.engine.telemetry_received(conn, message)
+        else:
+            version = self.registry.version
+            await self._control(conn, message)
+            if self.registry.version != version:
+                self.engine.functions_changed()
+
+    # --- calls -------------------------------------------------------------------------------
+
+    async def _invoke(self, conn: WorkerConnection, msg: protocol.InvokeFunction) -> None:
+        data = msg.data
+        if isinstance(data, dict):
+            data["_caller_worker_id"] = conn.worker_id  # spec §4.4, overwrites any value
+        action = msg.action
+        void = msg.invocation_id is None or (action is not None and action.type == "void")
+        if action is not None and action.type == "enqueue":
+            await self.engine.enqueue(conn, msg)
+            return
+        invocation = self.router.start(
+            msg.function_id,
+            data,
+            invocation_id=None if void else msg.invocation_id,
+            caller=conn,
+            reply=not void,
+            traceparent=msg.traceparent,
+            baggage=msg.baggage,
+            metadata=msg.metadata,
+        )
+        if invocation is None:
+            if void:
+                log.info("%s: void call of unknown function %s", conn, msg.function_id)
+            else:
+                assert msg.invocation_id is not None
+                await self.reply(
+                    conn, msg.invocation_id, msg.function_id, error=not_found(msg.function_id)
+                )
+        conn.listed = conn.listed or msg.function_id == "engine::workers::register"
+
+    def _result(self, conn: WorkerConnection, msg: protocol.InvocationResult) -> None:
+        invocation = conn.pending.get(msg.invocation_id)
+        if invocation is None:
+            log.debug("%s: result for unknown invocation %s dropped", conn, msg.invocation_id)
+            return
+        invocation.settle(Outcome(result=msg.result, error=msg.error))
+
+    async def reply(
+        self,
+        conn: WorkerConnection,
+        invocation_id: str,
+        function_id: str,
+        *,
+        result: Any = None,
+        error: protocol.ErrorBody | None = None,
+    ) -> None:
+        frame = protocol.encode_result(invocation_id, function_id, result=result, error=error)
+        try:
+            await conn.outbox.send(text_frame(frame))
+        except Exception:  # MailboxClosed: the caller is gone
+            log.debug("%s: reply to %s dropped", conn, invocation_id)
+
+    # --- registrations -----------------------------------------------------------------------
+
+    async def _control(self, conn: WorkerConnection, message: protocol.Message) -> None:
+        registry = self.registry
+        match message:
+            case protocol.RegisterFunction():
+                if message.invocation is not None:
+                    log.info(
+                        "%s: HTTP-invoked function %s ignored (HttpFunctionsModule not loaded)",
+                        conn,
+                        message.id,
+                    )
+                    return
+                registry.add_provider(conn, message)
+                conn.functions.add(message.id)
+                conn.listed = True
+            case protocol.UnregisterFunction():
+                if registry.remove_provider(conn, message.id):
+                    conn.functions.discard(message.id)
+            case protocol.RegisterTriggerType():
+                if message.id in ENGINE_TYPE_NAMES:
+                    log.warning("%s: cannot provide engine trigger type %r", conn, message.id)
+                    return
+                registry.add_type_provider(conn, message)
+                conn.provided_types.add(message.id)
+                conn.listed = True
+                await self.triggers.provider_added(message.id)
+            case protocol.UnregisterTriggerType():
+                if message.id in conn.provided_types:
+                    conn.provided_types.discard(message.id)
+                    await self.triggers.provider_removed(conn, message.id)
+            case protocol.RegisterTrigger():
+                conn.listed = True
+                await self.triggers.bind(
+                    Binding(
+                        owner=conn,
+                        id=message.id,
+                        trigger_type=message.trigger_type,
+                        function_id=message.function_id,
+                        config=message.config,
+                        metadata=message.metadata,
+                    )
+                )
+            case protocol.UnregisterTrigger():
+                binding = registry.bindings.get((conn.worker_id, message.id))
+                if binding is not None:
+                    await self.triggers.unbind(binding)
+            case protocol.TriggerRegistrationResult():
+                await self.triggers.provider_answered(conn, message)
+            case protocol.RegisterService():
+                conn.services[message.id] = message
+            case protocol.Reattach():
+                self._reattach(conn, message)
+            case protocol.Ping():
+                await conn.send(protocol.Pong())
+            case _:
+                log.debug("%s: %s frame ignored", conn, message.TYPE)
+
+    def _reattach(self, conn: WorkerConnection, msg: protocol.Reattach) -> None:
+        """Retire the half-open old socket of a reconnected worker (spec §3.5)."""
+        old = self.engine.connections.get(msg.previous_worker_id)
+        if old is None or old is conn or msg.reattach_token is None:
+            return
+        if hmac.compare_digest(old.reattach_token.encode(), msg.reattach_token.encode()):
+            log.info("%s reattached: retiring %s", conn, old)
+            old.request_stop()
+
+    # --- disconnect (spec §3.7, D4) -----------------------------------------------------------
+
+    async def disconnected(self, conn: WorkerConnection) -> None:
+        engine = self.engine
+        registry = self.registry
+        if engine.connections.get(conn.worker_id) is conn:
+            del engine.connections[conn.worker_id]
+        stopped = Outcome(error=protocol.ErrorBody("invocation_stopped", "Invocation stopped"))
+        for invocation in list(conn.assigned):
+            invocation.settle(stopped)
+        for invocation in list(conn.outgoing):
+            invocation.abandon()
+        version = registry.version
+        for function_id in list(conn.functions):
+            registry.remove_provider(conn, function_id)
+        conn.functions.clear()
+        for binding in list(registry.owned_by(conn)):
+            await self.triggers.unbind(binding)
+        for type_id in list(conn.provided_types):
+            await self.triggers.provider_removed(conn, type_id)
+        conn.provided_types.clear()
+        engine.channels.owner_gone(conn.worker_id)
+        if registry.version != version:
+            engine.functions_changed()
+        engine.worker_event("worker_disconnected", conn.worker_id)

@@ -1,0 +1,193 @@
+"""The engine: one supervision tree of actors (docs/architecture.md).
+
+    engine (supervisor, one_for_one)
+    ├── registry       the functions-available notifier over the registry data
+    ├── invocations    supervisor of the live invocation actors
+    ├── channels       expiry of unconnected channels
+    ├── modules        supervisor, the always-loaded WorkerModule, then config order
+    └── listener       the worker port; one connection actor per socket
+
+Modules start before the listener so a worker never sees a half-loaded engine; on
+shutdown the tree stops in reverse, so connections close (1012) first.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from iii_trio.actors.actor import Actor
+from iii_trio.actors.supervisor import ChildSpec, Supervisor
+from iii_trio.actors.system import ActorSystem
+from iii_trio.runtime import protocol
+from iii_trio.runtime.builtins import WorkerModule
+from iii_trio.runtime.channels import ChannelTable
+from iii_trio.runtime.config import EngineConfig
+from iii_trio.runtime.connection import WorkerConnection
+from iii_trio.runtime.dispatch import Dispatcher
+from iii_trio.runtime.listener import Listener
+from iii_trio.runtime.registry import Registry
+from iii_trio.runtime.router import Router
+from iii_trio.runtime.triggers import Triggers
+
+log = logging.getLogger("iii_trio.engine")
+
+# Bounded outbox of each worker connection, in frames (spec §4.7).
+DEFAULT_OUTBOX_CAPACITY = 1024
+# How long after a change of the function set engine::functions-available fires; changes
+# within this window are coalesced (spec: within 5 s).
+FUNCTIONS_AVAILABLE_DELAY = 0.5
+
+_current_engine: contextvars.ContextVar[Engine] = contextvars.ContextVar("iii_trio_engine")
+
+
+def current_engine() -> Engine:
+    try:
+        return _current_engine.get()
+    except LookupError:
+        raise RuntimeError(
+            "current_engine() was called outside a running engine: call it from a task "
+            "started inside Engine.run() (an actor, a module, an engine function)"
+        ) from None
+
+
+class Engine:
+    def __init__(
+        self, config: EngineConfig, *, outbox_capacity: int = DEFAULT_OUTBOX_CAPACITY
+    ) -> None:
+        self.config = config
+        self.outbox_capacity = outbox_capacity
+        self.system = ActorSystem()
+        self.registry = Registry()
+        self.router = Router(self.registry, config.default_timeout)
+        self.triggers = Triggers(self.registry)
+        self.channels = ChannelTable()
+        self.connections: dict[str, WorkerConnection] = {}
+        self.dispatcher = Dispatcher(self)
+        self.worker_module = WorkerModule(self)
+        self.listener: Listener | None = None
+        self.port: int | None = None
+        self._functions_changed = trio.Event()
+        self._root: Supervisor | None = None
+
+    # --- hooks used by connections and modules ---------------------------------------------
+
+    async def handle_frame(self, conn: WorkerConnection, frame: str | bytes) -> None:
+        await self.dispatcher.handle_frame(conn, frame)
+
+    async def disconnected(self, conn: WorkerConnection) -> None:
+        await self.dispatcher.disconnected(conn)
+
+    def functions_changed(self) -> None:
+        self._functions_changed.set()
+
+    def worker_event(self, event: str, worker_id: str) -> None:
+        module = self.worker_module
+        module.fire(module.workers_available, {"event": event, "worker_id": worker_id})
+
+    def telemetry_received(self, conn: WorkerConnection | None, frame: protocol.Telemetry) -> None:
+        """Telemetry frames are accepted and dropped until the observability module lands."""
+
+    async def enqueue(self, conn: WorkerConnection, msg: protocol.InvokeFunction) -> None:
+        """The invoke action ``enqueue`` (spec §4.5); answered here until QueueModule lands."""
+        if msg.invocation_id is not None:
+            await self.dispatcher.reply(
+                conn,
+                msg.invocation_id,
+                msg.function_id,
+                error=protocol.ErrorBody("enqueue_error", "QueueModule not loaded"),
+            )
+
+    # --- the tree ---------------------------------------------------------------------------
+
+    def _tree(self) -> Supervisor:
+        def invocations() -> Supervisor:
+            supervisor = Supervisor("invocations")
+            self.router.supervisor = supervisor
+            return supervisor
+
+        def listener() -> Listener:
+            self.listener = Listener(self)
+            return self.listener
+
+        def modules() -> Supervisor:
+            return Supervisor("modules", [ChildSpec("worker", lambda: self.worker_module)])
+
+        return Supervisor(
+            "engine",
+            [
+                ChildSpec("registry", lambda: _Task("registry", self._notify_functions_available)),
+                ChildSpec("invocations", invocations),
+                ChildSpec("channels", lambda: _Task("channels", self.channels.expire_forever)),
+                ChildSpec("modules", modules),
+                ChildSpec("listener", listener, shutdown_timeout=2.0),
+            ],
+        )
+
+    async def run(self, task_status: trio.TaskStatus[Engine] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the engine until cancelled; ``started()`` reports it once the port is bound."""
+        _current_engine.set(self)
+        self._root = self._tree()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.system.run_actor, self._root, None)
+            assert self.listener is not None
+            self.port = self.listener.port
+            task_status.started(self)
+
+    async def drain(self, seconds: float) -> None:
+        """Stop accepting connections and wait up to ``seconds`` for live invocations."""
+        if self.listener is not None:
+            self.listener.stop_accepting()
+        with trio.move_on_after(seconds):
+            await self.router.wait_idle()
+        if self.router.live:
+            log.warning(
+                "shutdown: %d invocation(s) still live after %.1f s", len(self.router.live), seconds
+            )
+
+    async def _notify_functions_available(self) -> None:
+        seen = self.registry.version
+        while True:
+            await self._functions_changed.wait()
+            self._functions_changed = trio.Event()
+            await trio.sleep(FUNCTIONS_AVAILABLE_DELAY)
+            if self.registry.version == seen:
+                continue
+            seen = self.registry.version
+            module = self.worker_module
+            if module.functions_available.bindings:
+                payload = {
+                    "event": "functions_changed",
+                    "functions": self.registry.function_rows(include_internal=False),
+                }
+                module.fire(module.functions_available, payload)
+
+
+class _Task(Actor):
+    """An actor whose body is one long-running function of the engine."""
+
+    kind = "service"
+
+    def __init__(self, name: str, body: Any) -> None:
+        super().__init__(name)
+        self._body = body
+
+    async def run(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        await self._body()
+
+
+@asynccontextmanager
+async def open_engine(config: EngineConfig) -> AsyncIterator[Engine]:
+    """Run an engine for the duration of the block (tests, embedding)."""
+    async with trio.open_nursery() as nursery:
+        engine: Engine = await nursery.start(Engine(config).run)
+        try:
+            yield engine
+        finally:
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,223 @@
+"""One live invocation actor per routed call (spec/protocol.md §4, D3, D4, D5).
+
+An :class:`Invocation` owns a call from the moment it is routed until its outcome is
+delivered: it waits for an in-flight slot on its target (state ``queued``), sends the frame
+(state ``running``), waits for the result, and answers the caller, all inside the call's
+engine-side deadline. Anything that settles the call from outside (the target's result, the
+target disconnecting, the caller going away) calls :meth:`Invocation.settle` or
+:meth:`Invocation.abandon`, which wake the actor by cancelling its wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
+import trio
+
+from iii_trio.actors.actor import Actor
+from iii_trio.actors.mailbox import MailboxClosed
+from iii_trio.runtime import protocol
+from iii_trio.runtime.errors import InvocationError
+from iii_trio.runtime.transport import text_frame
+
+if TYPE_CHECKING:
+    from iii_trio.runtime.connection import WorkerConnection
+
+log = logging.getLogger("iii_trio.invocation")
+
+STOPPED = protocol.ErrorBody("invocation_stopped", "Invocation stopped")
+
+
+@attrs.frozen
+class CallContext:
+    """What an engine function learns about its call."""
+
+    invocation_id: str
+    function_id: str
+    caller: WorkerConnection | None  # None for engine-originated calls
+    caller_module: str | None = None
+    metadata: Any = None
+
+
+class LocalHandler(Protocol):
+    def __call__(self, data: Any, ctx: CallContext, /) -> Awaitable[Any]: ...
+
+
+@attrs.frozen
+class EngineFunction:
+    """A function executed in-process (``engine::*``, ``state::*``, ...)."""
+
+    id: str
+    handler: LocalHandler
+    description: str | None = None
+    metadata: Any = None
+
+
+@attrs.define(eq=False)
+class Outcome:
+    result: Any = None
+    error: protocol.ErrorBody | None = None
+
+
+class Invocation(Actor):
+    kind = "invocation"
+
+    def __init__(
+        self,
+        *,
+        invocation_id: str,
+        function_id: str,
+        data: Any,
+        deadline: float,
+        timeout_ms: int,
+        caller: WorkerConnection | None,
+        caller_module: str | None = None,
+        reply: bool,
+        target: WorkerConnection | None = None,
+        local: EngineFunction | None = None,
+        traceparent: str | None = None,
+        baggage: str | None = None,
+        metadata: Any = None,
+        on_done: Callable[[Invocation], None],
+    ) -> None:
+        super().__init__(function_id)
+        self.id = invocation_id
+        self.function_id = function_id
+        self.data = data
+        self.deadline = deadline
+        self.timeout_ms = timeout_ms
+        self.caller = caller
+        self.caller_module = caller_module
+        self.reply = reply
+        self.target = target
+        self.local = local
+        self.traceparent = traceparent
+        self.baggage = baggage
+        self.metadata = metadata
+        self.state = "queued"
+        self.started_at_ms = int(time.time() * 1000)
+        self.outcome: Outcome | None = None
+        self.finished = trio.Event()
+        self._on_done = on_done
+        self._wait_scope: trio.CancelScope | None = None
+        self._abandoned = False
+
+    # --- settled from outside -----------------------------------------------------------
+
+    def settle(self, outcome: Outcome) -> None:
+        """Record the outcome (the first one wins) and wake the actor."""
+        if self.outcome is None:
+            self.outcome = outcome
+            if self._wait_scope is not None:
+                self._wait_scope.cancel()
+
+    def abandon(self) -> None:
+        """The caller went away: stop waiting and deliver nothing (D4.2)."""
+        self._abandoned = True
+        self.settle(Outcome(error=STOPPED))
+
+    # --- the actor -----------------------------------------------------------------------
+
+    async def run(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        try:
+            with trio.move_on_at(self.deadline):
+                with trio.CancelScope() as self._wait_scope:
+                    if self.outcome is None:
+                        if self.local is not None:
+                            await self._run_local(self.local)
+                        elif self.target is not None:
+                            await self._run_remote(self.target)
+                        else:
+                            raise AssertionError("an invocation needs a target")
+            if self.outcome is None:
+                self.outcome = Outcome(
+                    error=protocol.ErrorBody(
+                        "timeout",
+                        f"invocation of {self.function_id} timed out after {self.timeout_ms} ms",
+                    )
+                )
+            if not self._abandoned:
+                await self._deliver(self.outcome)
+        finally:
+            self._on_done(self)
+            self.finished.set()
+
+    async def _run_local(self, function: EngineFunction) -> None:
+        self.state = "running"
+        ctx = CallContext(self.id, self.function_id, self.caller, self.caller_module, self.metadata)
+        try:
+            result = await function.handler(self.data, ctx)
+        except InvocationError as exc:
+            self.settle(Outcome(error=exc.body))
+        except Exception as exc:
+            log.exception("engine function %s failed", self.function_id)
+            self.settle(
+                Outcome(
+                    error=protocol.ErrorBody("invocation_failed", f"{type(exc).__name__}: {exc}")
+                )
+            )
+        else:
+            self.settle(Outcome(result=result))
+
+    async def _run_remote(self, target: WorkerConnection) -> None:
+        # D5: the slot wait counts against the deadline; state "queued" until sent.
+        async with target.slots:
+            if self.outcome is not None:
+                return
+            self.state = "running"
+            target.pending[self.id] = self
+            try:
+                frame = protocol.encode_invoke(
+                    self.id,
+                    self.function_id,
+                    self.data,
+                    traceparent=self.traceparent,
+                    baggage=self.baggage,
+                    metadata=self.metadata,
+                )
+                try:
+                    await target.outbox.send(text_frame(frame))
+                except MailboxClosed:
+                    self.settle(Outcome(error=STOPPED))
+                    return
+                await trio.sleep_forever()
+            finally:
+                if target.pending.get(self.id) is self:
+                    del target.pending[self.id]
+
+    async def _deliver(self, outcome: Outcome) -> None:
+        if outcome.error is not None and not self.reply:
+            log.info("call of %s failed: %s", self.function_id, outcome.error.message)
+        caller = self.caller
+        if not self.reply or caller is None:
+            return
+        frame = protocol.encode_result(
+            self.id, self.function_id, result=outcome.result, error=outcome.error
+        )
+        try:
+            await caller.outbox.send(text_frame(frame))
+        except MailboxClosed:
+            pass  # the caller disconnected meanwhile: nobody to tell
+
+    # --- introspection (D12) ---------------------------------------------------------------
+
+    def row(self, now_ms: int) -> dict[str, Any]:
+        if self.caller is not None:
+            caller = {"kind": "worker", "id": self.caller.worker_id}
+        else:
+            caller = {"kind": "module", "id": self.caller_module or "engine"}
+        return {
+            "id": self.id,
+            "function_id": self.function_id,
+            "caller": caller,
+            "target_worker": self.target.worker_id if self.target is not None else None,
+            "started_at": self.started_at_ms,
+            "age_ms": max(0, now_ms - self.started_at_ms),
+            "deadline_ms": self.started_at_ms + self.timeout_ms,
+            "state": self.state,
+        }

@@ -1,0 +1,147 @@
+"""The worker port: accepts WebSocket upgrades and starts one actor per socket (spec §3.1).
+
+``/`` is the worker protocol, ``/otel`` a telemetry-only socket, ``/ws/channels/<id>`` a
+channel side; anything else is HTTP 404. With ``auth_token`` set, ``/`` and ``/otel`` need
+``Authorization: Bearer <token>`` or get HTTP 401 (D13).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import socket
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+import trio
+
+from iii_trio.actors.actor import Actor
+from iii_trio.actors.system import current_actor_id, current_system
+from iii_trio.runtime import protocol
+from iii_trio.runtime.connection import WorkerConnection
+from iii_trio.runtime.transport import (
+    HandshakeFailed,
+    HandshakeRequest,
+    Rejection,
+    ServerWebSocket,
+    WebSocketClosed,
+    accept,
+)
+
+if TYPE_CHECKING:
+    from iii_trio.runtime.engine import Engine
+
+log = logging.getLogger("iii_trio.listener")
+
+HANDSHAKE_TIMEOUT_SECONDS = 10.0
+CHANNEL_PREFIX = "/ws/channels/"
+
+
+class Listener(Actor):
+    kind = "listener"
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__("worker-port")
+        self.engine = engine
+        self._accepting = trio.CancelScope()
+        self.port: int | None = None
+
+    def stop_accepting(self) -> None:
+        """Close the listening socket; live connections carry on (graceful drain)."""
+        self._accepting.cancel()
+
+    async def run(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        config = self.engine.config
+        listeners = await trio.open_tcp_listeners(config.port, host=config.host)
+        self.port = listeners[0].socket.getsockname()[1]
+        for listener in listeners:
+            listener.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        task_status.started(self.port)
+        async with trio.open_nursery() as connections:
+            with self._accepting:
+                await trio.serve_listeners(
+                    self._handle,
+                    listeners,
+                    handler_nursery=connections,
+                )
+            for listener in listeners:
+                await listener.aclose()
+
+    async def _handle(self, stream: trio.abc.Stream) -> None:
+        assert isinstance(stream, trio.SocketStream)
+        try:
+            stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            peer = stream.socket.getpeername()[0]
+        except OSError:
+            peer = "unknown"
+        try:
+            with trio.fail_after(HANDSHAKE_TIMEOUT_SECONDS):
+                ws, request = await accept(
+                    stream, self._decide, max_message_size=self.engine.config.max_message_size
+                )
+        except (HandshakeFailed, trio.TooSlowError, trio.BrokenResourceError, OSError) as exc:
+            log.debug("handshake from %s failed: %s", peer, exc)
+            await stream.aclose()
+            return
+        path = urlsplit(request.path).path
+        if path == "/":
+            conn = WorkerConnection(
+                self.engine, ws, peer, outbox_capacity=self.engine.outbox_capacity
+            )
+            await current_system().run_actor(conn, parent=current_actor_id())
+        elif path == "/otel":
+            await self._telemetry_socket(ws)
+        else:
+            await self._channel_socket(request, ws)
+
+    def _decide(self, request: HandshakeRequest) -> Rejection | None:
+        parts = urlsplit(request.path)
+        if parts.path in ("/", "/otel"):
+            token = self.engine.config.auth_token
+            if token and not _bearer_matches(request.header(b"authorization"), token):
+                return Rejection(401, "unauthorized\n")
+            return None
+        if parts.path.startswith(CHANNEL_PREFIX):
+            query = parse_qs(parts.query)
+            channel_id = parts.path[len(CHANNEL_PREFIX) :]
+            key = query.get("key", [""])[0]
+            direction = query.get("dir", [""])[0]
+            if direction in ("read", "write") and self.engine.channels.lookup(channel_id, key):
+                return None
+        return Rejection(404, "not found\n")
+
+    async def _telemetry_socket(self, ws: ServerWebSocket) -> None:
+        """``/otel``: telemetry frames only; text frames are ignored (spec §3.1)."""
+        try:
+            while True:
+                frame = await ws.receive()
+                if isinstance(frame, bytes):
+                    try:
+                        message = protocol.decode(frame)
+                    except (protocol.FrameRejected, protocol.UnknownMessageType):
+                        continue
+                    if isinstance(message, protocol.Telemetry):
+                        self.engine.telemetry_received(None, message)
+        except WebSocketClosed:
+            pass
+        except Exception as exc:  # an oversized frame, a broken stream
+            log.debug("/otel socket ended: %s", exc)
+        finally:
+            with trio.CancelScope(shield=True):
+                await ws.close(1000)
+
+    async def _channel_socket(self, request: HandshakeRequest, ws: ServerWebSocket) -> None:
+        parts = urlsplit(request.path)
+        query = parse_qs(parts.query)
+        channel = self.engine.channels.lookup(
+            parts.path[len(CHANNEL_PREFIX) :], query.get("key", [""])[0]
+        )
+        if channel is None:  # removed between the handshake and now
+            await ws.aclose()
+            return
+        await self.engine.channels.serve(channel, query["dir"][0], ws)
+
+
+def _bearer_matches(header: bytes | None, token: str) -> bool:
+    expected = b"Bearer " + token.encode()
+    return header is not None and hmac.compare_digest(header.strip(), expected)

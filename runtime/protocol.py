@@ -1,0 +1,388 @@
+"""Sans-IO codec for the iii worker protocol (spec/protocol.md §1-§2).
+
+Turns frames (text or bytes) into message objects and message objects into frame bytes.
+No I/O and no trio here: the transport feeds frames in, the engine acts on the messages.
+
+Tolerance rules (D1): unknown fields are ignored; an unknown ``type`` raises
+:class:`UnknownMessageType` (the caller logs it at debug level and carries on); a frame that
+is not JSON, not an object, misses a required field or has an ill-typed field raises
+:class:`FrameRejected` with a one-line reason. ``invokefunction`` without ``data`` decodes
+with ``data=None``. Absent and ``null`` optional fields are the same thing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, TypeAlias
+
+import attrs
+import cattrs
+import orjson
+from cattrs.gen import make_dict_unstructure_fn, override
+
+TELEMETRY_PREFIXES = (b"OTLP", b"MTRC", b"LOGS")
+
+
+class FrameRejected(ValueError):
+    """The frame cannot be decoded into a message; ``reason`` says why, in one line."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class UnknownMessageType(ValueError):
+    """A well-formed JSON object whose ``type`` this engine does not know (ignored, D1)."""
+
+    def __init__(self, message_type: object) -> None:
+        super().__init__(f"unknown message type {message_type!r}")
+        self.message_type = message_type
+
+
+# --- message records ---------------------------------------------------------------------
+
+
+@attrs.frozen
+class ErrorBody:
+    code: str
+    message: str = ""
+    stacktrace: str | None = None
+
+    def as_dict(self) -> dict[str, str]:
+        body = {"code": self.code, "message": self.message}
+        if self.stacktrace is not None:
+            body["stacktrace"] = self.stacktrace
+        return body
+
+
+@attrs.frozen
+class Action:
+    """``{"type":"void"}`` or ``{"type":"enqueue","queue":...}``."""
+
+    type: str
+    queue: str | None = None
+
+
+@attrs.frozen
+class RegisterFunction:
+    TYPE: ClassVar[str] = "registerfunction"
+    id: str
+    description: str | None = None
+    request_format: Any = None
+    response_format: Any = None
+    metadata: Any = None
+    invocation: Any = None
+
+
+@attrs.frozen
+class UnregisterFunction:
+    TYPE: ClassVar[str] = "unregisterfunction"
+    id: str
+
+
+@attrs.frozen
+class RegisterTriggerType:
+    TYPE: ClassVar[str] = "registertriggertype"
+    id: str
+    description: str | None = None
+    trigger_request_format: Any = None
+    call_request_format: Any = None
+
+
+@attrs.frozen
+class UnregisterTriggerType:
+    TYPE: ClassVar[str] = "unregistertriggertype"
+    id: str
+
+
+@attrs.frozen
+class RegisterTrigger:
+    """Worker → engine (a binding) and engine → provider (delivering the binding)."""
+
+    TYPE: ClassVar[str] = "registertrigger"
+    id: str
+    trigger_type: str
+    function_id: str
+    config: Any
+    metadata: Any = None
+
+
+@attrs.frozen
+class UnregisterTrigger:
+    TYPE: ClassVar[str] = "unregistertrigger"
+    id: str
+    trigger_type: str | None = None
+
+
+@attrs.frozen
+class TriggerRegistrationResult:
+    TYPE: ClassVar[str] = "triggerregistrationresult"
+    id: str
+    trigger_type: str | None = None
+    function_id: str | None = None
+    error: ErrorBody | None = None
+
+
+@attrs.frozen
+class InvokeFunction:
+    TYPE: ClassVar[str] = "invokefunction"
+    function_id: str
+    # No default marker: a missing ``data`` is delivered as null (D1), so it is always encoded.
+    data: Any = None
+    invocation_id: str | None = None
+    action: Action | None = None
+    traceparent: str | None = None
+    baggage: str | None = None
+    metadata: Any = None
+
+
+@attrs.frozen
+class InvocationResult:
+    """``function_id`` is required by the spec but tolerated when missing: the engine knows
+    the function from the invocation, and dropping a result would leave its caller waiting."""
+
+    TYPE: ClassVar[str] = "invocationresult"
+    invocation_id: str
+    function_id: str | None = None
+    result: Any = None
+    error: ErrorBody | None = None
+    traceparent: str | None = None
+    baggage: str | None = None
+
+
+@attrs.frozen
+class RegisterService:
+    TYPE: ClassVar[str] = "registerservice"
+    id: str
+    name: str | None = None
+    description: str | None = None
+    parent_service_id: str | None = None
+
+
+@attrs.frozen
+class Reattach:
+    TYPE: ClassVar[str] = "reattach"
+    previous_worker_id: str
+    reattach_token: str | None = None
+
+
+@attrs.frozen
+class Ping:
+    TYPE: ClassVar[str] = "ping"
+
+
+@attrs.frozen
+class Pong:
+    TYPE: ClassVar[str] = "pong"
+
+
+@attrs.frozen
+class WorkerRegistered:
+    TYPE: ClassVar[str] = "workerregistered"
+    worker_id: str
+    reattach_token: str
+
+
+@attrs.frozen
+class Telemetry:
+    """A binary telemetry frame: ``kind`` is OTLP, MTRC or LOGS; ``body`` is OTLP JSON."""
+
+    kind: str
+    body: bytes
+
+
+Message: TypeAlias = (
+    RegisterFunction
+    | UnregisterFunction
+    | RegisterTriggerType
+    | UnregisterTriggerType
+    | RegisterTrigger
+    | UnregisterTrigger
+    | TriggerRegistrationResult
+    | InvokeFunction
+    | InvocationResult
+    | RegisterService
+    | Reattach
+    | Ping
+    | Pong
+    | WorkerRegistered
+)
+
+_MESSAGE_CLASSES: tuple[type[Any], ...] = (
+    RegisterFunction,
+    UnregisterFunction,
+    RegisterTriggerType,
+    UnregisterTriggerType,
+    RegisterTrigger,
+    UnregisterTrigger,
+    TriggerRegistrationResult,
+    InvokeFunction,
+    InvocationResult,
+    RegisterService,
+    Reattach,
+    Ping,
+    Pong,
+    WorkerRegistered,
+)
+_BY_TYPE: dict[str, type[Any]] = {cls.TYPE: cls for cls in _MESSAGE_CLASSES}
+
+
+# --- the converter -------------------------------------------------------------------------
+
+
+def _strict(expected: type[Any], label: str) -> Any:
+    def structure(value: object, _: type[Any]) -> Any:
+        # bool is an int subclass; a JSON true is never a valid integer here.
+        if type(value) is not expected and not (expected is float and type(value) is int):
+            raise TypeError(f"expected {label}, got {_json_kind(value)}")
+        return value
+
+    return structure
+
+
+def _json_kind(value: object) -> str:
+    return {
+        str: "string",
+        int: "integer",
+        float: "number",
+        bool: "boolean",
+        list: "array",
+        dict: "object",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
+
+
+def _make_converter() -> cattrs.Converter:
+    converter = cattrs.Converter(forbid_extra_keys=False)
+    converter.register_structure_hook(str, _strict(str, "a string"))
+    converter.register_structure_hook(int, _strict(int, "an integer"))
+    converter.register_structure_hook(bool, _strict(bool, "a boolean"))
+    converter.register_structure_hook(float, _strict(float, "a number"))
+    for cls in (ErrorBody, Action, *_MESSAGE_CLASSES):
+        # Optional fields that are None are left out of the frame (both SDK families do the
+        # same); ``data`` of an invoke is always written, null included.
+        overrides = {
+            field.name: override(omit_if_default=True)
+            for field in attrs.fields(cls)
+            if field.default is None and not (cls is InvokeFunction and field.name == "data")
+        }
+        unstructure: Any = make_dict_unstructure_fn(cls, converter, **overrides)  # type: ignore[arg-type]
+        converter.register_unstructure_hook(cls, unstructure)
+    return converter
+
+
+converter = _make_converter()
+
+
+# --- decoding ------------------------------------------------------------------------------
+
+
+def decode(frame: str | bytes) -> Message | Telemetry:
+    """Decode one WebSocket message (text as ``str``, binary as ``bytes``)."""
+    if isinstance(frame, bytes) and frame[:4] in TELEMETRY_PREFIXES:
+        return Telemetry(kind=frame[:4].decode("ascii"), body=frame[4:])
+    try:
+        obj = orjson.loads(frame)
+    except orjson.JSONDecodeError as exc:
+        raise FrameRejected(f"not valid JSON ({exc.msg})") from None
+    if not isinstance(obj, dict):
+        raise FrameRejected(f"a message must be a JSON object, got {_json_kind(obj)}")
+    return decode_object(obj)
+
+
+def decode_object(obj: dict[str, Any]) -> Message:
+    message_type = obj.get("type")
+    cls = _BY_TYPE.get(message_type) if isinstance(message_type, str) else None
+    if cls is None:
+        if message_type is None:
+            raise FrameRejected("missing required field 'type'")
+        raise UnknownMessageType(message_type)
+    try:
+        message: Message = converter.structure(obj, cls)
+    except cattrs.ClassValidationError as exc:
+        raise FrameRejected(f"{message_type}: {_describe(exc)}") from None
+    return message
+
+
+def _describe(exc: BaseException) -> str:
+    """One line from cattrs' nested validation errors: the first field that failed."""
+    path: list[str] = []
+    while isinstance(exc, cattrs.ClassValidationError):
+        inner = exc.exceptions[0]
+        notes = getattr(inner, "__notes__", [])
+        if notes:
+            # cattrs notes read "Structuring class X @ attribute name".
+            path.append(str(notes[0]).rsplit(" ", 1)[-1])
+        exc = inner
+    field = ".".join(path) or "?"
+    if isinstance(exc, KeyError):
+        return f"missing required field '{field}'"
+    return f"field '{field}': {exc}"
+
+
+# --- encoding ------------------------------------------------------------------------------
+
+
+def to_dict(message: Message) -> dict[str, Any]:
+    body: dict[str, Any] = {"type": message.TYPE}
+    body.update(converter.unstructure(message))
+    return body
+
+
+def encode(message: Message) -> bytes:
+    """The frame text (UTF-8 JSON) of one message."""
+    return orjson.dumps(to_dict(message))
+
+
+def encode_invoke(
+    invocation_id: str,
+    function_id: str,
+    data: Any,
+    *,
+    traceparent: str | None = None,
+    baggage: str | None = None,
+    metadata: Any = None,
+) -> bytes:
+    """Engine → provider ``invokefunction``. The routing hot path builds the frame directly."""
+    body: dict[str, Any] = {
+        "type": "invokefunction",
+        "invocation_id": invocation_id,
+        "function_id": function_id,
+        "data": data,
+    }
+    if traceparent is not None:
+        body["traceparent"] = traceparent
+    if baggage is not None:
+        body["baggage"] = baggage
+    if metadata is not None:
+        body["metadata"] = metadata
+    return orjson.dumps(body)
+
+
+def encode_result(
+    invocation_id: str,
+    function_id: str,
+    *,
+    result: Any = None,
+    error: ErrorBody | None = None,
+    traceparent: str | None = None,
+    baggage: str | None = None,
+) -> bytes:
+    """Engine → caller ``invocationresult``; ``result`` is omitted when null."""
+    body: dict[str, Any] = {
+        "type": "invocationresult",
+        "invocation_id": invocation_id,
+        "function_id": function_id,
+    }
+    if error is not None:
+        body["error"] = error.as_dict()
+    elif result is not None:
+        body["result"] = result
+    if traceparent is not None:
+        body["traceparent"] = traceparent
+    if baggage is not None:
+        body["baggage"] = baggage
+    return orjson.dumps(body)
+
+
+def encode_json(value: Any) -> bytes:
+    return orjson.dumps(value)

@@ -1,0 +1,137 @@
+"""Routing of calls: resolve the function, pick a provider, spawn the invocation actor.
+
+Used for worker calls (``invokefunction`` frames) and for engine-originated calls (trigger
+delivery, module calls). Every routed call is a live :class:`Invocation` actor under the
+``invocations`` supervisor, listed by ``engine::invocations::list`` (D12).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from iii_trio.runtime import protocol
+from iii_trio.runtime.errors import InvocationError
+from iii_trio.runtime.invocation import Invocation, Outcome
+
+if TYPE_CHECKING:
+    from iii_trio.actors.supervisor import Supervisor
+    from iii_trio.runtime.connection import WorkerConnection
+    from iii_trio.runtime.registry import Registry
+
+log = logging.getLogger("iii_trio.router")
+
+
+def not_found(function_id: str) -> protocol.ErrorBody:
+    return protocol.ErrorBody("function_not_found", f"Function {function_id} not found")
+
+
+class Router:
+    def __init__(self, registry: Registry, default_timeout_ms: int) -> None:
+        self.registry = registry
+        self.default_timeout_ms = default_timeout_ms
+        self.live: dict[str, Invocation] = {}
+        self._idle: trio.Event | None = None
+        self.supervisor: Supervisor | None = None
+
+    def start(
+        self,
+        function_id: str,
+        data: Any,
+        *,
+        invocation_id: str | None = None,
+        caller: WorkerConnection | None = None,
+        caller_module: str | None = None,
+        reply: bool,
+        timeout_ms: int | None = None,
+        traceparent: str | None = None,
+        baggage: str | None = None,
+        metadata: Any = None,
+    ) -> Invocation | None:
+        """Spawn the invocation actor for one call; None when the function is unknown."""
+        target = local = None
+        local = self.registry.engine_functions.get(function_id)
+        if local is None:
+            entry = self.registry.functions.get(function_id)
+            if entry is None:
+                return None
+            target = entry.pick()
+        if timeout_ms is None:
+            timeout_ms = self.default_timeout_ms
+        invocation = Invocation(
+            invocation_id=invocation_id or str(uuid.uuid4()),
+            function_id=function_id,
+            data=data,
+            deadline=trio.current_time() + timeout_ms / 1000,
+            timeout_ms=timeout_ms,
+            caller=caller,
+            caller_module=caller_module,
+            reply=reply,
+            target=target,
+            local=local,
+            traceparent=traceparent,
+            baggage=baggage,
+            metadata=metadata,
+            on_done=self._finished,
+        )
+        self.live[invocation.id] = invocation
+        if target is not None:
+            target.assigned.add(invocation)
+        if caller is not None and reply:
+            caller.outgoing.add(invocation)
+        supervisor = self.supervisor
+        assert supervisor is not None, "the invocations supervisor is not running"
+        supervisor.spawn(invocation)
+        return invocation
+
+    async def wait_idle(self) -> None:
+        """Until no invocation is live (graceful drain)."""
+        while self.live:
+            self._idle = trio.Event()
+            await self._idle.wait()
+
+    def _finished(self, invocation: Invocation) -> None:
+        if self.live.get(invocation.id) is invocation:
+            del self.live[invocation.id]
+            if not self.live and self._idle is not None:
+                self._idle.set()
+        if invocation.target is not None:
+            invocation.target.assigned.discard(invocation)
+        if invocation.caller is not None:
+            invocation.caller.outgoing.discard(invocation)
+
+    async def call(
+        self,
+        function_id: str,
+        data: Any,
+        *,
+        caller_module: str,
+        timeout_ms: int | None = None,
+    ) -> Any:
+        """An engine-originated call whose result the engine awaits (trigger delivery,
+        condition functions). Raises :class:`InvocationError` with the wire error."""
+        invocation = self.start(
+            function_id, data, caller_module=caller_module, reply=False, timeout_ms=timeout_ms
+        )
+        if invocation is None:
+            raise InvocationError(**_fields(not_found(function_id)))
+        await invocation.finished.wait()
+        outcome = invocation.outcome or Outcome()
+        if outcome.error is not None:
+            raise InvocationError(**_fields(outcome.error))
+        return outcome.result
+
+    def fire(self, function_id: str, data: Any, *, caller_module: str) -> None:
+        """An engine-originated call nobody waits for (errors are logged)."""
+        if self.start(function_id, data, caller_module=caller_module, reply=False) is None:
+            log.info("%s: cannot deliver to %s: function not found", caller_module, function_id)
+
+    def rows(self, now_ms: int) -> list[dict[str, Any]]:
+        return [invocation.row(now_ms) for invocation in self.live.values()]
+
+
+def _fields(error: protocol.ErrorBody) -> dict[str, str]:
+    return {"code": error.code, "message": error.message}

@@ -1,0 +1,267 @@
+"""The WebSocket transport: wsproto driven directly on a trio stream.
+
+This is the one place that knows how frames travel, so it can be tuned or replaced on its
+own (see docs/performance.md). Choices, each measured against trio-websocket:
+
+- Reads are 64 KiB at a time and every complete message in a read is handled before the
+  next read, instead of one channel hop per message.
+- Server frames are never masked, so outbound frames are built here (a 2-10 byte header
+  and the payload) rather than through wsproto's generic encoder, and the connection's
+  writer sends every frame that is ready in one ``send_all``.
+- permessage-deflate is declined: compression costs more CPU than loopback bandwidth.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Sequence
+
+import attrs
+import trio
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Ping,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+
+READ_SIZE = 65536
+
+# Close codes used by the engine.
+NORMAL_CLOSURE = 1000
+MESSAGE_TOO_BIG = 1009
+SERVICE_RESTART = 1012
+
+_OP_TEXT = 0x1
+_OP_BINARY = 0x2
+_OP_CLOSE = 0x8
+_OP_PONG = 0xA
+
+
+def frame(opcode: int, payload: bytes) -> bytes:
+    """One final, unmasked frame (server → client)."""
+    length = len(payload)
+    if length < 126:
+        header = bytes((0x80 | opcode, length))
+    elif length < 65536:
+        header = struct.pack("!BBH", 0x80 | opcode, 126, length)
+    else:
+        header = struct.pack("!BBQ", 0x80 | opcode, 127, length)
+    return header + payload
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A text frame whose payload is already UTF-8 (orjson output)."""
+    return frame(_OP_TEXT, payload)
+
+
+def binary_frame(payload: bytes) -> bytes:
+    return frame(_OP_BINARY, payload)
+
+
+def close_frame(code: int, reason: str = "") -> bytes:
+    return frame(_OP_CLOSE, struct.pack("!H", code) + reason.encode("utf-8")[:120])
+
+
+class WebSocketClosed(Exception):
+    """The peer closed the connection (or it dropped: code 1006)."""
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        super().__init__(f"closed with code {code} {reason}".rstrip())
+        self.code = code
+        self.reason = reason
+
+
+class MessageTooBig(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"message larger than {limit} bytes")
+        self.limit = limit
+
+
+@attrs.frozen
+class Rejection:
+    """An HTTP answer instead of an upgrade (401, 404, ...)."""
+
+    status: int
+    body: str = ""
+
+
+@attrs.frozen
+class HandshakeRequest:
+    path: str  # the request target, query string included
+    headers: Sequence[tuple[bytes, bytes]]
+
+    def header(self, name: bytes) -> bytes | None:
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None
+
+
+class HandshakeFailed(Exception):
+    pass
+
+
+async def accept(
+    stream: trio.abc.Stream,
+    decide: Callable[[HandshakeRequest], Rejection | None],
+    *,
+    max_message_size: int,
+) -> tuple[ServerWebSocket, HandshakeRequest]:
+    """Read the HTTP upgrade, ask ``decide`` whether to accept it and answer.
+
+    The caller bounds the time this may take (the 10 s handshake deadline). Raises
+    :class:`HandshakeFailed` after answering a rejected or malformed request.
+    """
+    ws = WSConnection(ConnectionType.SERVER)
+    while True:
+        data = await stream.receive_some(READ_SIZE)
+        if not data:
+            raise HandshakeFailed("peer closed during the handshake")
+        try:
+            ws.receive_data(bytes(data))
+            request = next((e for e in ws.events() if isinstance(e, Request)), None)
+        except RemoteProtocolError as exc:
+            # Not a WebSocket upgrade (plain HTTP, garbage): answer with wsproto's hint.
+            hint = exc.event_hint
+            status = hint.status_code if isinstance(hint, RejectConnection) else 400
+            await _reject(stream, ws, Rejection(status, "not a WebSocket upgrade\n"))
+            raise HandshakeFailed(str(exc)) from None
+        if request is not None:
+            break
+    handshake = HandshakeRequest(path=request.target, headers=request.extra_headers)
+    rejection = decide(handshake)
+    if rejection is not None:
+        await _reject(stream, ws, rejection)
+        raise HandshakeFailed(f"rejected with HTTP {rejection.status}")
+    await stream.send_all(ws.send(AcceptConnection()))
+    return ServerWebSocket(stream, ws, max_message_size), handshake
+
+
+async def _reject(stream: trio.abc.Stream, ws: WSConnection, rejection: Rejection) -> None:
+    body = rejection.body.encode()
+    headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
+    try:
+        out = ws.send(
+            RejectConnection(status_code=rejection.status, headers=headers, has_body=True)
+        )
+        out += ws.send(RejectData(data=body, body_finished=True))
+    except LocalProtocolError:
+        return
+    try:
+        await stream.send_all(out)
+    except trio.BrokenResourceError:
+        pass
+
+
+class ServerWebSocket:
+    """An accepted server-side WebSocket. One reader task calls :meth:`receive`; one writer
+    task calls :meth:`send` (trio streams allow one sender and one receiver at a time)."""
+
+    def __init__(self, stream: trio.abc.Stream, ws: WSConnection, max_message_size: int) -> None:
+        self.stream = stream
+        self._ws = ws
+        self._max = max_message_size
+        self._parts: list[str | bytes] = []
+        self._size = 0
+        self._ready: list[str | bytes] = []
+        self._closed: WebSocketClosed | None = None
+        self._control: Callable[[bytes], None] | None = None
+
+    def on_control_frame(self, send: Callable[[bytes], None]) -> None:
+        """Where to put pong / close-echo frames (the connection's ordered outbox)."""
+        self._control = send
+
+    async def receive(self) -> str | bytes:
+        """The next complete message: ``str`` for text, ``bytes`` for binary.
+
+        Raises :class:`WebSocketClosed` when the peer closes or the stream drops, and
+        :class:`MessageTooBig` when a message exceeds the limit.
+        """
+        while not self._ready:
+            if self._closed is not None:
+                raise self._closed
+            try:
+                data = await self.stream.receive_some(READ_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
+            if not data:
+                raise WebSocketClosed(1006, "connection dropped")
+            self._feed(bytes(data))
+        return self._ready.pop(0)
+
+    def _feed(self, data: bytes) -> None:
+        try:
+            self._ws.receive_data(data)
+            for event in self._ws.events():
+                if isinstance(event, (TextMessage, BytesMessage)):
+                    payload = event.data
+                    if not isinstance(payload, str):
+                        payload = bytes(payload)
+                    self._collect(payload, event.message_finished)
+                elif isinstance(event, Ping):
+                    self._send_control(frame(_OP_PONG, bytes(event.payload)))
+                elif isinstance(event, CloseConnection):
+                    # close() answers it; messages before the Close are still delivered.
+                    self._closed = WebSocketClosed(event.code, event.reason or "")
+                    return
+        except RemoteProtocolError as exc:
+            self._closed = WebSocketClosed(1002, f"protocol error: {exc}")
+
+    def _collect(self, data: str | bytes, finished: bool) -> None:
+        self._size += len(data)
+        if self._size > self._max:
+            raise MessageTooBig(self._max)
+        if finished and not self._parts:
+            self._ready.append(data)
+        else:
+            self._parts.append(data)
+            if finished:
+                empty: str | bytes = "" if isinstance(data, str) else b""
+                self._ready.append(empty.join(self._parts))  # type: ignore[arg-type]
+                self._parts = []
+        if finished:
+            self._size = 0
+
+    def _send_control(self, data: bytes) -> None:
+        if self._control is not None:
+            self._control(data)
+
+    async def send(self, data: bytes) -> None:
+        """Write already framed bytes."""
+        await self.stream.send_all(data)
+
+    async def close(self, code: int, *, wait: float = 1.0) -> None:
+        """The closing handshake: send Close, wait up to ``wait`` s for the peer's Close
+        (unless it already sent one), then close the TCP connection (the server closes
+        first, RFC 6455 §7.1.1). Safe to call on a broken stream."""
+        try:
+            await self.stream.send_all(close_frame(code))
+            with trio.move_on_after(wait):
+                while self._closed is None:
+                    data = await self.stream.receive_some(READ_SIZE)
+                    if not data:
+                        break
+                    self._drain(bytes(data))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        await self.stream.aclose()
+
+    def _drain(self, data: bytes) -> None:
+        """Discard everything but the peer's Close while closing."""
+        try:
+            self._ws.receive_data(data)
+            for event in self._ws.events():
+                if isinstance(event, CloseConnection):
+                    self._closed = WebSocketClosed(event.code, event.reason or "")
+        except (RemoteProtocolError, LocalProtocolError):
+            self._closed = WebSocketClosed(1002, "protocol error while closing")
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()

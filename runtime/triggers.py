@@ -1,0 +1,127 @@
+"""Trigger bindings: route each to its type's provider, park it, re-deliver it (spec §6).
+
+A binding goes to the engine module providing its type (validated synchronously), or to
+the first live worker providing the type (sent as ``registertrigger``), or is parked until
+a provider appears. Failures reach the binding's owner as ``triggerregistrationresult``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from iii_trio.runtime import protocol
+from iii_trio.runtime.errors import TriggerConfigError
+from iii_trio.runtime.registry import Binding, Registry
+
+if TYPE_CHECKING:
+    from iii_trio.runtime.connection import WorkerConnection
+
+log = logging.getLogger("iii_trio.triggers")
+
+# Types the engine provides while the module is loaded; workers may never provide them.
+ENGINE_TYPE_NAMES = frozenset(
+    {
+        "http",
+        "state",
+        "stream",
+        "stream:join",
+        "stream:leave",
+        "queue",
+        "subscribe",
+        "cron",
+        "log",
+        "engine::functions-available",
+        "engine::workers-available",
+    }
+)
+
+
+class Triggers:
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    async def bind(self, binding: Binding) -> None:
+        registry = self.registry
+        previous = registry.bindings.get(binding.key)
+        if previous is not None:
+            await self.unbind(previous)  # a repeated id on one connection replaces (§6.1)
+        engine_type = registry.engine_types.get(binding.trigger_type)
+        if engine_type is not None:
+            try:
+                engine_type.bind(binding)
+            except TriggerConfigError as exc:
+                await self._report_failure(
+                    binding, protocol.ErrorBody("trigger_registration_failed", str(exc))
+                )
+                return
+            registry.bindings[binding.key] = binding
+            return
+        registry.bindings[binding.key] = binding
+        await self._deliver(binding)
+
+    async def unbind(self, binding: Binding) -> None:
+        registry = self.registry
+        if registry.bindings.get(binding.key) is not binding:
+            return
+        del registry.bindings[binding.key]
+        engine_type = registry.engine_types.get(binding.trigger_type)
+        if engine_type is not None:
+            engine_type.unbind(binding)
+        provider = binding.delivered_to
+        if provider is not None:
+            binding.delivered_to = None
+            await provider.send(
+                protocol.UnregisterTrigger(id=binding.id, trigger_type=binding.trigger_type)
+            )
+
+    async def provider_added(self, type_id: str) -> None:
+        """A worker registered ``type_id``: parked bindings go to the active provider."""
+        for binding in self.registry.parked(type_id):
+            await self._deliver(binding)
+
+    async def provider_removed(self, conn: WorkerConnection, type_id: str) -> None:
+        """``conn`` no longer provides ``type_id``: its bindings go to the next provider."""
+        self.registry.remove_type_provider(conn, type_id)
+        for binding in list(self.registry.delivered_to(conn)):
+            if binding.trigger_type == type_id:
+                binding.delivered_to = None
+                await self._deliver(binding)
+
+    async def provider_answered(
+        self, conn: WorkerConnection, answer: protocol.TriggerRegistrationResult
+    ) -> None:
+        if answer.error is None:
+            return
+        for binding in self.registry.delivered_to(conn):
+            if binding.id == answer.id:
+                # Parked again; not re-sent to the provider that refused it (§6.3.3).
+                binding.delivered_to = None
+                binding.refused_by.add(conn.worker_id)
+                await self._report_failure(binding, answer.error)
+
+    async def _deliver(self, binding: Binding) -> None:
+        entry = self.registry.worker_types.get(binding.trigger_type)
+        provider = entry.active(excluding=binding.refused_by) if entry is not None else None
+        if provider is None:
+            return  # parked
+        binding.delivered_to = provider
+        await provider.send(binding.register_frame())
+
+    async def _report_failure(self, binding: Binding, error: protocol.ErrorBody) -> None:
+        log.info(
+            "trigger %s (%s -> %s) failed: %s",
+            binding.id,
+            binding.trigger_type,
+            binding.function_id,
+            error.message,
+        )
+        if binding.owner is not None:
+            await binding.owner.send(
+                protocol.TriggerRegistrationResult(
+                    id=binding.id,
+                    trigger_type=binding.trigger_type,
+                    function_id=binding.function_id,
+                    error=error,
+                )
+            )

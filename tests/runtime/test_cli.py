@@ -1,0 +1,93 @@
+"""``iii-trio serve`` as a user runs it: a real process, real signals, real ports."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import trio
+
+from tests.support.raw_worker import raw_worker
+
+SERVE = [sys.executable, "-m", "iii_trio.runtime", "serve"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def run_serve(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*SERVE, *args], capture_output=True, text=True, timeout=60, cwd=cwd, check=False
+    )
+
+
+def test_broken_config_is_one_message_and_exit_2(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "port: 49134\n"
+        "modules:\n"
+        "  - class: modules::api::RestApiModule\n"
+        "    config:\n"
+        "      cors:\n"
+        "        allowed_origin: ['*']\n"
+    )
+    done = run_serve("--config", str(config))
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "modules[0].config.cors.allowed_origin" in done.stderr
+    assert "allowed_origins" in done.stderr
+
+
+def test_missing_config_file_is_exit_2(tmp_path: Path) -> None:
+    done = run_serve("--config", str(tmp_path / "nope.yaml"))
+    assert done.returncode == 2
+    assert "not found" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_busy_port_is_exit_2(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("0.0.0.0", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        config = tmp_path / "config.yaml"
+        config.write_text(f"port: {port}\n")
+        done = run_serve("--config", str(config))
+    assert done.returncode == 2
+    assert "already in use" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+async def test_serve_logs_its_port_and_stops_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "config.yaml"
+    config.write_text(f"port: {port}\n")
+    log_path = tmp_path / "engine.log"
+    with log_path.open("w") as log_file:
+        process = await trio.lowlevel.open_process(
+            [*SERVE, "--config", str(config)], stderr=log_file, stdout=log_file
+        )
+        try:
+            with trio.fail_after(20):
+                while f"ws://0.0.0.0:{port}" not in log_path.read_text():
+                    await trio.sleep(0.05)
+            async with raw_worker(f"ws://127.0.0.1:{port}/") as worker:
+                result = await worker.call("engine::functions::list", {})
+                assert result["result"] == {"functions": []}
+                process.send_signal(signal.SIGTERM)
+                with trio.fail_after(20):
+                    code = await process.wait()
+        finally:
+            if process.returncode is None:
+                process.kill()
+    assert code == 0
+    text = log_path.read_text()
+    assert text.count("listening on") == 1
+    assert "received SIGTERM" in text
