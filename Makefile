@@ -35,7 +35,7 @@ lint: setup
 typecheck: setup
 	.venv/bin/mypy -p iii_trio
 
-test: setup lint typecheck
+test: setup sdks lint typecheck
 	.venv/bin/pytest
 
 bench: setup sdks

@@ -1,0 +1,75 @@
+"""A worker on the official Python iii-sdk (0.25), driven by JSON lines on stdin.
+
+Run with the SDK's own venv: ``python p25_worker.py ws://127.0.0.1:PORT PREFIX``.
+Registers PREFIX::echo, PREFIX::boom, PREFIX::count and PREFIX::read_count, prints
+{"event": "ready"}, then answers one line per command:
+{"op": "call", "function_id", "data", "timeout_ms"?} | {"op": "void", ...} | {"op": "shutdown"}
+with {"seq", "ok": true, "result"} or {"seq", "ok": false, "error": {code, message, stacktrace, type}}.
+"""
+
+import json
+import sys
+import threading
+
+from iii import InitOptions, InvocationError, TriggerAction, register_worker
+
+url, prefix = sys.argv[1], sys.argv[2]
+# Replies own stdout; anything the SDK prints goes to stderr.
+replies, sys.stdout = sys.stdout, sys.stderr
+counter = {"n": 0}
+lock = threading.Lock()
+
+
+def echo(data):
+    return data
+
+
+def boom(data):
+    raise ValueError("kaboom")
+
+
+def count(data):
+    with lock:
+        counter["n"] += 1
+        return {"count": counter["n"]}
+
+
+def read_count(data):
+    return {"count": counter["n"]}
+
+
+def reply(message):
+    replies.write(json.dumps(message) + "\n")
+    replies.flush()
+
+
+iii = register_worker(url, InitOptions(worker_name=prefix))
+for name, handler in (("echo", echo), ("boom", boom), ("count", count), ("read_count", read_count)):
+    iii.register_function(f"{prefix}::{name}", handler)
+reply({"event": "ready"})
+
+for line in sys.stdin:
+    command = json.loads(line)
+    seq = command.get("seq")
+    try:
+        if command["op"] == "shutdown":
+            iii.shutdown()
+            reply({"seq": seq, "ok": True, "result": None})
+            break
+        request = {"function_id": command["function_id"], "payload": command.get("data")}
+        if command.get("timeout_ms"):
+            request["timeout_ms"] = command["timeout_ms"]
+        if command["op"] == "void":
+            request["action"] = TriggerAction.Void()
+        reply({"seq": seq, "ok": True, "result": iii.trigger(request)})
+    except InvocationError as error:
+        body = {"code": error.code, "message": error.message, "stacktrace": error.stacktrace}
+        reply({"seq": seq, "ok": False, "error": {**body, "type": type(error).__name__}})
+    except Exception as error:  # reported, never a crash
+        reply(
+            {
+                "seq": seq,
+                "ok": False,
+                "error": {"message": str(error), "type": type(error).__name__},
+            }
+        )
