@@ -4,7 +4,7 @@ Run with the SDK's own venv: ``python p25_worker.py ws://127.0.0.1:PORT PREFIX``
 Registers PREFIX::echo, PREFIX::boom, PREFIX::count and PREFIX::read_count, prints
 {"event": "ready"}, then answers one line per command:
 {"op": "call", "function_id", "data", "timeout_ms"?} | {"op": "void", ...} | {"op": "shutdown"}
-with {"seq", "ok": true, "result"} or {"seq", "ok": false, "error": {code, message, stacktrace, type}}.
+with {"seq", "ok": true, "result"} or {"seq", "ok": false, "error": {code, message, ...}}.
 """
 
 import json
