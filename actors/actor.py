@@ -11,23 +11,28 @@ from iii_trio.actors.mailbox import NO_MAILBOX_STATISTICS, Mailbox, MailboxStati
 
 
 class Actor(abc.ABC):
+    """Subclass and implement ``run``. Run it with ``ActorSystem.run_actor`` or as a child
+    of a ``Supervisor``; its identity (``kind:name#short-id``) is given by the system."""
+
     kind: ClassVar[str] = "actor"
-    # True when request_stop() makes the actor finish on its own; otherwise stopping it
-    # means cancelling it straight away.
-    stops_gracefully: ClassVar[bool] = False
 
     def __init__(self, name: str, *, mailbox_capacity: int = 0) -> None:
         self.name = name
+        # No mailbox unless asked for: most actors (invocations, services) never receive
+        # messages, and a mailbox is a channel pair they would carry for nothing.
         self.mailbox: Mailbox[Any] | None = Mailbox(mailbox_capacity) if mailbox_capacity else None
 
     @abc.abstractmethod
     async def run(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
         """The actor's body. Calls ``task_status.started()`` once ready (OTP init)."""
 
-    def request_stop(self) -> None:
-        """Ask for a graceful stop (only called when ``stops_gracefully``); the supervisor
-        cancels the actor if it has not finished within its ``shutdown_timeout``."""
-        return None
+    def request_stop(self) -> None:  # noqa: B027 - a deliberate no-op default
+        """Ask for a graceful stop: finish soon, return normally.
+
+        The default does nothing. A supervisor stopping a child calls this, waits up to the
+        child's ``shutdown_timeout`` and then cancels it; an actor that does not override
+        this method could never hear the request, so it is cancelled at once instead.
+        """
 
     def mailbox_statistics(self) -> MailboxStatistics:
         return self.mailbox.statistics() if self.mailbox is not None else NO_MAILBOX_STATISTICS

@@ -2,7 +2,12 @@
 
 Children start in order, each only after the previous one reported ready, and stop in
 reverse order. Each child runs in its own shielded cancel scope that only its supervisor
-cancels, so even a cancellation from outside stops children one by one, last first.
+cancels, so even a cancellation from outside stops the children one by one, last first,
+each with ``request_stop()``, then up to its ``shutdown_timeout``, then cancellation.
+
+Short-lived children that need no restart bookkeeping (one per routed call in the engine)
+go through ``spawn()`` instead: they share one plain nursery and are cancelled together,
+before the spec children are stopped.
 """
 
 from __future__ import annotations
@@ -17,14 +22,14 @@ import attrs
 import trio
 
 from iii_trio.actors.actor import Actor
-from iii_trio.actors.system import ActorState, current_actor_id, current_system
+from iii_trio.actors.system import ActorState, ActorSystem, current_actor_id, current_system
 
 log = logging.getLogger("iii_trio.actors")
 
 
 class Strategy(enum.Enum):
     ONE_FOR_ONE = "one_for_one"  # restart only the child that exited
-    ONE_FOR_ALL = "one_for_all"  # restart every child
+    ONE_FOR_ALL = "one_for_all"  # stop the others, restart every child
     REST_FOR_ONE = "rest_for_one"  # restart it and the children started after it
 
 
@@ -36,38 +41,66 @@ class Restart(enum.Enum):
 
 @attrs.frozen
 class ChildSpec:
-    id: str
+    id: str  # unique among the supervisor's children
     factory: Callable[[], Actor]  # a fresh actor for every (re)start
     restart: Restart = Restart.PERMANENT
-    shutdown_timeout: float = 5.0  # between request_stop() and cancellation
+    shutdown_timeout: float = 5.0  # seconds between request_stop() and cancellation
 
 
 class RestartIntensityExceeded(Exception):
-    """A supervisor gave up: too many restarts too fast. Its parent sees a failed child."""
+    """A supervisor gave up: too many restarts too fast. Its children are stopped and its
+    parent sees it fail. ``__cause__`` is the last child failure (None after a normal exit
+    of a permanent child)."""
 
-    def __init__(self, supervisor: str, restarts: int, seconds: float) -> None:
+    def __init__(self, supervisor: str, max_restarts: int, within_seconds: float) -> None:
         super().__init__(
-            f"supervisor {supervisor!r} gave up after {restarts} restarts within {seconds:g} s"
+            f"supervisor {supervisor!r} gave up: more than {max_restarts} restart(s) "
+            f"within {within_seconds:g} s"
         )
         self.supervisor = supervisor
+        self.max_restarts = max_restarts
+        self.within_seconds = within_seconds
 
 
 @attrs.define(eq=False)
 class _Child:
+    """A spec child across its incarnations."""
+
     spec: ChildSpec
-    actor_id: str = ""
-    actor: Actor | None = None
+    actor_id: str = ""  # given at the first start, kept across restarts
+    actor: Actor | None = None  # the current incarnation
     restarts: int = 0
+    # Bumped at every start, so an exit reported by an old incarnation is recognised.
     incarnation: int = 0
-    scope: trio.CancelScope | None = None
-    done: trio.Event = attrs.field(factory=trio.Event)
-    stopping: bool = False
-    init_error: BaseException | None = None
+    scope: trio.CancelScope | None = None  # shielded; only the supervisor cancels it
+    done: trio.Event = attrs.field(factory=trio.Event)  # the current incarnation ended
+    stopping: bool = False  # the supervisor is stopping it: its exit is not a failure
+
+
+class _ChildStarted:
+    """The ``task_status`` of a spec child: remembers that the child reported ready."""
+
+    __slots__ = ("_inner", "reported")
+
+    def __init__(self, inner: trio.TaskStatus[Exception | None]) -> None:
+        self.reported = False
+        self._inner = inner
+
+    def started(self, value: Any = None) -> None:
+        # The value the child reports is not needed by the supervisor: ``None`` tells
+        # _start that the child started (an exception would mean it failed to).
+        self.reported = True
+        self._inner.started(None)
+
+
+def _hears_stop_requests(actor: Actor) -> bool:
+    # The default request_stop() does nothing, so waiting shutdown_timeout for an actor
+    # that does not override it would only delay the cancellation that follows anyway.
+    return type(actor).request_stop is not Actor.request_stop
 
 
 class Supervisor(Actor):
     kind = "supervisor"
-    stops_gracefully = True
 
     def __init__(
         self,
@@ -79,22 +112,29 @@ class Supervisor(Actor):
         within_seconds: float = 5.0,
     ) -> None:
         super().__init__(name)
+        _check_unique([spec.id for spec in children])
         self.strategy = strategy
         self.max_restarts = max_restarts
         self.within_seconds = within_seconds
         self._specs = list(children)
         self._children: list[_Child] = []
-        self._exits: deque[tuple[_Child, int, BaseException | None]] = deque()
+        # Exits to act on, in the order they happened; the supervisor's own task handles
+        # them one at a time, so a restart never races another restart.
+        self._exits: deque[tuple[_Child, int, Exception | None]] = deque()
         self._wake = trio.Event()
         self._restart_times: deque[float] = deque()
         self._stop_requested = False
+        self._accepting = False  # start_child()/spawn() allowed
+        self._system: ActorSystem | None = None
+        self._id = ""
         self._nursery: trio.Nursery | None = None
         self._temporaries: trio.Nursery | None = None
-        self._id = ""
+        self._temporaries_done: trio.Event | None = None
 
     # --- public API ---------------------------------------------------------------------
 
     def children(self) -> list[str]:
+        """The actor ids of the spec children, in start order."""
         return [child.actor_id for child in self._children]
 
     def request_stop(self) -> None:
@@ -102,175 +142,256 @@ class Supervisor(Actor):
         self._wake.set()
 
     async def start_child(self, spec: ChildSpec) -> Actor:
-        if self._nursery is None:
+        """Add a child at runtime, after the others; returns it once it reported ready.
+
+        A child that fails to start is not added, and its error is raised here.
+        """
+        if not self._accepting:
             raise RuntimeError(f"supervisor {self.name!r} is not running")
+        _check_unique([child.spec.id for child in self._children] + [spec.id])
         child = _Child(spec)
         self._children.append(child)
-        await self._start(child)
-        if child.init_error is not None:
+        error = await self._start(child)
+        if error is not None:
             self._children.remove(child)
-            raise child.init_error
+            raise error
         assert child.actor is not None
         return child.actor
 
     async def stop_child(self, child_id: str) -> None:
+        """Stop a child and remove it for good. ``child_id`` is its spec id or actor id."""
         for child in self._children:
-            if child.spec.id == child_id:
+            if child_id in (child.spec.id, child.actor_id):
                 self._children.remove(child)
-                await self._stop(child)
+                await self._stop(child, ActorState.STOPPING)
                 return
         raise KeyError(child_id)
 
     def spawn(self, actor: Actor) -> None:
-        """Start a temporary child now, without restart bookkeeping (one per routed call)."""
-        if self._temporaries is None:
+        """Start a temporary child now, without restart bookkeeping.
+
+        Its failure is logged and affects nothing else; it is cancelled when the
+        supervisor stops, before the spec children.
+        """
+        if self._temporaries is None or not self._accepting:
             raise RuntimeError(f"supervisor {self.name!r} is not running")
         self._temporaries.start_soon(self._run_temporary, actor)
 
     # --- the body -----------------------------------------------------------------------
 
     async def run(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        self._system = system = current_system()
         self._id = current_actor_id()
+        # A factory may hand back the same Supervisor instance on a restart: start clean.
+        self._children = []
+        self._exits.clear()
+        self._restart_times.clear()
+        self._stop_requested = False
+        failure: BaseException | None = None
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            await nursery.start(self._hold_temporaries)
             try:
-                for spec in self._specs:
-                    child = _Child(spec)
-                    self._children.append(child)
-                    await self._start(child)
-                    if child.init_error is not None:
-                        raise child.init_error
-                task_status.started()
-                await self._supervise()
+                await nursery.start(self._hold_temporaries)
+                self._accepting = True
+                failure = await self._start_children()
+                if failure is None:
+                    task_status.started()
+                    failure = await self._supervise()
             finally:
+                self._accepting = False
+                # Shielded: a supervisor cancelled from outside still stops its children
+                # one by one, gracefully, rather than all at once.
                 with trio.CancelScope(shield=True):
-                    await self._stop_everything()
+                    system.set_state(self._id, ActorState.STOPPING)
+                    await self._stop_all()
                 nursery.cancel_scope.cancel()
         self._nursery = None
+        # Raised here, outside the nursery, so the parent sees the exception itself and
+        # not an ExceptionGroup around it.
+        if failure is not None:
+            raise failure
 
-    async def _hold_temporaries(self, task_status: trio.TaskStatus[None]) -> None:
-        async with trio.open_nursery() as temporaries:
-            self._temporaries = temporaries
-            task_status.started()
-            await trio.sleep_forever()
+    async def _start_children(self) -> Exception | None:
+        for spec in self._specs:
+            child = _Child(spec)
+            self._children.append(child)
+            error = await self._start(child)
+            if error is not None:
+                # OTP: a supervisor whose child fails to start fails to start itself.
+                self._children.remove(child)
+                return error
+        return None
 
-    async def _run_temporary(self, actor: Actor) -> None:
-        try:
-            await current_system().run_actor(actor, self._id)
-        except Exception:
-            log.exception("temporary actor %s:%s failed", actor.kind, actor.name)
-
-    async def _supervise(self) -> None:
+    async def _supervise(self) -> RestartIntensityExceeded | None:
+        """Act on child exits until asked to stop; returns the failure when giving up."""
         while not self._stop_requested:
             if not self._exits:
                 self._wake = trio.Event()
                 await self._wake.wait()
                 continue
             child, incarnation, error = self._exits.popleft()
-            if child in self._children and child.incarnation == incarnation:
-                await self._child_exited(child, error)
+            if child not in self._children or child.incarnation != incarnation:
+                continue  # stale: stopped, removed or restarted since it was reported
+            gave_up = await self._child_exited(child, error)
+            if gave_up is not None:
+                return gave_up
+        return None
 
-    async def _child_exited(self, child: _Child, error: BaseException | None) -> None:
+    async def _child_exited(
+        self, child: _Child, error: Exception | None
+    ) -> RestartIntensityExceeded | None:
         restart = child.spec.restart
         if restart is Restart.TEMPORARY or (restart is Restart.TRANSIENT and error is None):
             self._children.remove(child)
-            return
-        now = trio.current_time()
-        self._restart_times.append(now)
-        while self._restart_times and self._restart_times[0] <= now - self.within_seconds:
-            self._restart_times.popleft()
-        if len(self._restart_times) > self.max_restarts:
-            raise RestartIntensityExceeded(
-                self.name, self.max_restarts, self.within_seconds
-            ) from error
-        index = self._children.index(child)
+            return None
+        if self._too_many_restarts():
+            gave_up = RestartIntensityExceeded(self.name, self.max_restarts, self.within_seconds)
+            gave_up.__cause__ = error
+            return gave_up
         if self.strategy is Strategy.ONE_FOR_ONE:
             affected = [child]
         elif self.strategy is Strategy.ONE_FOR_ALL:
             affected = list(self._children)
         else:
-            affected = self._children[index:]
+            affected = self._children[self._children.index(child) :]
         for other in reversed(affected):
             if other is not child:
-                await self._stop(other)
+                await self._stop(other, ActorState.RESTARTING)
         for restarted in affected:
             restarted.restarts += 1
-            restarted.done = trio.Event()
-            restarted.stopping = False
-            await self._start(restarted)
-            if restarted.init_error is not None:
-                error, restarted.init_error = restarted.init_error, None
-                self._exits.append((restarted, restarted.incarnation, error))
+            start_error = await self._start(restarted)
+            if start_error is not None:
+                # Counts as an exit of the new incarnation: restarted (and counted) again.
+                self._exits.append((restarted, restarted.incarnation, start_error))
+        return None
 
-    # --- one child ----------------------------------------------------------------------
+    def _too_many_restarts(self) -> bool:
+        """Record a restart now; True when that makes more than max_restarts within
+        within_seconds (trio's clock, so tests can use the autojump clock)."""
+        now = trio.current_time()
+        times = self._restart_times
+        times.append(now)
+        while times[0] <= now - self.within_seconds:
+            times.popleft()
+        return len(times) > self.max_restarts
 
-    async def _start(self, child: _Child) -> None:
+    # --- one spec child -----------------------------------------------------------------
+
+    async def _start(self, child: _Child) -> Exception | None:
+        """Start a new incarnation of ``child`` and wait until it reported ready.
+
+        Returns None once it did, or the error when it failed before that.
+        """
         assert self._nursery is not None
+        assert self._system is not None
+        try:
+            actor = child.spec.factory()
+        except Exception as exc:
+            return exc
+        child.actor = actor
         child.incarnation += 1
-        child.actor = child.spec.factory()
+        child.done = trio.Event()
+        child.scope = None
+        child.stopping = False
         if not child.actor_id:
-            child.actor_id = current_system().new_id(child.actor.kind, child.actor.name)
-        await self._nursery.start(self._child_task, child, child.incarnation)
+            child.actor_id = self._system.new_id(actor.kind, actor.name)
+        error: Exception | None = await self._nursery.start(self._child_task, child)
+        return error
 
     async def _child_task(
-        self, child: _Child, incarnation: int, task_status: trio.TaskStatus[None]
+        self, child: _Child, task_status: trio.TaskStatus[Exception | None]
     ) -> None:
         assert child.actor is not None
-        started = False
-
-        class Ready:
-            def started(self, value: Any = None) -> None:
-                nonlocal started
-                started = True
-                task_status.started()
-
-        error: BaseException | None = None
-        with trio.CancelScope(shield=True) as scope:
-            child.scope = scope
-            try:
-                await current_system().run_actor(
-                    child.actor,
-                    self._id,
-                    actor_id=child.actor_id,
-                    restarts=child.restarts,
-                    task_status=Ready(),
-                )
-            except Exception as exc:
-                error = exc
-        child.done.set()
-        if not started:
-            child.init_error = error or RuntimeError(
-                f"{child.actor_id} returned before reporting it started"
+        assert self._system is not None
+        incarnation, done = child.incarnation, child.done
+        ready = _ChildStarted(task_status)
+        error: Exception | None = None
+        try:
+            with trio.CancelScope(shield=True) as scope:
+                child.scope = scope
+                try:
+                    await self._system.run_actor(
+                        child.actor,
+                        self._id,
+                        actor_id=child.actor_id,
+                        restarts=child.restarts,
+                        task_status=ready,
+                    )
+                except Exception as exc:
+                    error = exc
+        finally:
+            done.set()
+        if not ready.reported:
+            task_status.started(
+                error or RuntimeError(f"{child.actor_id} returned before it reported started")
             )
-            task_status.started()
             return
-        if child.stopping or scope.cancelled_caught:
+        # Stopped by the supervisor (request_stop or cancellation of the shielded scope,
+        # which only the supervisor cancels, after setting ``stopping``): expected, not an
+        # exit to act on. trio.Cancelled is not an Exception, so it is never an ``error``.
+        if child.stopping:
             return
         if error is not None:
-            log.warning("%s failed: %r", child.actor_id, error)
+            log.warning("%s failed", child.actor_id, exc_info=error)
         self._exits.append((child, incarnation, error))
         self._wake.set()
 
-    async def _stop(self, child: _Child) -> None:
-        """request_stop(), up to shutdown_timeout, then cancellation (at once for an actor
-        that does not stop gracefully)."""
-        if child.done.is_set():
+    async def _stop(self, child: _Child, state: ActorState) -> None:
+        """request_stop(), wait up to shutdown_timeout, then cancel (at once for an actor
+        that cannot hear a stop request)."""
+        if child.scope is None or child.done.is_set():
             return
-        child.stopping = True
-        current_system().set_state(child.actor_id, ActorState.STOPPING)
         assert child.actor is not None
-        if child.actor.stops_gracefully:
-            child.actor.request_stop()
-            with trio.move_on_after(child.spec.shutdown_timeout):
-                await child.done.wait()
+        assert self._system is not None
+        child.stopping = True
+        self._system.set_state(child.actor_id, state)
+        if _hears_stop_requests(child.actor):
+            try:
+                child.actor.request_stop()
+            except Exception:
+                log.exception("%s: request_stop() failed; cancelling it", child.actor_id)
+            else:
+                with trio.move_on_after(child.spec.shutdown_timeout):
+                    await child.done.wait()
         if not child.done.is_set():
-            assert child.scope is not None
             child.scope.cancel()
             await child.done.wait()
 
-    async def _stop_everything(self) -> None:
-        if self._temporaries is not None:
-            self._temporaries.cancel_scope.cancel()
+    async def _stop_all(self) -> None:
+        """Temporaries first (cancelled together), then spec children, last started first."""
+        if self._temporaries_done is not None:
+            if self._temporaries is not None:
+                self._temporaries.cancel_scope.cancel()
+            await self._temporaries_done.wait()
         for child in reversed(self._children):
-            await self._stop(child)
+            await self._stop(child, ActorState.STOPPING)
+
+    # --- temporaries --------------------------------------------------------------------
+
+    async def _hold_temporaries(self, task_status: trio.TaskStatus[None]) -> None:
+        """Own the nursery spawn() starts into; it lives as long as the supervisor runs."""
+        self._temporaries_done = done = trio.Event()
+        try:
+            async with trio.open_nursery() as temporaries:
+                self._temporaries = temporaries
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._temporaries = None
+            done.set()
+
+    async def _run_temporary(self, actor: Actor) -> None:
+        assert self._system is not None
+        actor_id = self._system.new_id(actor.kind, actor.name)
+        try:
+            await self._system.run_actor(actor, self._id, actor_id=actor_id)
+        except Exception:
+            log.exception("%s failed", actor_id)
+
+
+def _check_unique(ids: list[str]) -> None:
+    seen: set[str] = set()
+    for child_id in ids:
+        if child_id in seen:
+            raise ValueError(f"duplicate child id {child_id!r}")
+        seen.add(child_id)

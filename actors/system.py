@@ -1,4 +1,4 @@
-"""The actor system: the live tree of actors and ``current_actor()``.
+"""The actor system: the live tree of actors, their ids, and ``current_actor()``.
 
 Every running actor has a row (id, kind, name, parent, state, started_at, restarts and its
 mailbox statistics) from the moment it starts until its body returns; introspection reads
@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import contextvars
 import enum
-import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
@@ -19,22 +18,29 @@ import trio
 
 from iii_trio.actors.actor import Actor
 
+# Short ids are 6 hex digits, handed out in sequence and wrapping around; an id still in
+# use by a live actor is skipped, so ids are unique among live actors and, in practice,
+# over the last 16 million starts.
+_ID_SPACE = 1 << 24
+
 
 class ActorState(enum.Enum):
-    STARTING = "starting"
+    STARTING = "starting"  # registered, run() has not called task_status.started() yet
     RUNNING = "running"
-    STOPPING = "stopping"
-    RESTARTING = "restarting"
+    STOPPING = "stopping"  # its supervisor is stopping it (or its body is finishing)
+    RESTARTING = "restarting"  # stopped by its supervisor in order to be restarted
 
 
 @attrs.define(slots=True)
 class ActorInfo:
+    """The row of one live actor."""
+
     id: str
     kind: str
     name: str
     parent: str | None
     state: ActorState
-    started_at: int  # Unix ms
+    started_at: int  # Unix ms (wall clock)
     restarts: int
     actor: Actor = attrs.field(eq=False, repr=False)
 
@@ -52,6 +58,8 @@ class ActorInfo:
         }
 
 
+# The running actor of this task. run_actor sets it in the actor's own task; trio copies
+# the context into every task started from there, so helpers spawned by an actor see it.
 _current: contextvars.ContextVar[tuple[ActorSystem, ActorInfo]] = contextvars.ContextVar(
     "iii_trio_current_actor"
 )
@@ -65,10 +73,15 @@ class ActorSystem:
     def __init__(self, *, wall_clock_ms: Callable[[], int] = _wall_clock_ms) -> None:
         self._rows: dict[str, ActorInfo] = {}
         self._clock = wall_clock_ms
-        self._serial = itertools.count(1)
+        self._serial = 0
 
     def new_id(self, kind: str, name: str) -> str:
-        return f"{kind}:{name}#{next(self._serial):06x}"
+        """A fresh ``kind:name#xxxxxx`` id, unique among this system's live actors."""
+        while True:
+            self._serial = (self._serial + 1) % _ID_SPACE
+            actor_id = f"{kind}:{name}#{self._serial:06x}"
+            if actor_id not in self._rows:
+                return actor_id
 
     async def run_actor(
         self,
@@ -79,15 +92,22 @@ class ActorSystem:
         restarts: int = 0,
         task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Run ``actor`` in this task with a row in the tree until its body returns.
+        """Run ``actor`` in this task, with a row in the tree, until its body returns.
 
-        The row is RUNNING once the body calls ``task_status.started()``; an actor spawned
-        with ``start_soon`` (no one waiting for it) is RUNNING from the start. Exceptions
-        propagate; the row is removed either way. Awaited inline, the current actor is
-        restored afterwards.
+        The row is STARTING until the body calls ``task_status.started()``, then RUNNING.
+        When nobody waits for ``started()`` (the actor was spawned with ``start_soon``, so
+        ``task_status`` is ``TASK_STATUS_IGNORED``) the row is RUNNING at once, whether or
+        not the body ever calls it. The row is removed when the body returns or raises;
+        exceptions propagate unchanged. Awaited inline from another actor, that actor is
+        the current one again afterwards.
+
+        One call per short-lived actor on the engine's hot path: this allocates the row
+        (and a small forwarder only when someone waits for ``started()``), nothing else.
         """
+        if actor_id is None:
+            actor_id = self.new_id(actor.kind, actor.name)
         info = ActorInfo(
-            id=actor_id or self.new_id(actor.kind, actor.name),
+            id=actor_id,
             kind=actor.kind,
             name=actor.name,
             parent=parent,
@@ -96,52 +116,74 @@ class ActorSystem:
             restarts=restarts,
             actor=actor,
         )
-        self._rows[info.id] = info
+        self._rows[actor_id] = info
         token = _current.set((self, info))
         try:
             if task_status is trio.TASK_STATUS_IGNORED:
                 info.state = ActorState.RUNNING
                 await actor.run()
             else:
-                await actor.run(task_status=_Started(info, task_status))
+                await actor.run(task_status=_MarkRunning(info, task_status))
         finally:
             info.state = ActorState.STOPPING
-            if self._rows.get(info.id) is info:
-                del self._rows[info.id]
+            # A row is only ever replaced by a restart under the same id after this one
+            # ended; the check keeps a late finally from removing a newer incarnation.
+            if self._rows.get(actor_id) is info:
+                del self._rows[actor_id]
             _current.reset(token)
 
     def info(self, actor_id: str) -> ActorInfo | None:
         return self._rows.get(actor_id)
 
     def set_state(self, actor_id: str, state: ActorState) -> None:
+        """Set the state of a live actor; ignored for an actor that is gone."""
         row = self._rows.get(actor_id)
         if row is not None:
             row.state = state
 
     def rows(self) -> list[dict[str, Any]]:
-        """Every live actor, parents before their children."""
-        return [row.as_dict() for row in self._ordered()]
+        """Every live actor, depth first: each parent directly before its subtree."""
+        return [row.as_dict() for row, _ in self._walk()]
 
     def tree(self) -> list[dict[str, Any]]:
-        nodes: dict[str, dict[str, Any]] = {}
+        """The roots (actors without a live parent), each with ``children`` nested."""
         roots: list[dict[str, Any]] = []
-        for row in self._ordered():
-            node = {**row.as_dict(), "children": []}
+        nodes: dict[str, dict[str, Any]] = {}
+        for row, parent in self._walk():
+            node = row.as_dict()
+            node["children"] = []
             nodes[row.id] = node
-            parent = nodes.get(row.parent) if row.parent is not None else None
-            (parent["children"] if parent is not None else roots).append(node)
+            (roots if parent is None else nodes[parent.id]["children"]).append(node)
         return roots
-
-    def _ordered(self) -> list[ActorInfo]:
-        # Rows are inserted when actors start, and a parent starts before its children.
-        return list(self._rows.values())
 
     def __len__(self) -> int:
         return len(self._rows)
 
+    def _walk(self) -> Iterator[tuple[ActorInfo, ActorInfo | None]]:
+        """Depth-first pre-order over the live rows, with each row's live parent.
 
-class _Started:
-    """Forwards ``started()`` and marks the row RUNNING."""
+        Siblings come in the order they (re)started: dict insertion order, so a restarted
+        actor moves after its siblings. An actor whose parent is not a live actor counts
+        as a root, so every row is visited exactly once.
+        """
+        children: dict[str, list[ActorInfo]] = {}
+        roots: list[ActorInfo] = []
+        for row in self._rows.values():
+            if row.parent is not None and row.parent in self._rows:
+                children.setdefault(row.parent, []).append(row)
+            else:
+                roots.append(row)
+        stack: list[tuple[ActorInfo, ActorInfo | None]] = [(row, None) for row in reversed(roots)]
+        while stack:
+            row, parent = stack.pop()
+            yield row, parent
+            stack.extend((child, row) for child in reversed(children.get(row.id, ())))
+
+
+class _MarkRunning:
+    """The ``task_status`` handed to an actor's body: marks the row RUNNING, then forwards."""
+
+    __slots__ = ("_info", "_inner")
 
     def __init__(self, info: ActorInfo, inner: trio.TaskStatus[Any]) -> None:
         self._info = info
@@ -153,6 +195,7 @@ class _Started:
 
 
 def current_actor() -> Actor:
+    """The actor running this task (or the task that started it)."""
     return _current_entry()[1].actor
 
 
@@ -169,6 +212,7 @@ def _current_entry() -> tuple[ActorSystem, ActorInfo]:
         return _current.get()
     except LookupError:
         raise RuntimeError(
-            "no current actor: this code runs outside any actor. Start it with "
-            "ActorSystem.run_actor() (or as a supervisor's child) to give it one."
+            "no current actor: this code runs outside any actor. Actors get one from "
+            "ActorSystem.run_actor() (directly, or as a supervisor's child or spawn()); "
+            "tasks an actor starts inherit it, tasks started elsewhere do not."
         ) from None

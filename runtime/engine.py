@@ -125,7 +125,7 @@ class Engine:
                 ChildSpec("invocations", invocations),
                 ChildSpec("channels", lambda: _Task("channels", self.channels.expire_forever)),
                 ChildSpec("modules", modules),
-                ChildSpec("listener", listener, shutdown_timeout=2.0),
+                ChildSpec("listener", listener),
             ],
         )
 
