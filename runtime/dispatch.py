@@ -90,7 +90,7 @@ class Dispatcher:
         if invocation is None:
             log.debug("%s: result for unknown invocation %s dropped", conn, msg.invocation_id)
             return
-        invocation.settle(Outcome(result=msg.result, error=msg.error))
+        invocation.complete(Outcome(result=msg.result, error=msg.error))
 
     async def reply(
         self,

@@ -105,6 +105,9 @@ class Invocation(Actor):
         self._on_done = on_done
         self._wait_scope: trio.CancelScope | None = None
         self._abandoned = False
+        self._holds_slot = False
+        self._sent = False
+        self._delivered = False
 
     # --- settled from outside -----------------------------------------------------------
 
@@ -114,6 +117,37 @@ class Invocation(Actor):
             self.outcome = outcome
             if self._wait_scope is not None:
                 self._wait_scope.cancel()
+
+    def complete(self, outcome: Outcome) -> None:
+        """The target answered: settle and, when the caller's outbox has room, answer it
+        right here, in the target's reader, so the reply does not wait for this actor."""
+        if self.outcome is not None:
+            return
+        caller = self.caller
+        if self.reply and caller is not None and not self._abandoned:
+            try:
+                self._delivered = caller.outbox.try_send(self._result_frame(outcome))
+            except MailboxClosed:
+                self._delivered = True  # the caller is gone: nobody to answer
+        self.settle(outcome)
+
+    def try_send_now(self) -> None:
+        """Called as the call is routed: when the target has a free slot and outbox room,
+        send at once, so the frame does not wait for this actor to be scheduled."""
+        target = self.target
+        if target is None:
+            return
+        try:
+            target.slots.acquire_nowait()
+        except trio.WouldBlock:
+            return
+        self._holds_slot = True
+        self.state = "running"
+        target.pending[self.id] = self
+        try:
+            self._sent = target.outbox.try_send(self._invoke_frame())
+        except MailboxClosed:
+            self.settle(Outcome(error=STOPPED))
 
     def abandon(self) -> None:
         """The caller went away: stop waiting and deliver nothing (D4.2)."""
@@ -144,6 +178,7 @@ class Invocation(Actor):
             if not self._abandoned:
                 await self._deliver(self.outcome)
         finally:
+            self._release_target()  # also when settled before _run_remote ever ran
             self._on_done(self)
             self.finished.set()
 
@@ -165,42 +200,63 @@ class Invocation(Actor):
             self.settle(Outcome(result=result))
 
     async def _run_remote(self, target: WorkerConnection) -> None:
-        # D5: the slot wait counts against the deadline; state "queued" until sent.
-        async with target.slots:
-            if self.outcome is not None:
-                return
-            self.state = "running"
-            target.pending[self.id] = self
-            try:
-                frame = protocol.encode_invoke(
-                    self.id,
-                    self.function_id,
-                    self.data,
-                    traceparent=self.traceparent,
-                    baggage=self.baggage,
-                    metadata=self.metadata,
-                )
+        try:
+            if not self._holds_slot:
+                # D5: the slot wait counts against the deadline; state "queued" meanwhile.
+                await target.slots.acquire()
+                self._holds_slot = True
+                if self.outcome is not None:
+                    return
+                self.state = "running"
+                target.pending[self.id] = self
+            if not self._sent:
                 try:
-                    await target.outbox.send(text_frame(frame))
+                    await target.outbox.send(self._invoke_frame())
                 except MailboxClosed:
                     self.settle(Outcome(error=STOPPED))
                     return
-                await trio.sleep_forever()
-            finally:
-                if target.pending.get(self.id) is self:
-                    del target.pending[self.id]
+                self._sent = True
+            await trio.sleep_forever()
+        finally:
+            self._release_target()
+
+    def _release_target(self) -> None:
+        target = self.target
+        if target is None:
+            return
+        if self._holds_slot:
+            target.slots.release()
+            self._holds_slot = False
+        if target.pending.get(self.id) is self:
+            del target.pending[self.id]
+
+    def _invoke_frame(self) -> bytes:
+        return text_frame(
+            protocol.encode_invoke(
+                self.id,
+                self.function_id,
+                self.data,
+                traceparent=self.traceparent,
+                baggage=self.baggage,
+                metadata=self.metadata,
+            )
+        )
+
+    def _result_frame(self, outcome: Outcome) -> bytes:
+        return text_frame(
+            protocol.encode_result(
+                self.id, self.function_id, result=outcome.result, error=outcome.error
+            )
+        )
 
     async def _deliver(self, outcome: Outcome) -> None:
         if outcome.error is not None and not self.reply:
             log.info("call of %s failed: %s", self.function_id, outcome.error.message)
         caller = self.caller
-        if not self.reply or caller is None:
+        if not self.reply or caller is None or self._delivered:
             return
-        frame = protocol.encode_result(
-            self.id, self.function_id, result=outcome.result, error=outcome.error
-        )
         try:
-            await caller.outbox.send(text_frame(frame))
+            await caller.outbox.send(self._result_frame(outcome))
         except MailboxClosed:
             pass  # the caller disconnected meanwhile: nobody to tell
 

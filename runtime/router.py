@@ -84,6 +84,7 @@ class Router:
             caller.outgoing.add(invocation)
         supervisor = self.supervisor
         assert supervisor is not None, "the invocations supervisor is not running"
+        invocation.try_send_now()
         supervisor.spawn(invocation)
         return invocation
 
