@@ -91,3 +91,38 @@ async def test_serve_logs_its_port_and_stops_on_sigterm(tmp_path: Path) -> None:
     text = log_path.read_text()
     assert text.count("listening on") == 1
     assert "received SIGTERM" in text
+
+
+async def test_sigterm_drains_a_live_call_before_stopping(tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "config.yaml"
+    config.write_text(f"port: {port}\n")
+    log_path = tmp_path / "engine.log"
+    with log_path.open("w") as log_file:
+        process = await trio.lowlevel.open_process(
+            [*SERVE, "--config", str(config)], stderr=log_file, stdout=log_file
+        )
+        try:
+            with trio.fail_after(20):
+                while "listening on" not in log_path.read_text():
+                    await trio.sleep(0.05)
+            url = f"ws://127.0.0.1:{port}/"
+            async with raw_worker(url) as target, raw_worker(url) as caller:
+                await target.register("slow::fn")
+                await trio.sleep(0.1)
+                await caller.invoke("slow::fn", {}, "in-flight")
+                invoke = await target.expect("invokefunction")
+                process.send_signal(signal.SIGTERM)
+                with trio.fail_after(20):
+                    while "draining" not in log_path.read_text():
+                        await trio.sleep(0.05)
+                # The engine waits for the live call: its answer still reaches the caller.
+                await target.answer(invoke, "finished during the drain")
+                result = await caller.expect("invocationresult")
+                assert result["result"] == "finished during the drain"
+                with trio.fail_after(20):
+                    code = await process.wait()
+        finally:
+            if process.returncode is None:
+                process.kill()
+    assert code == 0
