@@ -80,3 +80,22 @@ async def test_buffer_size_is_capped_and_type_checked(engine: Engine) -> None:
     async with raw_worker(worker_url(engine)) as worker:
         result = await worker.call("engine::channels::create", {"buffer_size": "big"})
     assert result["error"]["code"] == "deserialization_error"
+
+
+async def test_a_channel_never_connected_expires_after_five_minutes(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
+    refs = await create(engine)
+    channel_id = refs["reader"]["channel_id"]
+    await trio.sleep(250)
+    assert channel_id in engine.channels.channels
+    await trio.sleep(100)  # past 300 s plus one expiry period
+    assert channel_id not in engine.channels.channels
+
+
+async def test_a_channel_owned_by_a_connection_goes_with_it(engine: Engine) -> None:
+    async with raw_worker(worker_url(engine)) as owner:
+        channel = engine.channels.create(owner=owner.worker_id)
+    with trio.fail_after(5):
+        while channel.id in engine.channels.channels:
+            await trio.sleep(0.01)
