@@ -85,8 +85,18 @@ class WorkerConnection(Actor):
             self._cancel_scope.cancel()
 
     async def send(self, message: protocol.Message) -> None:
+        """Queue a frame for this worker, waiting while its outbox is full."""
         try:
             await self.outbox.send(text_frame(protocol.encode(message)))
+        except MailboxClosed:
+            pass
+
+    def post(self, message: protocol.Message) -> None:
+        """Queue a frame without waiting (used from other workers' tasks); a worker whose
+        outbox is full is not reading its socket, and the frame is dropped with a log line."""
+        try:
+            if not self.outbox.try_send(text_frame(protocol.encode(message))):
+                log.warning("%s: outbox full, %s frame dropped", self, message.TYPE)
         except MailboxClosed:
             pass
 
@@ -105,7 +115,7 @@ class WorkerConnection(Actor):
         finally:
             with trio.CancelScope(shield=True):
                 self.outbox.close()
-                await self.engine.disconnected(self)
+                self.engine.disconnected(self)
                 await self._close_socket()
 
     async def _read_loop(self) -> None:

@@ -133,14 +133,14 @@ class Dispatcher:
                 registry.add_type_provider(conn, message)
                 conn.provided_types.add(message.id)
                 conn.listed = True
-                await self.triggers.provider_added(message.id)
+                self.triggers.provider_added(message.id)
             case protocol.UnregisterTriggerType():
                 if message.id in conn.provided_types:
                     conn.provided_types.discard(message.id)
-                    await self.triggers.provider_removed(conn, message.id)
+                    self.triggers.provider_removed(conn, message.id)
             case protocol.RegisterTrigger():
                 conn.listed = True
-                await self.triggers.bind(
+                self.triggers.bind(
                     Binding(
                         owner=conn,
                         id=message.id,
@@ -153,9 +153,9 @@ class Dispatcher:
             case protocol.UnregisterTrigger():
                 binding = registry.bindings.get((conn.worker_id, message.id))
                 if binding is not None:
-                    await self.triggers.unbind(binding)
+                    self.triggers.unbind(binding)
             case protocol.TriggerRegistrationResult():
-                await self.triggers.provider_answered(conn, message)
+                self.triggers.provider_answered(conn, message)
             case protocol.RegisterService():
                 conn.services[message.id] = message
             case protocol.Reattach():
@@ -176,7 +176,7 @@ class Dispatcher:
 
     # --- disconnect (spec §3.7, D4) -----------------------------------------------------------
 
-    async def disconnected(self, conn: WorkerConnection) -> None:
+    def disconnected(self, conn: WorkerConnection) -> None:
         engine = self.engine
         registry = self.registry
         if engine.connections.get(conn.worker_id) is conn:
@@ -191,9 +191,9 @@ class Dispatcher:
             registry.remove_provider(conn, function_id)
         conn.functions.clear()
         for binding in list(registry.owned_by(conn)):
-            await self.triggers.unbind(binding)
+            self.triggers.unbind(binding)
         for type_id in list(conn.provided_types):
-            await self.triggers.provider_removed(conn, type_id)
+            self.triggers.provider_removed(conn, type_id)
         conn.provided_types.clear()
         engine.channels.owner_gone(conn.worker_id)
         if registry.version != version:

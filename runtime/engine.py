@@ -80,8 +80,8 @@ class Engine:
     async def handle_frame(self, conn: WorkerConnection, frame: str | bytes) -> None:
         await self.dispatcher.handle_frame(conn, frame)
 
-    async def disconnected(self, conn: WorkerConnection) -> None:
-        await self.dispatcher.disconnected(conn)
+    def disconnected(self, conn: WorkerConnection) -> None:
+        self.dispatcher.disconnected(conn)
 
     def functions_changed(self) -> None:
         self._functions_changed.set()

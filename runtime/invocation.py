@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("iii_trio.invocation")
 
 STOPPED = protocol.ErrorBody("invocation_stopped", "Invocation stopped")
+# How long a result may wait for room in a caller's full outbox. A caller that reads
+# nothing for this long loses the result, so invocations cannot pile up behind it.
+DELIVERY_GRACE_SECONDS = 10.0
 
 
 @attrs.frozen
@@ -255,10 +258,13 @@ class Invocation(Actor):
         caller = self.caller
         if not self.reply or caller is None or self._delivered:
             return
-        try:
-            await caller.outbox.send(self._result_frame(outcome))
-        except MailboxClosed:
-            pass  # the caller disconnected meanwhile: nobody to tell
+        with trio.move_on_after(DELIVERY_GRACE_SECONDS) as grace:
+            try:
+                await caller.outbox.send(self._result_frame(outcome))
+            except MailboxClosed:
+                pass  # the caller disconnected meanwhile: nobody to tell
+        if grace.cancelled_caught:
+            log.warning("%s is not reading: result of %s dropped", caller, self.id)
 
     # --- introspection (D12) ---------------------------------------------------------------
 

@@ -3,6 +3,8 @@
 A binding goes to the engine module providing its type (validated synchronously), or to
 the first live worker providing the type (sent as ``registertrigger``), or is parked until
 a provider appears. Failures reach the binding's owner as ``triggerregistrationresult``.
+Everything here is synchronous: frames to other workers are posted to their bounded
+outboxes without waiting, so a worker that stops reading cannot stall anyone else.
 """
 
 from __future__ import annotations
@@ -41,26 +43,26 @@ class Triggers:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
 
-    async def bind(self, binding: Binding) -> None:
+    def bind(self, binding: Binding) -> None:
         registry = self.registry
         previous = registry.bindings.get(binding.key)
         if previous is not None:
-            await self.unbind(previous)  # a repeated id on one connection replaces (§6.1)
+            self.unbind(previous)  # a repeated id on one connection replaces (§6.1)
         engine_type = registry.engine_types.get(binding.trigger_type)
         if engine_type is not None:
             try:
                 engine_type.bind(binding)
             except TriggerConfigError as exc:
-                await self._report_failure(
+                self._report_failure(
                     binding, protocol.ErrorBody("trigger_registration_failed", str(exc))
                 )
                 return
             registry.bindings[binding.key] = binding
             return
         registry.bindings[binding.key] = binding
-        await self._deliver(binding)
+        self._deliver(binding)
 
-    async def unbind(self, binding: Binding) -> None:
+    def unbind(self, binding: Binding) -> None:
         registry = self.registry
         if registry.bindings.get(binding.key) is not binding:
             return
@@ -71,24 +73,24 @@ class Triggers:
         provider = binding.delivered_to
         if provider is not None:
             binding.delivered_to = None
-            await provider.send(
+            provider.post(
                 protocol.UnregisterTrigger(id=binding.id, trigger_type=binding.trigger_type)
             )
 
-    async def provider_added(self, type_id: str) -> None:
+    def provider_added(self, type_id: str) -> None:
         """A worker registered ``type_id``: parked bindings go to the active provider."""
         for binding in self.registry.parked(type_id):
-            await self._deliver(binding)
+            self._deliver(binding)
 
-    async def provider_removed(self, conn: WorkerConnection, type_id: str) -> None:
+    def provider_removed(self, conn: WorkerConnection, type_id: str) -> None:
         """``conn`` no longer provides ``type_id``: its bindings go to the next provider."""
         self.registry.remove_type_provider(conn, type_id)
         for binding in list(self.registry.delivered_to(conn)):
             if binding.trigger_type == type_id:
                 binding.delivered_to = None
-                await self._deliver(binding)
+                self._deliver(binding)
 
-    async def provider_answered(
+    def provider_answered(
         self, conn: WorkerConnection, answer: protocol.TriggerRegistrationResult
     ) -> None:
         if answer.error is None:
@@ -98,17 +100,17 @@ class Triggers:
                 # Parked again; not re-sent to the provider that refused it (§6.3.3).
                 binding.delivered_to = None
                 binding.refused_by.add(conn.worker_id)
-                await self._report_failure(binding, answer.error)
+                self._report_failure(binding, answer.error)
 
-    async def _deliver(self, binding: Binding) -> None:
+    def _deliver(self, binding: Binding) -> None:
         entry = self.registry.worker_types.get(binding.trigger_type)
         provider = entry.active(excluding=binding.refused_by) if entry is not None else None
         if provider is None:
             return  # parked
         binding.delivered_to = provider
-        await provider.send(binding.register_frame())
+        provider.post(binding.register_frame())
 
-    async def _report_failure(self, binding: Binding, error: protocol.ErrorBody) -> None:
+    def _report_failure(self, binding: Binding, error: protocol.ErrorBody) -> None:
         log.info(
             "trigger %s (%s -> %s) failed: %s",
             binding.id,
@@ -117,7 +119,7 @@ class Triggers:
             error.message,
         )
         if binding.owner is not None:
-            await binding.owner.send(
+            binding.owner.post(
                 protocol.TriggerRegistrationResult(
                     id=binding.id,
                     trigger_type=binding.trigger_type,
