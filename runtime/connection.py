@@ -131,7 +131,11 @@ class WorkerConnection(Actor):
                 log.warning("%s: %s; closing with 1009", self, exc)
                 self.close_code = MESSAGE_TOO_BIG
                 return
-            await handle(self, frame)
+            try:
+                await handle(self, frame)
+            except Exception:
+                # A bug triggered by one frame is logged; the connection carries on.
+                log.exception("%s: error while handling a frame", self)
 
     async def _write_loop(self) -> None:
         outbox = self.outbox

@@ -88,7 +88,12 @@ class Listener(Actor):
             conn = WorkerConnection(
                 self.engine, ws, peer, outbox_capacity=self.engine.outbox_capacity
             )
-            await current_system().run_actor(conn, parent=current_actor_id())
+            try:
+                await current_system().run_actor(conn, parent=current_actor_id())
+            except Exception:
+                # Contained here: one connection's failure must not restart the listener
+                # (and so drop every other worker).
+                log.exception("%s failed", conn)
         elif path == "/otel":
             await self._telemetry_socket(ws)
         else:

@@ -119,3 +119,47 @@ async def test_websocket_ping_is_answered(engine: Engine) -> None:
     async with raw_worker(worker_url(engine)) as worker:
         with trio.fail_after(5):
             await worker.ws.ping(b"are you there")
+
+
+async def test_an_engine_bug_on_one_frame_costs_only_that_frame(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stand-in for a bug: handling one particular frame raises.
+    real_handle = engine.handle_frame
+
+    async def buggy_handle(conn: object, frame: str | bytes) -> None:
+        if "trigger-the-bug" in str(frame):
+            raise RuntimeError("simulated engine bug")
+        await real_handle(conn, frame)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine, "handle_frame", buggy_handle)
+    async with raw_worker(worker_url(engine)) as target, raw_worker(worker_url(engine)) as good:
+        await target.register("t::echo")
+        await good.send({"type": "ping", "x": "trigger-the-bug"})
+        await good_call_works(good, target, 1)
+
+
+async def test_a_failing_connection_actor_leaves_the_others_alone(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with raw_worker(worker_url(engine)) as target, raw_worker(worker_url(engine)) as good:
+        await target.register("t::echo")
+        # A stand-in for a bug in the connection actor: the disconnect cleanup raises once.
+        real_disconnected = engine.disconnected
+        calls = []
+
+        def buggy_disconnected(conn: object) -> None:
+            calls.append(conn)
+            real_disconnected(conn)  # type: ignore[arg-type]
+            if len(calls) == 1:
+                raise RuntimeError("simulated cleanup bug")
+
+        monkeypatch.setattr(engine, "disconnected", buggy_disconnected)
+        async with raw_worker(worker_url(engine)):
+            pass
+        with trio.fail_after(5):
+            while not calls:
+                await trio.sleep(0.01)
+        await good_call_works(good, target, 2)  # the listener and its connections survived
+        async with raw_worker(worker_url(engine)) as newcomer:  # and it still accepts
+            assert newcomer.worker_id
