@@ -18,7 +18,7 @@ import traceback
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import orjson
@@ -67,6 +67,22 @@ class TriggerHandle:
         self._client._unregister_trigger(self)
 
 
+@attrs.frozen
+class Binding:
+    """A binding of one of this worker's trigger types, as the engine delivered it."""
+
+    id: str
+    function_id: str
+    config: Any
+    metadata: Any = None
+
+
+class TriggerTypeHandler(Protocol):
+    async def register_trigger(self, binding: Binding) -> None: ...
+
+    async def unregister_trigger(self, binding: Binding) -> None: ...
+
+
 @attrs.define(eq=False)
 class _Pending:
     function_id: str
@@ -87,16 +103,22 @@ class III:
         reconnect_initial: float = 1.0,
         reconnect_max: float = 30.0,
         token: str | None = None,
+        shutdown_timeout: float = 10.0,
     ) -> None:
         self.url = url or os.environ.get("III_URL", "ws://localhost:49134")
         self.worker_name = worker_name or f"{platform.node()}:{os.getpid()}"
         self.default_timeout = default_timeout
+        self.shutdown_timeout = shutdown_timeout
+        self._running_handlers = 0
+        self._handlers_idle = trio.Event()
+        self._flushed = trio.Event()
         self.reconnect_initial = reconnect_initial
         self.reconnect_max = reconnect_max
         self.token = token if token is not None else os.environ.get("III_TOKEN") or None
         self.worker_id: str | None = None
         self._functions: dict[str, _Function] = {}
         self._triggers: dict[str, TriggerHandle] = {}
+        self._trigger_types: dict[str, tuple[str, TriggerTypeHandler]] = {}
         self._pending: dict[str, _Pending] = {}
         self._handler_limit = trio.CapacityLimiter(max_concurrent_handlers)
         self._thread_limit = trio.CapacityLimiter(sync_handler_threads)
@@ -147,6 +169,15 @@ class III:
         self._post(self._trigger_frame(handle))
         return handle
 
+    def register_trigger_type(
+        self, id: str, handler: TriggerTypeHandler, *, description: str = ""
+    ) -> None:
+        """Provide a trigger type: ``handler.register_trigger(binding)`` runs for every
+        binding of it (raise to refuse one), ``handler.unregister_trigger(binding)`` when
+        one goes away. The worker fires bindings itself with :meth:`trigger`."""
+        self._trigger_types[id] = (description, handler)
+        self._post(self._trigger_type_frame(id, description))
+
     def _unregister_trigger(self, handle: TriggerHandle) -> None:
         if self._triggers.pop(handle.id, None) is not None:
             frame = protocol.UnregisterTrigger(id=handle.id, trigger_type=handle.trigger_type)
@@ -160,23 +191,32 @@ class III:
         data: Any = None,
         *,
         timeout: float | None = None,  # noqa: ASYNC109 - the documented SDK API
+        action: str | dict[str, Any] | None = None,
     ) -> Any:
-        """Call ``function_id`` and return its result; raises :class:`InvocationError`."""
+        """Call ``function_id`` and return its result; raises :class:`InvocationError`.
+
+        ``action="void"`` fires and forgets (returns None); ``action={"type": "enqueue",
+        "queue": name}`` hands the call to a named queue and returns ``{messageReceiptId}``.
+        """
+        if action == "void" or (isinstance(action, dict) and action.get("type") == "void"):
+            await self.trigger_void(function_id, data, timeout=timeout)
+            return None
         seconds = self.default_timeout if timeout is None else timeout
         invocation_id = str(uuid.uuid4())
+        frame: dict[str, Any] = {
+            "type": "invokefunction",
+            "invocation_id": invocation_id,
+            "function_id": function_id,
+            "data": data,
+        }
+        if isinstance(action, dict):
+            frame["action"] = action
+        elif action is not None:
+            raise ValueError(f"unknown action {action!r}: use 'void' or an enqueue action")
         pending = self._pending[invocation_id] = _Pending(function_id)
         try:
             with trio.move_on_after(seconds):
-                await self._send_when_connected(
-                    protocol.encode_json(
-                        {
-                            "type": "invokefunction",
-                            "invocation_id": invocation_id,
-                            "function_id": function_id,
-                            "data": data,
-                        }
-                    )
-                )
+                await self._send_when_connected(protocol.encode_json(frame))
                 await pending.done.wait()
         finally:
             self._pending.pop(invocation_id, None)
@@ -235,7 +275,26 @@ class III:
             try:
                 yield self
             finally:
+                with trio.CancelScope(shield=True):
+                    await self._drain()
                 nursery.cancel_scope.cancel()
+
+    async def _drain(self) -> None:
+        """Graceful shutdown: withdraw every function (the engine routes new calls to
+        other replicas), then let running handlers answer, for up to shutdown_timeout."""
+        for function_id in self._functions:
+            self._post(protocol.encode(protocol.UnregisterFunction(id=function_id)))
+        with trio.move_on_after(self.shutdown_timeout):
+            while self._running_handlers:
+                self._handlers_idle = trio.Event()
+                await self._handlers_idle.wait()
+            outbox = self._outbox
+            if outbox is not None:
+                # An empty frame marks the end: once the writer reaches it, every result
+                # before it is on the wire.
+                self._flushed = trio.Event()
+                await outbox.send(b"")
+                await self._flushed.wait()
 
     def run(self, main: Callable[[III], Awaitable[None]] | None = None) -> None:
         """Connect and serve until SIGINT / SIGTERM (or until ``main(iii)`` returns)."""
@@ -291,7 +350,9 @@ class III:
             log.info("connection to %s ended; reconnecting", self.url)
 
     def _replay_frames(self) -> list[bytes]:
-        frames = [self._register_frame(f) for f in self._functions.values()]
+        # The order the official SDKs use: trigger types, functions, triggers, metadata.
+        frames = [self._trigger_type_frame(t, d) for t, (d, _) in self._trigger_types.items()]
+        frames += [self._register_frame(f) for f in self._functions.values()]
         frames += [self._trigger_frame(t) for t in self._triggers.values()]
         metadata = {
             "runtime": "python-trio",
@@ -316,6 +377,9 @@ class III:
         self, ws: ClientWebSocket, frames: trio.MemoryReceiveChannel[bytes]
     ) -> None:
         async for frame in frames:
+            if not frame:
+                self._flushed.set()
+                continue
             await ws.send(frame.decode())
 
     async def _read_loop(self, ws: ClientWebSocket, nursery: trio.Nursery) -> None:
@@ -340,6 +404,8 @@ class III:
                     pending.done.set()
             elif isinstance(message, protocol.InvokeFunction) and message.invocation_id:
                 nursery.start_soon(self._serve, message)
+            elif isinstance(message, (protocol.RegisterTrigger, protocol.UnregisterTrigger)):
+                nursery.start_soon(self._binding_changed, message)
             elif isinstance(message, protocol.WorkerRegistered):
                 self.worker_id = message.worker_id
 
@@ -364,6 +430,7 @@ class III:
                 args.append(
                     InvocationContext(call.invocation_id, call.function_id, caller, call.metadata)
                 )
+            self._running_handlers += 1
             try:
                 async with self._handler_limit:
                     if function.is_async:
@@ -381,10 +448,42 @@ class III:
             else:
                 if result is not None:
                     reply["result"] = result
+            finally:
+                self._running_handlers -= 1
         try:
             await self._send_when_connected(orjson.dumps(reply), wait=False)
         except (TypeError, orjson.JSONEncodeError) as exc:
             log.error("result of %s is not JSON: %s", call.function_id, exc)
+        finally:
+            if not self._running_handlers:
+                self._handlers_idle.set()
+
+    async def _binding_changed(
+        self, message: protocol.RegisterTrigger | protocol.UnregisterTrigger
+    ) -> None:
+        provided = self._trigger_types.get(message.trigger_type or "")
+        if isinstance(message, protocol.UnregisterTrigger):
+            if provided is not None:
+                await provided[1].unregister_trigger(Binding(message.id, "", None))
+            return
+        answer: dict[str, Any] = {
+            "type": "triggerregistrationresult",
+            "id": message.id,
+            "trigger_type": message.trigger_type,
+            "function_id": message.function_id,
+        }
+        if provided is None:
+            answer["error"] = {
+                "code": "trigger_type_not_found",
+                "message": f"Trigger type {message.trigger_type} not provided by this worker",
+            }
+        else:
+            binding = Binding(message.id, message.function_id, message.config, message.metadata)
+            try:
+                await provided[1].register_trigger(binding)
+            except Exception as exc:
+                answer["error"] = {"code": "trigger_registration_failed", "message": str(exc)}
+        await self._send_when_connected(protocol.encode_json(answer), wait=False)
 
     # --- sending ------------------------------------------------------------------------
 
@@ -416,6 +515,9 @@ class III:
             id=function.id, description=function.description, metadata=function.metadata
         )
         return protocol.encode(message)
+
+    def _trigger_type_frame(self, type_id: str, description: str) -> bytes:
+        return protocol.encode(protocol.RegisterTriggerType(id=type_id, description=description))
 
     def _trigger_frame(self, handle: TriggerHandle) -> bytes:
         message = protocol.RegisterTrigger(

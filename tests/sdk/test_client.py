@@ -12,11 +12,13 @@ import trio
 from iii_trio.runtime.config import EngineConfig
 from iii_trio.runtime.engine import Engine
 from iii_trio.sdk import III, InvocationContext, InvocationError
+from iii_trio.sdk.client import Binding
 from tests.conftest import worker_url
 
 
 def client(engine_or_url: Engine | str, name: str, **kwargs: Any) -> III:
     url = engine_or_url if isinstance(engine_or_url, str) else worker_url(engine_or_url)
+    kwargs.setdefault("shutdown_timeout", 1.0)
     return III(url, worker_name=name, reconnect_initial=0.05, reconnect_max=0.2, **kwargs)
 
 
@@ -96,7 +98,7 @@ async def test_the_optional_second_parameter_is_the_context(engine: Engine, serv
 async def test_client_timeout_then_the_next_call_works(engine: Engine, server: III) -> None:
     async with client(engine, "caller").connect() as caller:
         with pytest.raises(InvocationError) as info:
-            await caller.trigger("s::slow", {"seconds": 5}, timeout=0.2)
+            await caller.trigger("s::slow", {"seconds": 0.5}, timeout=0.2)
         assert info.value.code == "timeout"
         assert await caller.trigger("s::echo", "after", timeout=5) == "after"
 
@@ -172,3 +174,91 @@ async def test_connect_leaves_no_tasks_behind(engine: Engine) -> None:
     async with client(engine, "brief").connect():
         pass
     assert len(trio.lowlevel.current_task().child_nurseries) == before
+
+
+async def test_trigger_with_actions(engine: Engine, server: III) -> None:
+    async with client(engine, "caller").connect() as caller:
+        assert await caller.trigger("s::echo", {}, action="void") is None
+        with pytest.raises(InvocationError) as info:
+            await caller.trigger("s::echo", {}, action={"type": "enqueue", "queue": "jobs"})
+        assert info.value.code == "enqueue_error"  # no QueueModule in this engine yet
+        with pytest.raises(ValueError, match="unknown action"):
+            await caller.trigger("s::echo", {}, action="later")
+
+
+class RecordingType:
+    def __init__(self, refuse: bool = False) -> None:
+        self.refuse = refuse
+        self.events: list[tuple[str, Binding]] = []
+        self.changed = trio.Event()
+
+    async def register_trigger(self, binding: Binding) -> None:
+        self.events.append(("register", binding))
+        self.changed.set()
+        if self.refuse:
+            raise ValueError("not this topic")
+
+    async def unregister_trigger(self, binding: Binding) -> None:
+        self.events.append(("unregister", binding))
+        self.changed.set()
+
+
+async def next_event(handler: RecordingType) -> tuple[str, Binding]:
+    with trio.fail_after(5):
+        while not handler.events:
+            handler.changed = trio.Event()
+            await handler.changed.wait()
+    return handler.events.pop(0)
+
+
+async def test_worker_provided_trigger_type(engine: Engine) -> None:
+    handler = RecordingType()
+    provider = client(engine, "provider")
+    provider.register_trigger_type("ntype", handler, description="custom")
+    async with provider.connect(), client(engine, "owner").connect() as owner:
+        handle = owner.register_trigger("ntype", "p::echo", {"topic": "t1"})
+        kind, binding = await next_event(handler)
+        assert kind == "register"
+        assert binding == Binding(handle.id, "p::echo", {"topic": "t1"})
+        handle.unregister()
+        kind, binding = await next_event(handler)
+        assert (kind, binding.id) == ("unregister", handle.id)
+
+
+async def test_refused_bindings_are_reported_to_the_engine(engine: Engine) -> None:
+    provider = client(engine, "provider")
+    provider.register_trigger_type("ntype", RecordingType(refuse=True))
+    async with provider.connect(), client(engine, "owner").connect() as owner:
+        handle = owner.register_trigger("ntype", "p::echo", {"topic": "nope"})
+        with trio.fail_after(5):
+            while True:
+                binding = engine.registry.bindings.get((str(owner.worker_id), handle.id))
+                if binding is not None and binding.refused_by:
+                    break
+                await trio.sleep(0.01)
+
+
+async def test_shutdown_lets_running_handlers_answer(engine: Engine) -> None:
+    worker = client(engine, "draining", shutdown_timeout=5.0)
+    started = trio.Event()
+
+    @worker.function(id="d::slow")
+    async def slow(data: Any) -> Any:
+        started.set()
+        await trio.sleep(0.3)
+        return "finished"
+
+    results: list[Any] = []
+    async with client(engine, "caller").connect() as caller:
+        async with trio.open_nursery() as nursery:
+            async with worker.connect():
+                await registered(engine, "d::slow")
+
+                async def call() -> None:
+                    results.append(await caller.trigger("d::slow", {}))
+
+                nursery.start_soon(call)
+                await started.wait()
+            # connect() returned only after the handler answered.
+    assert results == ["finished"]
+    assert "d::slow" not in engine.registry.functions
