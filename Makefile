@@ -3,7 +3,7 @@ PY      := .venv/bin/python
 STAMP   := .venv/.installed
 PYSRC   := actors runtime sdk iii_trio
 
-.PHONY: setup serve test lint typecheck unit sdks bench clean
+.PHONY: setup serve test lint typecheck sdks examples-deps bench clean
 
 setup: $(STAMP) .typecheck/iii_trio
 
@@ -25,6 +25,13 @@ $(STAMP): pyproject.toml
 sdks:
 	bash scripts/install_sdks.sh
 
+# The examples' Node dependencies (official SDK, tsx), from examples/node/package-lock.json.
+examples-deps: examples/node/node_modules/.installed
+
+examples/node/node_modules/.installed: examples/node/package-lock.json
+	cd examples/node && npm ci --silent --no-audit --no-fund
+	touch $@
+
 serve: setup
 	.venv/bin/iii-trio serve --config config.yaml
 
@@ -35,7 +42,7 @@ lint: setup
 typecheck: setup
 	.venv/bin/mypy -p iii_trio
 
-test: setup sdks lint typecheck
+test: setup sdks examples-deps lint typecheck
 	.venv/bin/pytest
 
 bench: setup sdks
