@@ -442,7 +442,7 @@ class III:
             except Exception as exc:
                 reply["error"] = {
                     "code": "invocation_failed",
-                    "message": str(exc),
+                    "message": str(exc) or type(exc).__name__,
                     "stacktrace": traceback.format_exc(),
                 }
             else:
