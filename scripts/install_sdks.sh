@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 mkdir -p .deps
 
 versions=("$@")
-[ ${#versions[@]} -gt 0 ] || versions=(py:0.25.0 node:0.22.1)
+[ ${#versions[@]} -gt 0 ] || versions=(py:0.4.1 py:0.11.6 py:0.25.0 node:0.3.0 node:0.11.6 node:0.22.1)
 
 install_python() {
     local version=$1 dir=.deps/py-iii-sdk-$1

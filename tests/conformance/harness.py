@@ -19,23 +19,29 @@ READY_TIMEOUT = 60.0
 REPLY_TIMEOUT = 30.0
 
 
+# label -> (family, version); labels as in spec §0.
+SDKS = {
+    "P4": ("py", "0.4.1"),
+    "P11": ("py", "0.11.6"),
+    "P25": ("py", "0.25.0"),
+    "N3": ("node", "0.3.0"),
+    "N11": ("node", "0.11.6"),
+    "N22": ("node", "0.22.1"),
+}
+
+
 def command_for(label: str, url: str, prefix: str) -> tuple[list[str], dict[str, str]]:
     """How to start one SDK's controlled worker: (argv, extra environment)."""
-    if label == "P25":
-        sdk = DEPS / "py-iii-sdk-0.25.0"
-        argv = [str(sdk / "bin" / "python"), str(WORKERS / "p25_worker.py"), url, prefix]
-        env: dict[str, str] = {}
-    elif label == "N22":
-        sdk = DEPS / "node-iii-sdk-0.22.1"
-        argv = ["node", str(WORKERS / "n22_worker.mjs"), url, prefix]
-        env = {"III_SDK_DIR": str(sdk)}
-    else:
-        raise ValueError(f"unknown SDK label {label}")
+    family, version = SDKS[label]
+    sdk = DEPS / f"{family}-iii-sdk-{version}"
     if not (sdk / ".installed").exists():
         pytest.fail(
             f"{label} is not installed in {sdk}: run scripts/install_sdks.sh (make test does)"
         )
-    return argv, env
+    if family == "py":
+        script = "p4_worker.py" if label == "P4" else "py_worker.py"
+        return [str(sdk / "bin" / "python"), str(WORKERS / script), url, prefix], {}
+    return ["node", str(WORKERS / "node_worker.mjs"), url, prefix], {"III_SDK_DIR": str(sdk)}
 
 
 class SdkWorker:

@@ -1,97 +1,171 @@
-"""The official SDKs, unmodified, against a real engine: P25 (PyPI iii-sdk 0.25.0) and N22
-(npm iii-sdk 0.22.1), each in its own process (spec §10: A1-A6)."""
+"""The official SDKs, unmodified, against a real engine, each in its own process, and
+paired with each other and with the trio SDK (spec §10: A1-A6, E1).
+
+Labels as in the spec: P4 / P11 / P25 are PyPI iii-sdk 0.4.1 / 0.11.6 / 0.25.0, N3 / N11 /
+N22 are npm iii-sdk 0.3.0 / 0.11.6 / 0.22.1.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 
 from iii_trio.runtime.engine import Engine
-from tests.conformance.harness import SdkWorker, sdk_worker
+from iii_trio.sdk import III, InvocationError
+from tests.conformance.harness import SDKS, SdkWorker, sdk_worker
 from tests.conftest import worker_url
+
+# Cross-SDK pairs of the spec (A3), each tested in both directions.
+PAIRS = [("N3", "P4"), ("N11", "P11"), ("N22", "P25"), ("N3", "P25")]
+# Versions whose handler errors carry a stacktrace (spec §9.2).
+STACKTRACE_SDKS = {"P11", "P25", "N11", "N22", "trio"}
 
 
 async def wait_for_functions(engine: Engine, *function_ids: str) -> None:
     # Real time: the SDK processes register on their own schedule.
-    with trio.fail_after(30):
+    with trio.fail_after(60):
         while not all(f in engine.registry.functions for f in function_ids):
             await trio.sleep(0.02)
 
 
-@pytest.fixture
-async def pair(engine: Engine, tmp_path: Path) -> AsyncIterator[tuple[SdkWorker, SdkWorker]]:
-    url = worker_url(engine)
-    async with (
-        sdk_worker("P25", url, "py", tmp_path) as p25,
-        sdk_worker("N22", url, "node", tmp_path) as n22,
-    ):
-        await wait_for_functions(engine, "py::echo", "node::echo")
-        yield p25, n22
+def prefix(label: str) -> str:
+    return label.lower()
 
 
-@pytest.mark.parametrize("direction", ["P25->N22", "N22->P25"])
-async def test_cross_sdk_sync_call(
-    pair: tuple[SdkWorker, SdkWorker], engine: Engine, direction: str
-) -> None:
-    p25, n22 = pair
-    caller, target = (p25, "node") if direction == "P25->N22" else (n22, "py")
-    reply = await caller.call(f"{target}::echo", {"hello": "world", "n": [1, 2]})
-    assert reply["ok"], reply
-    result = reply["result"]
-    caller_id = result.pop("_caller_worker_id")
-    assert result == {"hello": "world", "n": [1, 2]}
-    assert caller_id in engine.connections
-
-
-@pytest.mark.parametrize("direction", ["P25->N22", "N22->P25"])
-async def test_error_propagation(pair: tuple[SdkWorker, SdkWorker], direction: str) -> None:
-    p25, n22 = pair
-    caller, target = (p25, "node") if direction == "P25->N22" else (n22, "py")
-    reply = await caller.call(f"{target}::boom", {})
-    assert not reply["ok"]
+def assert_failed(reply: dict[str, Any], caller: str, code: str, text: str) -> None:
+    assert not reply["ok"], reply
     error = reply["error"]
-    assert error["type"] == "InvocationError"
-    assert error["code"] == "invocation_failed"
-    assert "kaboom" in error["message"]
-    assert error["stacktrace"]
+    if caller == "P4":  # P4 raises Exception(str(error_dict))
+        assert error["type"] == "Exception"
+        assert code in error["message"]
+        assert text in error["message"]
+    else:
+        assert error["code"] == code
+        assert text in error["message"]
 
 
-@pytest.mark.parametrize("label", ["P25", "N22"])
-async def test_unknown_function_fails_fast(pair: tuple[SdkWorker, SdkWorker], label: str) -> None:
-    caller = pair[0] if label == "P25" else pair[1]
-    with trio.fail_after(1.5):  # well inside the 2 s client timeout: not a timeout
-        reply = await caller.call("nope::x", {}, timeout_ms=2000)
-    assert not reply["ok"]
-    assert reply["error"]["code"] == "function_not_found"
+@pytest.fixture(params=PAIRS, ids=["-".join(pair) for pair in PAIRS])
+async def pair(
+    request: pytest.FixtureRequest, engine: Engine, tmp_path: Path
+) -> AsyncIterator[dict[str, SdkWorker]]:
+    url = worker_url(engine)
+    a, b = request.param
+    async with sdk_worker(a, url, prefix(a), tmp_path) as first:
+        async with sdk_worker(b, url, prefix(b), tmp_path) as second:
+            await wait_for_functions(engine, f"{prefix(a)}::echo", f"{prefix(b)}::echo")
+            yield {a: first, b: second}
 
 
-@pytest.mark.parametrize("direction", ["P25->N22", "N22->P25"])
-async def test_void_runs_the_target_once(pair: tuple[SdkWorker, SdkWorker], direction: str) -> None:
-    p25, n22 = pair
-    caller, target = (p25, "node") if direction == "P25->N22" else (n22, "py")
-    reply = await caller.request("void", function_id=f"{target}::count", data={"x": 1})
-    assert reply == {"seq": reply["seq"], "ok": True, "result": None}
-    with trio.fail_after(10):
-        while (await caller.call(f"{target}::read_count", {}))["result"]["count"] == 0:
-            await trio.sleep(0.02)
-    await trio.sleep(0.2)  # a second, wrong delivery would show up by now
-    assert (await caller.call(f"{target}::read_count", {}))["result"] == {"count": 1}
+def directions(workers: dict[str, SdkWorker]) -> list[tuple[str, SdkWorker, str]]:
+    (a, first), (b, second) = workers.items()
+    return [(a, first, b), (b, second, a)]
 
 
-async def test_workers_list_and_functions_list_show_both(
-    pair: tuple[SdkWorker, SdkWorker], engine: Engine
+async def test_cross_sdk_sync_calls(pair: dict[str, SdkWorker], engine: Engine) -> None:
+    for caller_label, caller, target in directions(pair):
+        reply = await caller.call(f"{prefix(target)}::echo", {"hello": caller_label, "n": [1]})
+        assert reply["ok"], reply
+        result = reply["result"]
+        assert result.pop("_caller_worker_id") in engine.connections
+        assert result == {"hello": caller_label, "n": [1]}
+
+
+async def test_error_propagation(pair: dict[str, SdkWorker]) -> None:
+    for caller_label, caller, target in directions(pair):
+        reply = await caller.call(f"{prefix(target)}::boom", {})
+        assert_failed(reply, caller_label, "invocation_failed", "kaboom")
+        if caller_label != "P4" and target in STACKTRACE_SDKS:
+            assert reply["error"]["stacktrace"], reply
+
+
+async def test_unknown_function_fails_fast(pair: dict[str, SdkWorker]) -> None:
+    for caller_label, caller, _ in directions(pair):
+        with trio.fail_after(1.5):  # well inside the 2 s client timeout: not a timeout
+            reply = await caller.call("nope::x", {}, timeout_ms=2000)
+        assert_failed(reply, caller_label, "function_not_found", "nope::x")
+
+
+async def test_void_runs_the_target_exactly_once(pair: dict[str, SdkWorker]) -> None:
+    for _, caller, target in directions(pair):
+        reply = await caller.request("void", function_id=f"{prefix(target)}::count", data={})
+        assert reply["ok"], reply
+        assert reply["result"] is None
+        with trio.fail_after(10):
+            while (await caller.call(f"{prefix(target)}::read_count", {}))["result"]["count"] == 0:
+                await trio.sleep(0.02)
+        await trio.sleep(0.2)  # a second, wrong delivery would show up by now
+        assert (await caller.call(f"{prefix(target)}::read_count", {}))["result"] == {"count": 1}
+
+
+async def test_missing_data_is_delivered_as_null(pair: dict[str, SdkWorker]) -> None:
+    # E1: P4 trigger(x, None) and N3 trigger(x, undefined) omit `data` on the wire.
+    for _, caller, target in directions(pair):
+        reply = await caller.call(f"{prefix(target)}::echo", None)
+        assert reply == {"seq": reply["seq"], "ok": True, "result": None}
+
+
+async def test_worker_rows_and_function_rows(pair: dict[str, SdkWorker]) -> None:
+    for caller_label, caller, target in directions(pair):
+        # The metadata call is void and may land after the registrations (spec §3.3).
+        with trio.fail_after(20):
+            while True:
+                workers = (await caller.call("engine::workers::list", {}))["result"]["workers"]
+                rows = {row["name"]: row for row in workers}
+                if prefix(target) in rows:
+                    break
+                await trio.sleep(0.05)
+        family, version = SDKS[target]
+        assert rows[prefix(target)]["runtime"] == ("python" if family == "py" else "node")
+        assert rows[prefix(target)]["version"] == version
+        assert f"{prefix(target)}::echo" in rows[prefix(target)]["functions"]
+        functions = (await caller.call("engine::functions::list", {}))["result"]["functions"]
+        assert f"{prefix(target)}::boom" in {row["function_id"] for row in functions}, caller_label
+
+
+# --- the trio SDK paired with each official SDK ------------------------------------------
+
+
+@pytest.fixture
+async def trio_worker(engine: Engine) -> AsyncIterator[III]:
+    iii = III(worker_url(engine), worker_name="trio", shutdown_timeout=1)
+    count = {"n": 0}
+
+    @iii.function(id="trio::echo")
+    async def echo(data: Any) -> Any:
+        return data
+
+    @iii.function(id="trio::boom")
+    async def boom(data: Any) -> Any:
+        raise ValueError("kaboom")
+
+    @iii.function(id="trio::count")
+    async def counter(data: Any) -> Any:
+        count["n"] += 1
+        return count
+
+    async with iii.connect():
+        yield iii
+
+
+@pytest.mark.parametrize("label", list(SDKS))
+async def test_trio_sdk_and_official_sdk_call_each_other(
+    label: str, engine: Engine, trio_worker: III, tmp_path: Path
 ) -> None:
-    p25, n22 = pair
-    reply = await n22.call("engine::workers::list", {})
-    rows = {row["name"]: row for row in reply["result"]["workers"]}
-    assert rows["py"]["runtime"] == "python"
-    assert rows["py"]["version"] == "0.25.0"
-    assert rows["node"]["runtime"] == "node"
-    assert rows["node"]["version"] == "0.22.1"
-    assert "py::echo" in rows["py"]["functions"]
-    functions = await p25.call("engine::functions::list", {})
-    ids = {row["function_id"] for row in functions["result"]["functions"]}
-    assert {"py::echo", "py::boom", "node::echo", "node::boom"} <= ids
+    async with sdk_worker(label, worker_url(engine), prefix(label), tmp_path) as official:
+        await wait_for_functions(engine, f"{prefix(label)}::echo", "trio::echo")
+        result = await trio_worker.trigger(f"{prefix(label)}::echo", {"from": "trio"})
+        assert result == {"from": "trio", "_caller_worker_id": trio_worker.worker_id}
+        reply = await official.call("trio::echo", {"from": label})
+        assert reply["ok"], reply
+        assert reply["result"]["from"] == label
+        with pytest.raises(InvocationError) as info:
+            await trio_worker.trigger(f"{prefix(label)}::boom", {})
+        assert info.value.code == "invocation_failed"
+        assert "kaboom" in info.value.message
+        assert_failed(await official.call("trio::boom", {}), label, "invocation_failed", "kaboom")
+        if label != "P4":
+            assert (await official.call("trio::boom", {}))["error"]["stacktrace"]

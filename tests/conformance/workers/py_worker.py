@@ -1,6 +1,7 @@
-"""A worker on the official Python iii-sdk (0.25), driven by JSON lines on stdin.
+"""A worker on the official Python iii-sdk (0.9 and later: register_worker), driven by
+JSON lines on stdin.
 
-Run with the SDK's own venv: ``python p25_worker.py ws://127.0.0.1:PORT PREFIX``.
+Run with the SDK's own venv: ``python py_worker.py ws://127.0.0.1:PORT PREFIX``.
 Registers PREFIX::echo, PREFIX::boom, PREFIX::count and PREFIX::read_count, prints
 {"event": "ready"}, then answers one line per command:
 {"op": "call", "function_id", "data", "timeout_ms"?} | {"op": "void", ...} | {"op": "shutdown"}
@@ -11,7 +12,12 @@ import json
 import sys
 import threading
 
-from iii import InitOptions, InvocationError, TriggerAction, register_worker
+from iii import InitOptions, TriggerAction, register_worker
+
+try:
+    from iii import InvocationError
+except ImportError:  # 0.11.x names it IIIInvocationError
+    from iii import IIIInvocationError as InvocationError
 
 url, prefix = sys.argv[1], sys.argv[2]
 # Replies own stdout; anything the SDK prints goes to stderr.
