@@ -3,7 +3,7 @@ PY      := .venv/bin/python
 STAMP   := .venv/.installed
 PYSRC   := actors runtime sdk iii_trio
 
-.PHONY: setup serve test lint typecheck sdks examples-deps bench clean
+.PHONY: setup serve test lint typecheck sdks examples-deps compat bench clean
 
 setup: $(STAMP) .typecheck/iii_trio
 
@@ -44,6 +44,11 @@ typecheck: setup
 
 test: setup sdks examples-deps lint typecheck
 	.venv/bin/pytest
+
+# docs/compatibility.md from the conformance results (never written by hand).
+compat: setup sdks
+	.venv/bin/pytest tests/conformance --junitxml=build/conformance.xml -q
+	$(PY) scripts/compat_matrix.py build/conformance.xml docs/compatibility.md
 
 bench: setup sdks
 	$(PY) bench/roundtrip.py
