@@ -1,4 +1,4 @@
-"""Turn the conformance suite's JUnit XML into docs/compatibility.md (scenario × SDK).
+"""Turn the conformance suite's JUnit XML into docs/compatibility.md (scenario by SDK pairing).
 
     make compat     # runs tests/conformance, then this script
 
@@ -50,7 +50,7 @@ def main(junit: Path, out: Path) -> None:
         "|---|" + "---|" * len(columns),
     ]
     for scenario in SCENARIOS.values():
-        row = [cells[scenario].get(column, "–") for column in columns]
+        row = [cells[scenario].get(column, "n/a") for column in columns]
         lines.append(f"| {scenario} | " + " | ".join(row) + " |")
     out.write_text("\n".join(lines) + "\n")
 
