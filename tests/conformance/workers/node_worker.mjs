@@ -23,6 +23,10 @@ register(`${prefix}::echo`, async (data) => data)
 register(`${prefix}::boom`, async () => { throw new Error('kaboom') })
 register(`${prefix}::count`, async () => ({ count: ++count }))
 register(`${prefix}::read_count`, async () => ({ count }))
+register(`${prefix}::sleepy`, async (data) => {
+  await new Promise((resolve) => setTimeout(resolve, data.sleep_ms))
+  return data
+})
 reply({ event: 'ready' })
 
 async function call(command) {

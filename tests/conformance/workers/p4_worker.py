@@ -29,6 +29,11 @@ async def read_count(data):
     return {"count": counter["n"]}
 
 
+async def sleepy(data):
+    await asyncio.sleep(data["sleep_ms"] / 1000)
+    return data
+
+
 def reply(message):
     replies.write(json.dumps(message) + "\n")
     replies.flush()
@@ -41,6 +46,7 @@ async def main():
         ("boom", boom),
         ("count", count),
         ("read_count", read_count),
+        ("sleepy", sleepy),
     ):
         iii.register_function(f"{prefix}::{name}", handler)
     await iii.connect()

@@ -11,6 +11,7 @@ with {"seq", "ok": true, "result"} or {"seq", "ok": false, "error": {code, messa
 import json
 import sys
 import threading
+import time
 
 from iii import InitOptions, TriggerAction, register_worker
 
@@ -44,13 +45,24 @@ def read_count(data):
     return {"count": counter["n"]}
 
 
+def sleepy(data):
+    time.sleep(data["sleep_ms"] / 1000)
+    return data
+
+
 def reply(message):
     replies.write(json.dumps(message) + "\n")
     replies.flush()
 
 
 iii = register_worker(url, InitOptions(worker_name=prefix))
-for name, handler in (("echo", echo), ("boom", boom), ("count", count), ("read_count", read_count)):
+for name, handler in (
+    ("echo", echo),
+    ("boom", boom),
+    ("count", count),
+    ("read_count", read_count),
+    ("sleepy", sleepy),
+):
     iii.register_function(f"{prefix}::{name}", handler)
 reply({"event": "ready"})
 
