@@ -51,6 +51,7 @@ class SdkWorker:
         self.log = log
         self._buffer = b""
         self._seq = 0
+        self._events: list[dict[str, Any]] = []  # event lines read while awaiting replies
 
     async def _line(self, timeout: float) -> dict[str, Any]:
         assert self.process.stdout is not None
@@ -84,6 +85,20 @@ class SdkWorker:
             message = await self._line(timeout)
             if message.get("seq") == seq:
                 return message
+            if "event" in message:
+                self._events.append(message)
+
+    async def next_event(self, kind: str, timeout: float = REPLY_TIMEOUT) -> dict[str, Any]:
+        """The next event line of ``kind`` (trigger_registered, ...), kept or awaited."""
+        with trio.fail_after(timeout):
+            while True:
+                for event in self._events:
+                    if event["event"] == kind:
+                        self._events.remove(event)
+                        return event
+                message = await self._line(timeout)
+                if "event" in message:
+                    self._events.append(message)
 
     async def call(self, function_id: str, data: Any, **fields: Any) -> dict[str, Any]:
         return await self.request("call", function_id=function_id, data=data, **fields)

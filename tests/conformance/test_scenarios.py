@@ -84,3 +84,87 @@ async def test_engine_restart_sdks_reconnect_and_replay(
             reply = await worker.call(f"{prefix(label)}::echo", {"after": "restart"})
             assert reply["ok"], reply
             assert reply["result"]["after"] == "restart"
+
+
+@pytest.mark.parametrize(("caller_label", "target_label"), [("N22", "P25"), ("P11", "N11")])
+async def test_concurrent_calls_are_correlated(
+    engine: Engine, tmp_path: Path, caller_label: str, target_label: str
+) -> None:
+    url = worker_url(engine)
+    async with (
+        sdk_worker(caller_label, url, prefix(caller_label), tmp_path) as caller,
+        sdk_worker(target_label, url, prefix(target_label), tmp_path),
+    ):
+        target = prefix(target_label)
+        await wait_for_functions(engine, f"{target}::sleepy")
+        # A fixed spread of 0-198 ms sleeps, so completions come back out of order.
+        datas = [{"n": n, "sleep_ms": (n * 37) % 199} for n in range(100)]
+        reply = await caller.request("call_many", function_id=f"{target}::sleepy", datas=datas)
+    assert reply["ok"], reply
+    assert [result["n"] for result in reply["result"]] == list(range(100))
+    assert all(
+        result["sleep_ms"] == data["sleep_ms"]
+        for result, data in zip(reply["result"], datas, strict=True)
+    )
+
+
+@pytest.mark.parametrize("provider_label", ["N22", "N3"])
+async def test_worker_provided_trigger_type(
+    engine: Engine, tmp_path: Path, provider_label: str
+) -> None:
+    url = worker_url(engine)
+    async with (
+        sdk_worker("P25", url, "owner", tmp_path) as owner,
+        sdk_worker(provider_label, url, "provider", tmp_path) as provider,
+    ):
+        await wait_for_functions(engine, "owner::echo")
+        assert (await provider.request("register_trigger_type", id="ntype"))["ok"]
+        registered = await owner.request(
+            "register_trigger",
+            trigger_type="ntype",
+            function_id="owner::echo",
+            config={"topic": "t1"},
+        )
+        event = await provider.next_event("trigger_registered")
+        assert event["config"]["function_id"] == "owner::echo"
+        assert event["config"]["config"] == {"topic": "t1"}
+        assert event["config"]["id"]
+        # The provider fires the binding itself, with an ordinary call.
+        fired = await provider.call(event["config"]["function_id"], {"fired": "t1"})
+        assert fired["ok"]
+        assert fired["result"]["fired"] == "t1"
+        assert (await owner.request("unregister_trigger", handle=registered["result"]["handle"]))[
+            "ok"
+        ]
+        if provider_label == "N22":  # N3 ignores unregistertrigger (spec §9.2)
+            gone = await provider.next_event("trigger_unregistered")
+            assert gone["config"]["id"] == event["config"]["id"]
+
+
+async def test_a_late_provider_receives_the_parked_binding(engine: Engine, tmp_path: Path) -> None:
+    url = worker_url(engine)
+    async with sdk_worker("P25", url, "owner", tmp_path) as owner:
+        await owner.request(
+            "register_trigger",
+            trigger_type="ntype",
+            function_id="owner::echo",
+            config={"topic": "t2"},
+        )
+        async with sdk_worker("N22", url, "provider", tmp_path) as provider:
+            await provider.request("register_trigger_type", id="ntype")
+            event = await provider.next_event("trigger_registered")
+    assert event["config"]["config"] == {"topic": "t2"}
+
+
+@pytest.mark.parametrize("label", ["N22", "P11"])
+async def test_enqueue_to_an_unconfigured_queue_is_an_enqueue_error(
+    engine: Engine, tmp_path: Path, label: str
+) -> None:
+    # A16's error path; the happy path needs the QueueModule (its own issue).
+    async with sdk_worker(label, worker_url(engine), prefix(label), tmp_path) as worker:
+        await wait_for_functions(engine, f"{prefix(label)}::echo")
+        reply = await worker.request(
+            "enqueue", function_id=f"{prefix(label)}::echo", data={}, queue="default"
+        )
+    assert not reply["ok"]
+    assert reply["error"]["code"] == "enqueue_error"

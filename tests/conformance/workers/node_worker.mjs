@@ -29,6 +29,36 @@ register(`${prefix}::sleepy`, async (data) => {
 })
 reply({ event: 'ready' })
 
+const triggers = new Map()
+const emit = (event, config) => reply({ event, config: { ...config, config: config.config ?? null } })
+
+async function control(command) {
+  switch (command.op) {
+    case 'register_trigger_type':
+      iii.registerTriggerType(
+        { id: command.id, description: command.description ?? command.id },
+        {
+          registerTrigger: async (config) => emit('trigger_registered', config),
+          unregisterTrigger: async (config) => emit('trigger_unregistered', config),
+        },
+      )
+      return null
+    case 'register_trigger': {
+      const handle = iii.registerTrigger({ type: command.trigger_type, function_id: command.function_id, config: command.config })
+      const key = String(triggers.size + 1)
+      triggers.set(key, handle)
+      return { handle: key }
+    }
+    case 'unregister_trigger':
+      triggers.get(command.handle).unregister()
+      return null
+    case 'call_many':
+      return Promise.all(command.datas.map((data) => call({ op: 'call', function_id: command.function_id, data })))
+    default:
+      return call(command)
+  }
+}
+
 async function call(command) {
   if (!modern) {
     if (command.op === 'void') return iii.triggerVoid(command.function_id, command.data)
@@ -37,6 +67,7 @@ async function call(command) {
   const request = { function_id: command.function_id, payload: command.data }
   if (command.timeout_ms) request.timeoutMs = command.timeout_ms
   if (command.op === 'void') request.action = sdk.TriggerAction.Void()
+  if (command.op === 'enqueue') request.action = sdk.TriggerAction.Enqueue({ queue: command.queue })
   return iii.trigger(request)
 }
 
@@ -50,7 +81,7 @@ for await (const line of lines) {
       reply({ seq, ok: true, result: null })
       break
     }
-    const result = await call(command)
+    const result = await control(command)
     reply({ seq, ok: true, result: result === undefined ? null : result })
   } catch (error) {
     reply({

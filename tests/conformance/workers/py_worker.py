@@ -12,6 +12,7 @@ import json
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from iii import InitOptions, TriggerAction, register_worker
 
@@ -66,6 +67,16 @@ for name, handler in (
     iii.register_function(f"{prefix}::{name}", handler)
 reply({"event": "ready"})
 
+triggers = {}
+
+
+def call(function_id, data, timeout_ms=None):
+    request = {"function_id": function_id, "payload": data}
+    if timeout_ms:
+        request["timeout_ms"] = timeout_ms
+    return iii.trigger(request)
+
+
 for line in sys.stdin:
     command = json.loads(line)
     seq = command.get("seq")
@@ -74,11 +85,35 @@ for line in sys.stdin:
             iii.shutdown()
             reply({"seq": seq, "ok": True, "result": None})
             break
+        if command["op"] == "register_trigger":
+            handle = iii.register_trigger(
+                {
+                    "type": command["trigger_type"],
+                    "function_id": command["function_id"],
+                    "config": command["config"],
+                }
+            )
+            key = str(len(triggers) + 1)
+            triggers[key] = handle
+            reply({"seq": seq, "ok": True, "result": {"handle": key}})
+            continue
+        if command["op"] == "unregister_trigger":
+            triggers[command["handle"]].unregister()
+            reply({"seq": seq, "ok": True, "result": None})
+            continue
+        if command["op"] == "call_many":
+            function_id, datas = command["function_id"], command["datas"]
+            with ThreadPoolExecutor(len(datas)) as pool:
+                results = list(pool.map(call, [function_id] * len(datas), datas))
+            reply({"seq": seq, "ok": True, "result": results})
+            continue
         request = {"function_id": command["function_id"], "payload": command.get("data")}
         if command.get("timeout_ms"):
             request["timeout_ms"] = command["timeout_ms"]
         if command["op"] == "void":
             request["action"] = TriggerAction.Void()
+        elif command["op"] == "enqueue":
+            request["action"] = TriggerAction.Enqueue(queue=command["queue"])
         reply({"seq": seq, "ok": True, "result": iii.trigger(request)})
     except InvocationError as error:
         body = {"code": error.code, "message": error.message, "stacktrace": error.stacktrace}
