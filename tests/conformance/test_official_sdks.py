@@ -118,6 +118,8 @@ async def test_worker_rows_and_function_rows(pair: dict[str, SdkWorker]) -> None
                 if prefix(target) in rows:
                     break
                 await trio.sleep(0.05)
+        # A13: telemetry sockets (N3's second "/" socket, /otel) never become worker rows.
+        assert len(workers) == 2, workers
         family, version = SDKS[target]
         assert rows[prefix(target)]["runtime"] == ("python" if family == "py" else "node")
         assert rows[prefix(target)]["version"] == version

@@ -168,3 +168,51 @@ async def test_enqueue_to_an_unconfigured_queue_is_an_enqueue_error(
         )
     assert not reply["ok"]
     assert reply["error"]["code"] == "enqueue_error"
+
+
+@pytest.mark.parametrize("label", ["N3", "P4"])
+async def test_functions_available_callback_sees_a_late_function(
+    engine: Engine, tmp_path: Path, label: str
+) -> None:
+    url = worker_url(engine)
+    async with sdk_worker(label, url, prefix(label), tmp_path) as watcher:
+        await wait_for_functions(engine, f"{prefix(label)}::echo")
+        assert (await watcher.request("on_functions_available"))["ok"]
+        await trio.sleep(1)  # the binding is in place before the late worker arrives
+        async with sdk_worker("N22", url, "late", tmp_path):
+            with trio.fail_after(10):  # spec: within about 5 s
+                while True:
+                    event = await watcher.next_event("functions_available")
+                    if "late::echo" in event["functions"]:
+                        break
+
+
+@pytest.mark.slow
+async def test_keepalive_across_70_seconds_idle(engine: Engine, tmp_path: Path) -> None:
+    # Real time on purpose: N22 reconnects after 60 s without inbound frames unless the
+    # engine answers its pings; the Python SDKs close after a missed pong (A12).
+    url = worker_url(engine)
+    async with (
+        sdk_worker("N22", url, "n22", tmp_path) as n22,
+        sdk_worker("P25", url, "p25", tmp_path) as p25,
+        sdk_worker("P4", url, "p4", tmp_path) as p4,
+    ):
+        await wait_for_functions(engine, "n22::echo", "p25::echo", "p4::echo")
+        connections = set(engine.connections)
+        await trio.sleep(70)
+        assert set(engine.connections) == connections  # nobody reconnected
+        for worker, target in ((n22, "p25"), (p25, "p4"), (p4, "n22")):
+            reply = await worker.call(f"{target}::echo", {"still": "here"})
+            assert reply["ok"], reply
+
+
+async def test_channel_between_p25_and_n22(engine: Engine, tmp_path: Path) -> None:
+    url = worker_url(engine)
+    async with (
+        sdk_worker("P25", url, "p25", tmp_path) as p25,
+        sdk_worker("N22", url, "n22", tmp_path),
+    ):
+        await wait_for_functions(engine, "n22::fill")
+        reply = await p25.request("channel_fill", function_id="n22::fill", bytes=1 << 20)
+    assert reply["ok"], reply
+    assert reply["result"] == {"bytes": 1 << 20, "values": [7], "messages": ["done"]}

@@ -262,3 +262,14 @@ async def test_shutdown_lets_running_handlers_answer(engine: Engine) -> None:
             # connect() returned only after the handler answered.
     assert results == ["finished"]
     assert "d::slow" not in engine.registry.functions
+
+
+async def test_reconnects_after_an_abrupt_drop(engine: Engine, server: III) -> None:
+    first_id = server.worker_id
+    conn = engine.connections[str(first_id)]
+    await conn.ws.stream.aclose()  # TCP gone, no closing handshake
+    with trio.fail_after(10):
+        while server.worker_id == first_id or "s::echo" not in engine.registry.functions:
+            await trio.sleep(0.01)
+    async with client(engine, "caller").connect() as caller:
+        assert await caller.trigger("s::echo", 2) == 2

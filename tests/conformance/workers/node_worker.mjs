@@ -27,6 +27,17 @@ register(`${prefix}::sleepy`, async (data) => {
   await new Promise((resolve) => setTimeout(resolve, data.sleep_ms))
   return data
 })
+if (modern) {
+  // Channels (A14): write `bytes` bytes of 7s and one text message to data.out, then close.
+  register(`${prefix}::fill`, async (data) => {
+    const out = data.out
+    await new Promise((resolve, reject) => out.stream.write(Buffer.alloc(data.bytes, 7), (err) => (err ? reject(err) : resolve())))
+    out.sendMessage('done')
+    await new Promise((resolve) => out.stream.end(resolve))
+    out.close()
+    return { written: data.bytes }
+  })
+}
 reply({ event: 'ready' })
 
 const triggers = new Map()
@@ -51,6 +62,11 @@ async function control(command) {
     }
     case 'unregister_trigger':
       triggers.get(command.handle).unregister()
+      return null
+    case 'on_functions_available':
+      iii.onFunctionsAvailable((functions) =>
+        reply({ event: 'functions_available', functions: functions.map((f) => f.function_id) }),
+      )
       return null
     case 'call_many':
       return Promise.all(command.datas.map((data) => call({ op: 'call', function_id: command.function_id, data })))

@@ -60,6 +60,19 @@ async def main():
                 await iii.shutdown()
                 reply({"seq": seq, "ok": True, "result": None})
                 return
+            if command["op"] == "on_functions_available":
+
+                def available(functions):
+                    reply(
+                        {
+                            "event": "functions_available",
+                            "functions": [f.function_id for f in functions],
+                        }
+                    )
+
+                iii.on_functions_available(available)
+                reply({"seq": seq, "ok": True, "result": None})
+                continue
             if command["op"] == "void":
                 iii.trigger_void(command["function_id"], command.get("data"))
                 result = None

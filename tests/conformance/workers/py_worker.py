@@ -101,6 +101,22 @@ for line in sys.stdin:
             triggers[command["handle"]].unregister()
             reply({"seq": seq, "ok": True, "result": None})
             continue
+        if command["op"] == "channel_fill":
+            # A14: create a channel, let another worker fill it, read everything back.
+            import asyncio
+
+            from iii.helpers import create_channel
+
+            channel = create_channel(iii)
+            messages = []
+            channel.reader.on_message(messages.append)
+            ref = channel.writer_ref
+            ref = ref.model_dump() if hasattr(ref, "model_dump") else dict(vars(ref))
+            call(command["function_id"], {"out": ref, "bytes": command["bytes"]})
+            data = asyncio.run(channel.reader.read_all())
+            result = {"bytes": len(data), "values": sorted(set(data)), "messages": messages}
+            reply({"seq": seq, "ok": True, "result": result})
+            continue
         if command["op"] == "call_many":
             function_id, datas = command["function_id"], command["datas"]
             with ThreadPoolExecutor(len(datas)) as pool:
