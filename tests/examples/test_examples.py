@@ -8,6 +8,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -88,3 +89,60 @@ async def test_typescript_worker_and_python_worker_call_each_other(
     assert greeting == {"greeting": "hello, trio"}
     assert math.isclose(same["similarity"], 1.0)
     assert different["similarity"] < 0.9
+
+
+@asynccontextmanager
+async def stand_in_state_and_pubsub(engine: Engine) -> AsyncIterator[list[Any]]:
+    """TEST DOUBLE: a worker providing ``state::get``, ``state::set`` and ``publish`` in
+    memory, standing in for the StateModule and PubSubModule until they land in the
+    engine. It yields the list of published messages."""
+    store: dict[tuple[str, str], Any] = {}
+    published: list[Any] = []
+    stand_in = III(worker_url(engine), worker_name="stand-in-state-pubsub", shutdown_timeout=1)
+
+    @stand_in.function(id="state::get")
+    async def get(input: dict[str, Any]) -> Any:
+        return store.get((input["scope"], input["key"]))
+
+    @stand_in.function(id="state::set")
+    async def set_(input: dict[str, Any]) -> Any:
+        store[(input["scope"], input["key"])] = input["value"]
+        return {"new_value": input["value"]}
+
+    @stand_in.function(id="publish")
+    async def publish(input: dict[str, Any]) -> None:
+        published.append(input)
+
+    async with stand_in.connect():
+        yield published
+
+
+async def test_agent_worker(engine: Engine, tmp_path: Path) -> None:
+    argv = [sys.executable, str(EXAMPLES / "agent_worker.py")]
+    async with stand_in_state_and_pubsub(engine) as published:
+        async with example(argv, engine, tmp_path / "agent.log"):
+            await wait_for(engine, "agent::chat")
+            async with III(worker_url(engine), worker_name="test").connect() as iii:
+                first = await iii.trigger("agent::chat", {"conversation_id": "c1", "message": "hi"})
+                second = await iii.trigger(
+                    "agent::chat", {"conversation_id": "c1", "message": "how are you?"}
+                )
+                triggers = await iii.list_triggers()
+            with trio.fail_after(10):
+                while len(published) < 2:
+                    await trio.sleep(0.01)
+    assert first == {"reply": "Noted: hi (turn 1)", "turns": 1}
+    assert second == {"reply": "Good question. (turn 2)", "turns": 2}
+    assert [p["data"]["reply"] for p in published] == [first["reply"], second["reply"]]
+    assert all(p["topic"] == "agent.replies" for p in published)
+    # The queue binding is registered (parked until the QueueModule provides `queue`).
+    inbox = [t for t in triggers if t["trigger_type"] == "queue"]
+    assert inbox == [
+        {
+            "id": inbox[0]["id"],
+            "trigger_type": "queue",
+            "function_id": "agent::chat",
+            "config": {"topic": "agent.inbox"},
+            "metadata": None,
+        }
+    ]
