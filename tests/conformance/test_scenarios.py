@@ -216,3 +216,24 @@ async def test_channel_between_p25_and_n22(engine: Engine, tmp_path: Path) -> No
         reply = await p25.request("channel_fill", function_id="n22::fill", bytes=1 << 20)
     assert reply["ok"], reply
     assert reply["result"] == {"bytes": 1 << 20, "values": [7], "messages": ["done"]}
+
+
+@pytest.mark.parametrize("label", ["P4", "N3", "P25", "N22"])
+async def test_a_worker_calls_its_own_function(engine: Engine, tmp_path: Path, label: str) -> None:
+    # A2: both legs of the call use the caller's invocation id (checked in tests/runtime).
+    async with sdk_worker(label, worker_url(engine), prefix(label), tmp_path) as worker:
+        await wait_for_functions(engine, f"{prefix(label)}::echo")
+        reply = await worker.call(f"{prefix(label)}::echo", {"me": label})
+    assert reply["ok"], reply
+    assert reply["result"]["me"] == label
+    assert reply["result"]["_caller_worker_id"]
+
+
+async def test_p4_client_timeout_raises_timeouterror(engine: Engine, tmp_path: Path) -> None:
+    # A8 for P4: its timeout is in seconds and raises the builtin TimeoutError.
+    async with sdk_worker("P4", worker_url(engine), "p4", tmp_path) as p4:
+        await wait_for_functions(engine, "p4::sleepy")
+        late = await p4.call("p4::sleepy", {"sleep_ms": 3000}, timeout_ms=1000)
+        assert not late["ok"]
+        assert late["error"]["type"] == "TimeoutError"
+        assert (await p4.call("p4::echo", 5))["result"] == 5
