@@ -325,12 +325,13 @@ class III:
                 await trio.sleep(pause)
                 delay = min(delay * 2, self.reconnect_max)
                 continue
-            delay = self.reconnect_initial
-            send, receive = trio.open_memory_channel[bytes](OUTBOX_CAPACITY)
+            replay = self._replay_frames()
+            send, receive = trio.open_memory_channel[bytes](OUTBOX_CAPACITY + len(replay))
+            connected_at = trio.current_time()
             try:
                 async with trio.open_nursery() as nursery:
                     self._outbox = send
-                    for frame in self._replay_frames():
+                    for frame in replay:
                         send.send_nowait(frame)
                     nursery.start_soon(self._write_loop, ws, receive)
                     self._connected.set()
@@ -347,7 +348,14 @@ class III:
                     pending.error = ConnectionLost(pending.function_id)
                     pending.done.set()
                 await ws.aclose()
-            log.info("connection to %s ended; reconnecting", self.url)
+            # A connection that ended at once (an engine accepting, then closing) keeps
+            # backing off; one that lived a while reconnects after the initial delay.
+            if trio.current_time() - connected_at > self.reconnect_max:
+                delay = self.reconnect_initial
+            pause = min(delay, self.reconnect_max) * random.uniform(0.7, 1.3)
+            log.info("connection to %s ended; reconnecting in %.2f s", self.url, pause)
+            await trio.sleep(pause)
+            delay = min(delay * 2, self.reconnect_max)
 
     def _replay_frames(self) -> list[bytes]:
         # The order the official SDKs use: trigger types, functions, triggers, metadata.
