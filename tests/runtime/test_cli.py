@@ -6,8 +6,11 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import attrs
 import trio
 
 from tests.support.raw_worker import raw_worker
@@ -65,7 +68,25 @@ def test_busy_port_is_exit_2(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
-async def test_serve_logs_its_port_and_stops_on_sigterm(tmp_path: Path) -> None:
+@attrs.define
+class Served:
+    process: trio.Process
+    port: int
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text()
+
+    async def wait_for_log(self, text: str) -> None:
+        # Real time: a separate process writes this log.
+        with trio.fail_after(20):
+            while text not in self.log_text():
+                await trio.sleep(0.05)
+
+
+@asynccontextmanager
+async def serving(tmp_path: Path) -> AsyncIterator[Served]:
+    """``iii-trio serve`` as a real process on a free port, killed if a test leaves it up."""
     port = free_port()
     config = tmp_path / "config.yaml"
     config.write_text(f"port: {port}\n")
@@ -75,54 +96,44 @@ async def test_serve_logs_its_port_and_stops_on_sigterm(tmp_path: Path) -> None:
             [*SERVE, "--config", str(config)], stderr=log_file, stdout=log_file
         )
         try:
-            with trio.fail_after(20):
-                while f"ws://0.0.0.0:{port}" not in log_path.read_text():
-                    await trio.sleep(0.05)
-            async with raw_worker(f"ws://127.0.0.1:{port}/") as worker:
-                result = await worker.call("engine::functions::list", {})
-                assert result["result"] == {"functions": []}
-                process.send_signal(signal.SIGTERM)
-                with trio.fail_after(20):
-                    code = await process.wait()
+            served = Served(process, port, log_path)
+            await served.wait_for_log("listening on")
+            yield served
         finally:
             if process.returncode is None:
                 process.kill()
+                await process.wait()
+
+
+async def test_serve_logs_its_port_and_stops_on_sigterm(tmp_path: Path) -> None:
+    async with serving(tmp_path) as served:
+        assert f"ws://0.0.0.0:{served.port}" in served.log_text()
+        async with raw_worker(f"ws://127.0.0.1:{served.port}/") as worker:
+            result = await worker.call("engine::functions::list", {})
+            assert result["result"] == {"functions": []}
+            served.process.send_signal(signal.SIGTERM)
+            with trio.fail_after(20):
+                code = await served.process.wait()
     assert code == 0
-    text = log_path.read_text()
+    text = served.log_text()
     assert text.count("listening on") == 1
     assert "received SIGTERM" in text
 
 
 async def test_sigterm_drains_a_live_call_before_stopping(tmp_path: Path) -> None:
-    port = free_port()
-    config = tmp_path / "config.yaml"
-    config.write_text(f"port: {port}\n")
-    log_path = tmp_path / "engine.log"
-    with log_path.open("w") as log_file:
-        process = await trio.lowlevel.open_process(
-            [*SERVE, "--config", str(config)], stderr=log_file, stdout=log_file
-        )
-        try:
+    async with serving(tmp_path) as served:
+        url = f"ws://127.0.0.1:{served.port}/"
+        async with raw_worker(url) as target, raw_worker(url) as caller:
+            await target.register("slow::fn")
+            await trio.sleep(0.1)
+            await caller.invoke("slow::fn", {}, "in-flight")
+            invoke = await target.expect("invokefunction")
+            served.process.send_signal(signal.SIGTERM)
+            await served.wait_for_log("draining")
+            # The engine waits for the live call: its answer still reaches the caller.
+            await target.answer(invoke, "finished during the drain")
+            result = await caller.expect("invocationresult")
+            assert result["result"] == "finished during the drain"
             with trio.fail_after(20):
-                while "listening on" not in log_path.read_text():
-                    await trio.sleep(0.05)
-            url = f"ws://127.0.0.1:{port}/"
-            async with raw_worker(url) as target, raw_worker(url) as caller:
-                await target.register("slow::fn")
-                await trio.sleep(0.1)
-                await caller.invoke("slow::fn", {}, "in-flight")
-                invoke = await target.expect("invokefunction")
-                process.send_signal(signal.SIGTERM)
-                with trio.fail_after(20):
-                    while "draining" not in log_path.read_text():
-                        await trio.sleep(0.05)
-                # The engine waits for the live call: its answer still reaches the caller.
-                await target.answer(invoke, "finished during the drain")
-                result = await caller.expect("invocationresult")
-                assert result["result"] == "finished during the drain"
-                with trio.fail_after(20):
-                    code = await process.wait()
-        finally:
-            if process.returncode is None:
-                process.kill()
+                code = await served.process.wait()
     assert code == 0
