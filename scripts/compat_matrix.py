@@ -23,6 +23,7 @@ SCENARIOS = {
     "test_worker_rows_and_function_rows": "A1 listings",
     "test_trio_sdk_and_official_sdk_call_each_other": "trio SDK <-> official SDK",
     "test_a_worker_calls_its_own_function": "A2 call own function",
+    "test_errors_from_a_p25_target": "A4 errors from a P25 target (caller)",
     "test_concurrent_calls_are_correlated": "A7 100 concurrent calls",
     "test_client_timeout_then_the_next_call_succeeds": "A8 client timeout",
     "test_p4_client_timeout_raises_timeouterror": "A8 client timeout",

@@ -48,10 +48,15 @@ def assert_failed(reply: dict[str, Any], caller: str, code: str, text: str) -> N
         assert text in error["message"]
 
 
-@pytest.fixture(params=PAIRS, ids=["-".join(pair) for pair in PAIRS])
+# Each pair in both directions, one test per scenario and direction: "caller->target".
+DIRECTED = [(a, b) for a, b in PAIRS] + [(b, a) for a, b in PAIRS]
+
+
+@pytest.fixture(params=DIRECTED, ids=[f"{a}->{b}" for a, b in DIRECTED])
 async def pair(
     request: pytest.FixtureRequest, engine: Engine, tmp_path: Path
 ) -> AsyncIterator[dict[str, SdkWorker]]:
+    """The caller's and the target's workers, caller first."""
     url = worker_url(engine)
     a, b = request.param
     async with sdk_worker(a, url, prefix(a), tmp_path) as first:
@@ -61,8 +66,9 @@ async def pair(
 
 
 def directions(workers: dict[str, SdkWorker]) -> list[tuple[str, SdkWorker, str]]:
-    (a, first), (b, second) = workers.items()
-    return [(a, first, b), (b, second, a)]
+    """(caller label, caller worker, target label) of the fixture's direction."""
+    (a, first), (b, _) = workers.items()
+    return [(a, first, b)]
 
 
 async def test_cross_sdk_sync_calls(pair: dict[str, SdkWorker], engine: Engine) -> None:
@@ -126,6 +132,24 @@ async def test_worker_rows_and_function_rows(pair: dict[str, SdkWorker]) -> None
         assert f"{prefix(target)}::echo" in rows[prefix(target)]["functions"]
         functions = (await caller.call("engine::functions::list", {}))["result"]["functions"]
         assert f"{prefix(target)}::boom" in {row["function_id"] for row in functions}, caller_label
+
+
+@pytest.mark.parametrize("caller_label", ["N22", "N11", "N3", "P4"])
+async def test_errors_from_a_p25_target(engine: Engine, tmp_path: Path, caller_label: str) -> None:
+    # A4 as the spec states it: a P25 handler raises ValueError("kaboom").
+    url = worker_url(engine)
+    async with (
+        sdk_worker("P25", url, "p25", tmp_path),
+        sdk_worker(caller_label, url, prefix(caller_label), tmp_path) as caller,
+    ):
+        await wait_for_functions(engine, "p25::boom", f"{prefix(caller_label)}::echo")
+        reply = await caller.call("p25::boom", {})
+    assert_failed(reply, caller_label, "invocation_failed", "kaboom")
+    if caller_label in ("N22", "N11"):
+        assert reply["error"]["type"] in ("InvocationError", "IIIInvocationError")
+        assert reply["error"]["stacktrace"]
+    if caller_label == "N3":  # rejects with the raw {code, message, stacktrace} object
+        assert reply["error"]["type"] == "object"
 
 
 # --- the trio SDK paired with each official SDK ------------------------------------------
