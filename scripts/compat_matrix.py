@@ -35,6 +35,15 @@ SCENARIOS = {
     "test_channel_between_p25_and_n22": "A14 channels",
     "test_functions_available_callback_sees_a_late_function": "A15 functions-available",
     "test_enqueue_to_an_unconfigured_queue_is_an_enqueue_error": "A16 enqueue (error path)",
+    # The same ground against `iii-trio serve` run as a process (test_served_engine.py).
+    "test_each_registers_echo_and_calls_the_others_sync": "served: sync calls both ways",
+    "test_worker_rows_name_the_sdk": "served: worker rows",
+    "test_void_runs_the_target_once_and_answers_nothing": "served: void",
+    "test_a_handler_error_reaches_the_caller": "served: handler error",
+    "test_an_unknown_function_fails_fast": "served: unknown function",
+    "test_an_unregistered_function_is_gone": "served: unregister function",
+    "test_a_worker_provided_trigger_type": "served: worker trigger type",
+    "test_a_stopped_worker_leaves_the_engine": "served: stopped worker leaves",
 }
 # Tests without parameters ran with fixed SDKs.
 FIXED = {
