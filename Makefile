@@ -3,7 +3,7 @@ PY      := .venv/bin/python
 STAMP   := .venv/.installed
 PYSRC   := actors runtime sdk iii_trio
 
-.PHONY: setup serve test lint typecheck sdks examples-deps compat bench clean
+.PHONY: setup serve test lint typecheck sdks services examples-deps compat bench clean
 
 setup: $(STAMP) .typecheck/iii_trio
 
@@ -25,6 +25,10 @@ $(STAMP): pyproject.toml
 sdks:
 	bash scripts/install_sdks.sh
 
+# redis-server and nats-server from the Debian packages (tests start their own on free ports).
+services:
+	bash scripts/install_services.sh
+
 # The examples' Node dependencies (official SDK, tsx), from examples/node/package-lock.json.
 examples-deps: examples/node/node_modules/.installed
 
@@ -42,7 +46,7 @@ lint: setup
 typecheck: setup
 	.venv/bin/mypy -p iii_trio
 
-test: setup sdks examples-deps lint typecheck
+test: setup sdks services examples-deps lint typecheck
 	.venv/bin/pytest
 
 # docs/compatibility.md from the conformance results (never written by hand).
@@ -50,7 +54,7 @@ compat: setup sdks
 	.venv/bin/pytest tests/conformance --junitxml=build/conformance.xml -q
 	$(PY) scripts/compat_matrix.py build/conformance.xml docs/compatibility.md
 
-bench: setup sdks
+bench: setup sdks services
 	$(PY) bench/roundtrip.py
 
 clean:

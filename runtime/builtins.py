@@ -9,12 +9,10 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-import trio
-
-from iii_trio.actors.actor import Actor
 from iii_trio.runtime.errors import InvocationError, deserialization_error
-from iii_trio.runtime.invocation import CallContext, EngineFunction, LocalHandler
-from iii_trio.runtime.registry import Binding
+from iii_trio.runtime.invocation import CallContext, LocalHandler
+from iii_trio.runtime.modules.base import EngineModule
+from iii_trio.runtime.registry import Binding, EngineTriggerType
 
 if TYPE_CHECKING:
     from iii_trio.runtime.engine import Engine
@@ -55,14 +53,11 @@ def _flag(function_id: str, data: dict[str, Any], key: str) -> bool:
     return value
 
 
-class WorkerModule(Actor):
-    """Registers the built-ins on start and removes them on stop."""
-
-    kind = "module"
+class WorkerModule(EngineModule):
+    """The built-ins: listings, introspection, channels and the engine's event triggers."""
 
     def __init__(self, engine: Engine) -> None:
-        super().__init__("worker")
-        self.engine = engine
+        super().__init__(engine, "worker")
         self.functions_available = EventTriggerType(
             "engine::functions-available", "Fires when the set of functions changes"
         )
@@ -84,20 +79,8 @@ class WorkerModule(Actor):
             "engine::invocations::get": (self.invocations_get, "One live invocation"),
         }
 
-    async def run(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
-        registry = self.engine.registry
-        for function_id, (handler, description) in self.functions().items():
-            registry.add_engine_function(EngineFunction(function_id, handler, description))
-        for trigger_type in (self.functions_available, self.workers_available):
-            registry.engine_types[trigger_type.id] = trigger_type
-        task_status.started()
-        try:
-            await trio.sleep_forever()
-        finally:
-            for function_id in self.functions():
-                registry.remove_engine_function(function_id)
-            for trigger_type in (self.functions_available, self.workers_available):
-                registry.engine_types.pop(trigger_type.id, None)
+    def trigger_types(self) -> list[EngineTriggerType]:
+        return [self.functions_available, self.workers_available]
 
     def fire(self, trigger_type: EventTriggerType, payload: Any) -> None:
         for binding in list(trigger_type.bindings):

@@ -18,13 +18,13 @@ import trio
 
 from iii_trio.runtime.config import ConfigError, EngineConfig, default_config, load_config
 from iii_trio.runtime.engine import Engine
+from iii_trio.runtime.modules import is_available
 
 log = logging.getLogger("iii_trio.cli")
 
 EXIT_STARTUP_ERROR = 2
 
 # Module kinds this build implements; others are accepted with a warning until they land.
-AVAILABLE_MODULES = frozenset({"worker", "telemetry"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for warning in config.warnings:
         log.warning("%s", warning)
     for entry in config.modules:
-        if entry.kind not in AVAILABLE_MODULES:
+        if not is_available(entry.kind):
             log.warning("%s (%s): not available in this build", entry.key_path, entry.declared_as)
     try:
         trio.run(serve_until_signalled, config, args.drain_timeout)

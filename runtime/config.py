@@ -197,6 +197,7 @@ def parse_config(
         )
     ctx = Context(source)
     top = build(_TopLevel, data, "", ctx)
+    _reject_repeated_modules(top.modules + top.workers, ctx)
     return EngineConfig(
         port=top.port or DEFAULT_PORT,
         default_timeout=top.default_timeout,
@@ -233,6 +234,20 @@ def _parse_modules(value: object, path: str, ctx: Context) -> tuple[ModuleEntry,
         choice, declared, config = parse_entry(item, key_path, ctx, MODULES, "module")
         entries.append(ModuleEntry(choice.kind, declared, key_path, cast(ModuleConfig, config)))
     return tuple(entries)
+
+
+def _reject_repeated_modules(entries: tuple[ModuleEntry, ...], ctx: Context) -> None:
+    """One module of each kind: two would fight over ports, stores and trigger types."""
+    first: dict[str, ModuleEntry] = {}
+    for entry in entries:
+        if entry.kind in first and entry.kind != "worker":
+            earlier = first[entry.kind]
+            raise ctx.error(
+                entry.key_path,
+                f"{entry.declared_as} is already loaded by {earlier.key_path} "
+                f"({earlier.declared_as}); list each module once",
+            )
+        first.setdefault(entry.kind, entry)
 
 
 @attrs.frozen(kw_only=True)

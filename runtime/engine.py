@@ -14,6 +14,7 @@ shutdown the tree stops in reverse, so connections close (1012) first.
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,6 +32,8 @@ from iii_trio.runtime.config import EngineConfig
 from iii_trio.runtime.connection import WorkerConnection
 from iii_trio.runtime.dispatch import Dispatcher
 from iii_trio.runtime.listener import Listener
+from iii_trio.runtime.modules import BUILT_IN, create, is_available
+from iii_trio.runtime.modules.base import EngineModule
 from iii_trio.runtime.registry import Registry
 from iii_trio.runtime.router import Router
 from iii_trio.runtime.triggers import Triggers
@@ -70,6 +73,9 @@ class Engine:
         self.connections: dict[str, WorkerConnection] = {}
         self.dispatcher = Dispatcher(self)
         self.worker_module = WorkerModule(self)
+        # Running modules by name (the config kind: "rest_api", "state", ...), kept by
+        # EngineModule.run so a restarted module replaces its predecessor.
+        self.modules: dict[str, EngineModule] = {}
         self.listener: Listener | None = None
         self.port: int | None = None
         self._functions_changed = trio.Event()
@@ -116,7 +122,12 @@ class Engine:
             return self.listener
 
         def modules() -> Supervisor:
-            return Supervisor("modules", [ChildSpec("worker", lambda: self.worker_module)])
+            children = [ChildSpec("worker", lambda: self.worker_module)]
+            for entry in self.config.modules:
+                if entry.kind in BUILT_IN or not is_available(entry.kind):
+                    continue  # the CLI has logged what is not in this build
+                children.append(ChildSpec(entry.kind, functools.partial(create, self, entry)))
+            return Supervisor("modules", children)
 
         return Supervisor(
             "engine",

@@ -222,8 +222,6 @@ modules:
     config: {adapter: {class: modules::pubsub::RedisAdapter}}
   - class: modules::cron::CronModule
     config: {adapter: {class: modules::cron::KvCronAdapter, config: {lock_ttl_ms: 5}}}
-  - class: modules::stream::StreamModule
-    config: {adapter: {name: kv, config: {channel_size: 8}}}
 """
     adapters = [m.config.adapter for m in parse(text).modules]  # type: ignore[union-attr]
     assert adapters == [
@@ -231,8 +229,14 @@ modules:
         BridgeAdapterConfig(bridge_url="ws://b"),
         RedisAdapterConfig(),
         KvCronConfig(lock_ttl_ms=5),
-        StreamKvStoreConfig(channel_size=8),
     ]
+    text = """
+modules:
+  - class: modules::stream::StreamModule
+    config: {adapter: {name: kv, config: {channel_size: 8}}}
+"""
+    stream = parse(text).modules[0].config
+    assert stream.adapter == StreamKvStoreConfig(channel_size=8)  # type: ignore[union-attr]
 
 
 def test_queue_configs() -> None:
@@ -466,6 +470,13 @@ API = "modules:\n  - class: modules::api::RestApiModule\n    config:\n"
             "modules[0].class",
             "modules::kv_server::KvServer is not provided (it existed only briefly in the seed "
             "era); use modules::state::StateModule",
+        ),
+        # one module of each kind, across both schemas
+        (
+            "modules:\n  - class: modules::api::RestApiModule\nworkers:\n  - name: iii-http\n",
+            "workers[0]",
+            "iii-http is already loaded by modules[0] (modules::api::RestApiModule); "
+            "list each module once",
         ),
         # unknown adapter
         (

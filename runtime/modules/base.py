@@ -1,0 +1,64 @@
+"""What every engine module shares: register its functions and trigger types while it runs.
+
+A module is an actor under the ``modules`` supervisor. Subclasses list their functions and
+trigger types and, when they own sockets or background loops, override :meth:`serve`.
+Functions and types are registered before ``serve`` starts and removed when the module
+stops (also when it crashes and its supervisor restarts it).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from iii_trio.actors.actor import Actor
+from iii_trio.runtime.invocation import EngineFunction, LocalHandler
+
+if TYPE_CHECKING:
+    from iii_trio.runtime.engine import Engine
+    from iii_trio.runtime.registry import EngineTriggerType
+
+
+class EngineModule(Actor):
+    kind = "module"
+
+    def __init__(self, engine: Engine, name: str) -> None:
+        super().__init__(name)
+        self.engine = engine
+
+    def functions(self) -> dict[str, tuple[LocalHandler, str]]:
+        """Function id -> (handler, description)."""
+        return {}
+
+    def trigger_types(self) -> list[EngineTriggerType]:
+        return []
+
+    def introspect(self) -> dict[str, Any]:
+        """Counters for ``engine::modules::list`` (depths, sizes, subscriptions)."""
+        return {}
+
+    async def serve(self, task_status: trio.TaskStatus[Any]) -> None:
+        """Run until cancelled; call ``task_status.started()`` once ready (ports bound)."""
+        task_status.started()
+        await trio.sleep_forever()
+
+    async def run(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        registry = self.engine.registry
+        functions = self.functions()
+        types = self.trigger_types()
+        for function_id, (handler, description) in functions.items():
+            registry.add_engine_function(EngineFunction(function_id, handler, description))
+        for trigger_type in types:
+            registry.engine_types[trigger_type.id] = trigger_type
+        self.engine.modules[self.name] = self
+        try:
+            await self.serve(task_status)
+        finally:
+            if self.engine.modules.get(self.name) is self:
+                del self.engine.modules[self.name]
+            for function_id in functions:
+                registry.remove_engine_function(function_id)
+            for trigger_type in types:
+                if registry.engine_types.get(trigger_type.id) is trigger_type:
+                    del registry.engine_types[trigger_type.id]

@@ -1,0 +1,72 @@
+"""A real redis-server on a free loopback port, for tests of the redis adapters.
+
+``make test`` installs the program (scripts/install_services.sh). Each server runs with no
+persistence, in its own temporary folder, and is stopped (by its PID) when the block ends.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import trio
+
+START_TIMEOUT = 10.0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@asynccontextmanager
+async def redis_server(directory: Path) -> AsyncIterator[str]:
+    """Yields ``redis://127.0.0.1:PORT``."""
+    program = shutil.which("redis-server")
+    if program is None:
+        raise RuntimeError("redis-server is not installed: run `make test` (or `make services`)")
+    port = _free_port()
+    log = directory / f"redis-{port}.log"
+    process = await trio.lowlevel.open_process(
+        [
+            program,
+            "--port", str(port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(directory),
+            "--logfile", str(log),
+        ]  # fmt: skip
+    )
+    try:
+        with trio.fail_after(START_TIMEOUT):
+            while True:
+                try:
+                    stream = await trio.open_tcp_stream("127.0.0.1", port)
+                except OSError:
+                    if process.poll() is not None:
+                        raise RuntimeError(
+                            f"redis-server exited with {process.returncode}: "
+                            f"{log.read_text(errors='replace') if log.exists() else ''}"
+                        ) from None
+                    await trio.sleep(0.02)
+                    continue
+                await stream.send_all(b"PING\r\n")
+                reply = await stream.receive_some(64)
+                await stream.aclose()
+                if reply.startswith(b"+PONG"):
+                    break
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            with trio.move_on_after(5):
+                await process.wait()
+            if process.poll() is None:
+                process.kill()
+                await process.wait()
