@@ -33,15 +33,8 @@ async def redis_server(directory: Path) -> AsyncIterator[str]:
     port = _free_port()
     log = directory / f"redis-{port}.log"
     process = await trio.lowlevel.open_process(
-        [
-            program,
-            "--port", str(port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(directory),
-            "--logfile", str(log),
-        ]  # fmt: skip
+        [program, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+        + ["--appendonly", "no", "--dir", str(directory), "--logfile", str(log)]
     )
     try:
         with trio.fail_after(START_TIMEOUT):
