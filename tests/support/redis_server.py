@@ -32,10 +32,10 @@ async def redis_server(directory: Path) -> AsyncIterator[str]:
         raise RuntimeError("redis-server is not installed: run `make test` (or `make services`)")
     port = _free_port()
     log = directory / f"redis-{port}.log"
-    process = await trio.lowlevel.open_process(
-        [program, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-        + ["--appendonly", "no", "--dir", str(directory), "--logfile", str(log)]
-    )
+    options = {"port": port, "bind": "127.0.0.1", "save": "", "appendonly": "no"}
+    options |= {"dir": directory, "logfile": log}
+    arguments = [part for key, value in options.items() for part in (f"--{key}", str(value))]
+    process = await trio.lowlevel.open_process([program, *arguments])
     try:
         with trio.fail_after(START_TIMEOUT):
             while True:
