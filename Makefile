@@ -3,7 +3,7 @@ PY      := .venv/bin/python
 STAMP   := .venv/.installed
 PYSRC   := actors runtime sdk iii_trio
 
-.PHONY: setup serve test lint typecheck sdks services examples-deps compat bench clean
+.PHONY: setup serve test lint typecheck sdks services examples-deps compat bench bench-deps clean
 
 setup: $(STAMP) .typecheck/iii_trio
 
@@ -54,8 +54,12 @@ compat: setup sdks
 	.venv/bin/pytest tests/conformance --junitxml=build/conformance.xml -q
 	$(PY) scripts/compat_matrix.py build/conformance.xml docs/compatibility.md
 
-bench: setup sdks services
-	$(PY) bench/roundtrip.py
+# The peers the benchmarks compare with (Crossbar.io, nats-py) in .deps/bench-peers.
+bench-deps:
+	bash scripts/install_bench_deps.sh
+
+bench: setup sdks services bench-deps
+	$(PY) bench/run.py
 
 clean:
 	rm -rf .venv .deps .typecheck build dist *.egg-info
