@@ -8,28 +8,24 @@ own (see docs/performance.md). Choices, each measured against trio-websocket:
 - Server frames are never masked, so outbound frames are built here (a 2-10 byte header
   and the payload) rather than through wsproto's generic encoder, and the connection's
   writer sends every frame that is ready in one ``send_all``.
+- After the upgrade, frames are parsed by :mod:`iii_trio.runtime.ws_frames`, a small
+  parser for exactly what a server receives, instead of wsproto's generic frame machinery.
 - permessage-deflate is declined: compression costs more CPU than loopback bandwidth.
 """
 
 from __future__ import annotations
 
+import collections
 import struct
 from collections.abc import Callable, Sequence
 
 import attrs
 import trio
 from wsproto import ConnectionType, WSConnection
-from wsproto.events import (
-    AcceptConnection,
-    BytesMessage,
-    CloseConnection,
-    Ping,
-    RejectConnection,
-    RejectData,
-    Request,
-    TextMessage,
-)
+from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+
+from iii_trio.runtime import ws_frames
 
 READ_SIZE = 65536
 
@@ -38,10 +34,10 @@ NORMAL_CLOSURE = 1000
 MESSAGE_TOO_BIG = 1009
 SERVICE_RESTART = 1012
 
-_OP_TEXT = 0x1
-_OP_BINARY = 0x2
-_OP_CLOSE = 0x8
-_OP_PONG = 0xA
+_OP_TEXT = ws_frames.OP_TEXT
+_OP_BINARY = ws_frames.OP_BINARY
+_OP_CLOSE = ws_frames.OP_CLOSE
+_OP_PONG = ws_frames.OP_PONG
 
 
 def frame(opcode: int, payload: bytes) -> bytes:
@@ -141,7 +137,7 @@ async def accept(
         await _reject(stream, ws, rejection)
         raise HandshakeFailed(f"rejected with HTTP {rejection.status}")
     await stream.send_all(ws.send(AcceptConnection()))
-    return ServerWebSocket(stream, ws, max_message_size), handshake
+    return ServerWebSocket(stream, max_message_size), handshake
 
 
 async def _reject(stream: trio.abc.Stream, ws: WSConnection, rejection: Rejection) -> None:
@@ -164,14 +160,12 @@ class ServerWebSocket:
     """An accepted server-side WebSocket. One reader task calls :meth:`receive`; one writer
     task calls :meth:`send` (trio streams allow one sender and one receiver at a time)."""
 
-    def __init__(self, stream: trio.abc.Stream, ws: WSConnection, max_message_size: int) -> None:
+    def __init__(self, stream: trio.abc.Stream, max_message_size: int) -> None:
         self.stream = stream
-        self._ws = ws
-        self._max = max_message_size
-        self._parts: list[str | bytes] = []
-        self._size = 0
-        self._ready: list[str | bytes] = []
-        self._closed: WebSocketClosed | None = None
+        self._parser = ws_frames.FrameParser(max_message_size)
+        self._ready: collections.deque[str | bytes] = collections.deque()
+        # Raised by receive() once the messages before it are taken.
+        self._closed: WebSocketClosed | MessageTooBig | None = None
         self._control: Callable[[bytes], None] | None = None
 
     def on_control_frame(self, send: Callable[[bytes], None]) -> None:
@@ -194,40 +188,23 @@ class ServerWebSocket:
             if not data:
                 raise WebSocketClosed(1006, "connection dropped")
             self._feed(bytes(data))
-        return self._ready.pop(0)
+        return self._ready.popleft()
 
     def _feed(self, data: bytes) -> None:
-        try:
-            self._ws.receive_data(data)
-            for event in self._ws.events():
-                if isinstance(event, (TextMessage, BytesMessage)):
-                    payload = event.data
-                    if not isinstance(payload, str):
-                        payload = bytes(payload)
-                    self._collect(payload, event.message_finished)
-                elif isinstance(event, Ping):
-                    self._send_control(frame(_OP_PONG, bytes(event.payload)))
-                elif isinstance(event, CloseConnection):
-                    # close() answers it; messages before the Close are still delivered.
-                    self._closed = WebSocketClosed(event.code, event.reason or "")
-                    return
-        except RemoteProtocolError as exc:
-            self._closed = WebSocketClosed(1002, f"protocol error: {exc}")
-
-    def _collect(self, data: str | bytes, finished: bool) -> None:
-        self._size += len(data)
-        if self._size > self._max:
-            raise MessageTooBig(self._max)
-        if finished and not self._parts:
-            self._ready.append(data)
-        else:
-            self._parts.append(data)
-            if finished:
-                empty: str | bytes = "" if isinstance(data, str) else b""
-                self._ready.append(empty.join(self._parts))  # type: ignore[arg-type]
-                self._parts = []
-        if finished:
-            self._size = 0
+        # Messages before a Close or a protocol error are still delivered, then it applies.
+        for event in self._parser.feed(data):
+            if isinstance(event, (str, bytes)):
+                self._ready.append(event)
+            elif isinstance(event, ws_frames.Ping):
+                self._send_control(frame(_OP_PONG, event.payload))
+            else:
+                self._closed = WebSocketClosed(event.code, event.reason)  # close() answers
+        error = self._parser.error
+        if error is not None and self._closed is None:
+            if error.code == ws_frames.MESSAGE_TOO_BIG:
+                self._closed = MessageTooBig(self._parser.max_message_size)
+            else:
+                self._closed = WebSocketClosed(error.code, f"protocol error: {error.reason}")
 
     def _send_control(self, data: bytes) -> None:
         if self._control is not None:
@@ -255,12 +232,10 @@ class ServerWebSocket:
 
     def _drain(self, data: bytes) -> None:
         """Discard everything but the peer's Close while closing."""
-        try:
-            self._ws.receive_data(data)
-            for event in self._ws.events():
-                if isinstance(event, CloseConnection):
-                    self._closed = WebSocketClosed(event.code, event.reason or "")
-        except (RemoteProtocolError, LocalProtocolError):
+        for event in self._parser.feed(data):
+            if isinstance(event, ws_frames.Close):
+                self._closed = WebSocketClosed(event.code, event.reason)
+        if self._parser.error is not None:
             self._closed = WebSocketClosed(1002, "protocol error while closing")
 
     async def aclose(self) -> None:
