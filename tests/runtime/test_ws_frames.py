@@ -67,7 +67,7 @@ def test_input_split_at_every_byte_gives_the_same_messages() -> None:
 
 def test_fragments_join_and_control_frames_may_come_between() -> None:
     data = (
-        client_frame(0x1, "ab".encode(), fin=False)
+        client_frame(0x1, b"ab", fin=False)
         + client_frame(0x9, b"ping")
         + client_frame(0x0, "c€".encode(), fin=False)
         + client_frame(0xA, b"pong is ignored")
