@@ -42,14 +42,7 @@ _OP_PONG = ws_frames.OP_PONG
 
 def frame(opcode: int, payload: bytes) -> bytes:
     """One final, unmasked frame (server → client)."""
-    length = len(payload)
-    if length < 126:
-        header = bytes((0x80 | opcode, length))
-    elif length < 65536:
-        header = struct.pack("!BBH", 0x80 | opcode, 126, length)
-    else:
-        header = struct.pack("!BBQ", 0x80 | opcode, 127, length)
-    return header + payload
+    return ws_frames.frame_header(opcode, len(payload)) + payload
 
 
 def text_frame(payload: bytes) -> bytes:

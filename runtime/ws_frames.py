@@ -1,16 +1,18 @@
-"""Client-to-server WebSocket frames, parsed without wsproto (RFC 6455 §5).
+"""WebSocket frames after the upgrade, without wsproto (RFC 6455 §5).
 
-wsproto does the HTTP upgrade; after it, the engine reads frames here. wsproto's generic
-frame machinery (a generator per connection, an event object per frame, a pure-Python
-masker) cost about a tenth of the engine's CPU per routed call; this parser does the one job
-the server needs: masked client frames in, whole messages out, with the checks RFC 6455
-requires of a server. Sans-IO: feed bytes, take messages.
+wsproto does the HTTP upgrade; after it, the engine (and the trio SDK) read and write frames
+here. wsproto's generic frame machinery (a generator per connection, an event object per
+frame, a pure-Python masker) cost about a tenth of the engine's CPU per routed call; this
+module does the one job each side needs: frames in, whole messages out, with the checks
+RFC 6455 requires (a server gets masked frames only, a client unmasked ones). Sans-IO: feed
+bytes, take messages.
 
 Extensions are never negotiated (permessage-deflate is declined), so RSV bits are errors.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 
 import attrs
@@ -61,6 +63,22 @@ def unmask(payload: bytes, mask: bytes) -> bytes:
     return (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(size, "big")
 
 
+def frame_header(opcode: int, length: int, *, masked: bool = False) -> bytes:
+    """The header of one final frame carrying ``length`` payload bytes."""
+    mask_bit = 0x80 if masked else 0
+    if length < 126:
+        return bytes((0x80 | opcode, mask_bit | length))
+    if length < 65536:
+        return struct.pack("!BBH", 0x80 | opcode, mask_bit | 126, length)
+    return struct.pack("!BBQ", 0x80 | opcode, mask_bit | 127, length)
+
+
+def masked_frame(opcode: int, payload: bytes) -> bytes:
+    """One final frame as a client must send it: masked with a fresh random key."""
+    mask = os.urandom(4)
+    return frame_header(opcode, len(payload), masked=True) + mask + unmask(payload, mask)
+
+
 def _valid_close_code(code: int) -> bool:
     """Codes a peer may send (RFC 6455 §7.4; 1012-1014 as registered since)."""
     return (1000 <= code <= 1014 and code not in (1004, 1005, 1006)) or 3000 <= code <= 4999
@@ -88,8 +106,10 @@ class FrameParser:
     sets :attr:`error`, which says how to close the connection.
     """
 
-    def __init__(self, max_message_size: int) -> None:
+    def __init__(self, max_message_size: int, *, masked: bool = True) -> None:
         self.max_message_size = max_message_size
+        # True on a server (client frames are masked), False on a client.
+        self.masked = masked
         self._buffer = b""
         self._fragments: list[bytes] = []
         self._fragment_opcode: int | None = None
@@ -125,11 +145,17 @@ class FrameParser:
                 (length,) = struct.unpack_from("!Q", buffer, pos + 2)
                 header = 10
             self._check_header(first, second, length)
-            total = header + 4 + length
-            if end - pos < total:
-                break
-            mask = buffer[pos + header : pos + header + 4]
-            payload = unmask(buffer[pos + header + 4 : pos + total], mask)
+            if self.masked:
+                total = header + 4 + length
+                if end - pos < total:
+                    break
+                mask = buffer[pos + header : pos + header + 4]
+                payload = unmask(buffer[pos + header + 4 : pos + total], mask)
+            else:
+                total = header + length
+                if end - pos < total:
+                    break
+                payload = buffer[pos + header : pos + total]
             pos += total
             event = self._frame(first & 0x80, first & 0x0F, payload)
             if event is not None:
@@ -143,8 +169,9 @@ class FrameParser:
         opcode = first & 0x0F
         if first & 0x70:
             raise FrameError(PROTOCOL_ERROR, "reserved bits set (no extension was negotiated)")
-        if not second & 0x80:
-            raise FrameError(PROTOCOL_ERROR, "client frames must be masked")
+        if bool(second & 0x80) != self.masked:
+            side = "client frames must be masked" if self.masked else "server frames are unmasked"
+            raise FrameError(PROTOCOL_ERROR, side)
         if opcode in _CONTROL_OPCODES:
             if not first & 0x80:
                 raise FrameError(PROTOCOL_ERROR, "fragmented control frame")

@@ -1,28 +1,30 @@
-"""The client side of the worker WebSocket: wsproto on a trio TCP stream.
+"""The client side of the worker WebSocket on a trio TCP stream.
 
-One reader task calls :meth:`ClientWebSocket.receive`; any task may send (a lock keeps
-frames whole). Pings from the engine are answered as they are read.
+h11 makes the HTTP upgrade; frames are then read and written with
+:mod:`iii_trio.runtime.ws_frames` (sans-IO, shared with the engine). One reader task calls
+:meth:`ClientWebSocket.receive`; any task may send (a lock keeps frames whole). Pings from
+the engine are answered as they are read.
 """
 
 from __future__ import annotations
 
+import base64
+import collections
+import hashlib
+import os
+import struct
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
+import h11
 import trio
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import (
-    AcceptConnection,
-    BytesMessage,
-    CloseConnection,
-    Ping,
-    RejectConnection,
-    Request,
-    TextMessage,
-)
-from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+
+from iii_trio.runtime import ws_frames
 
 READ_SIZE = 65536
+# Engine frames are bounded by the engine's max_message_size (64 MiB by default).
+MAX_MESSAGE_SIZE = 2**26
+_ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 
 
 class ConnectionClosed(Exception):
@@ -37,13 +39,42 @@ class HandshakeRejected(Exception):
         self.status = status
 
 
+async def _upgrade(
+    stream: trio.SocketStream, host: str, target: str, headers: Sequence[tuple[str, str]]
+) -> bytes:
+    """The HTTP upgrade (RFC 6455 §4.1); returns the bytes that followed the response."""
+    key = base64.b64encode(os.urandom(16))
+    fields = [("Host", host), ("Upgrade", "websocket"), ("Connection", "Upgrade")]
+    fields += [("Sec-WebSocket-Key", key.decode()), ("Sec-WebSocket-Version", "13"), *headers]
+    http = h11.Connection(h11.CLIENT)
+    await stream.send_all(
+        http.send(h11.Request(method="GET", target=target, headers=fields)) or b""
+    )
+    while True:
+        event = http.next_event()
+        if event is h11.NEED_DATA:
+            data = await stream.receive_some(READ_SIZE)
+            if not data:
+                raise ConnectionClosed(1006, "closed during the handshake")
+            http.receive_data(bytes(data))
+            continue
+        if isinstance(event, h11.InformationalResponse) and event.status_code == 101:
+            expected = base64.b64encode(hashlib.sha1(key + _ACCEPT_GUID).digest())
+            if dict(event.headers).get(b"sec-websocket-accept") != expected:
+                raise ConnectionClosed(1002, "the engine answered the upgrade with a wrong key")
+            return bytes(http.trailing_data[0])
+        if isinstance(event, h11.Response):
+            raise HandshakeRejected(event.status_code)
+        if isinstance(event, h11.ConnectionClosed):
+            raise ConnectionClosed(1006, "closed during the handshake")
+
+
 class ClientWebSocket:
-    def __init__(self, stream: trio.SocketStream, ws: WSConnection) -> None:
+    def __init__(self, stream: trio.SocketStream) -> None:
         self._stream = stream
-        self._ws = ws
+        self._parser = ws_frames.FrameParser(MAX_MESSAGE_SIZE, masked=False)
         self._send_lock = trio.Lock()
-        self._ready: list[str | bytes] = []
-        self._parts: list[str | bytes] = []
+        self._ready: collections.deque[str | bytes] = collections.deque()
         self._closed: ConnectionClosed | None = None
         self._pongs: list[bytes] = []
 
@@ -55,36 +86,23 @@ class ClientWebSocket:
         host = parts.hostname or "localhost"
         port = parts.port or 80
         stream = await trio.open_tcp_stream(host, port)
-        ws = WSConnection(ConnectionType.CLIENT)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        request = Request(
-            host=f"{host}:{port}",
-            target=target,
-            extra_headers=[(k.encode(), v.encode()) for k, v in headers],
-        )
         try:
-            await stream.send_all(ws.send(request))
-            while True:
-                data = await stream.receive_some(READ_SIZE)
-                if not data:
-                    raise ConnectionClosed(1006, "closed during the handshake")
-                ws.receive_data(data)
-                for event in ws.events():
-                    if isinstance(event, AcceptConnection):
-                        client = cls(stream, ws)
-                        client._feed_events()  # frames that came with the handshake
-                        return client
-                    if isinstance(event, RejectConnection):
-                        raise HandshakeRejected(event.status_code)
+            leftover = await _upgrade(stream, f"{host}:{port}", target, headers)
         except BaseException:
             await stream.aclose()
             raise
+        client = cls(stream)
+        if leftover:
+            client._feed(leftover)  # frames that came with the 101 response
+        return client
 
     async def send(self, text: str) -> None:
+        data = ws_frames.masked_frame(ws_frames.OP_TEXT, text.encode())
         async with self._send_lock:
             try:
-                await self._stream.send_all(self._ws.send(TextMessage(data=text)))
-            except (trio.BrokenResourceError, trio.ClosedResourceError, LocalProtocolError):
+                await self._stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
                 raise ConnectionClosed(1006, "connection lost while sending") from None
 
     async def receive(self) -> str | bytes:
@@ -97,30 +115,22 @@ class ClientWebSocket:
                 data = b""
             if not data:
                 raise ConnectionClosed(1006, "connection dropped")
-            try:
-                self._ws.receive_data(data)
-            except RemoteProtocolError as exc:
-                raise ConnectionClosed(1002, str(exc)) from None
-            self._feed_events()
+            self._feed(bytes(data))
             if self._pongs:
                 await self._flush_pongs()
-        return self._ready.pop(0)
+        return self._ready.popleft()
 
-    def _feed_events(self) -> None:
-        for event in self._ws.events():
-            if isinstance(event, (TextMessage, BytesMessage)):
-                payload: str | bytes = (
-                    event.data if isinstance(event.data, str) else bytes(event.data)
-                )
-                self._parts.append(payload)
-                if event.message_finished:
-                    empty: str | bytes = "" if isinstance(payload, str) else b""
-                    self._ready.append(empty.join(self._parts))  # type: ignore[arg-type]
-                    self._parts = []
-            elif isinstance(event, Ping):
-                self._pongs.append(self._ws.send(event.response()))
-            elif isinstance(event, CloseConnection):
-                self._closed = ConnectionClosed(event.code, event.reason or "")
+    def _feed(self, data: bytes) -> None:
+        for event in self._parser.feed(data):
+            if isinstance(event, (str, bytes)):
+                self._ready.append(event)
+            elif isinstance(event, ws_frames.Ping):
+                self._pongs.append(ws_frames.masked_frame(ws_frames.OP_PONG, event.payload))
+            else:
+                self._closed = ConnectionClosed(event.code, event.reason)
+        error = self._parser.error
+        if error is not None and self._closed is None:
+            self._closed = ConnectionClosed(error.code, error.reason)
 
     async def _flush_pongs(self) -> None:
         pongs, self._pongs = self._pongs, []
@@ -132,10 +142,11 @@ class ClientWebSocket:
                     return
 
     async def aclose(self, code: int = 1000) -> None:
+        close = ws_frames.masked_frame(ws_frames.OP_CLOSE, struct.pack("!H", code))
         with trio.CancelScope(shield=True), trio.move_on_after(1):
             async with self._send_lock:
                 try:
-                    await self._stream.send_all(self._ws.send(CloseConnection(code=code)))
-                except (trio.BrokenResourceError, trio.ClosedResourceError, LocalProtocolError):
+                    await self._stream.send_all(close)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
                     pass
         await self._stream.aclose()

@@ -14,6 +14,7 @@ from iii_trio.runtime.ws_frames import (
     Close,
     FrameParser,
     Ping,
+    masked_frame,
     unmask,
 )
 
@@ -138,3 +139,22 @@ def test_fragments_count_against_the_limit_together() -> None:
     assert parser.error is not None
     assert parser.error.code == MESSAGE_TOO_BIG
     assert parse_all(client_frame(0x2, b"x" * 1000), limit=1000)[0] == [b"x" * 1000]
+
+
+def test_a_client_parser_takes_unmasked_frames_and_refuses_masked_ones() -> None:
+    server_frame = b"\x81\x05hello"
+    parser = FrameParser(1 << 20, masked=False)
+    assert parser.feed(server_frame) == ["hello"]
+    assert parser.feed(client_frame(0x1, b"masked")) == []
+    assert parser.error is not None
+    assert parser.error.code == PROTOCOL_ERROR
+    assert "unmasked" in parser.error.reason
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65536])
+def test_masked_frames_built_for_clients_parse_on_the_server(size: int) -> None:
+    payload = os.urandom(size)
+    first = masked_frame(0x2, payload)
+    second = masked_frame(0x2, payload)
+    assert first != second or size == 0  # a fresh key for every frame
+    assert parse_all(first + second)[0] == [payload, payload]
