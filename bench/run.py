@@ -65,11 +65,15 @@ def wait_listening(port: int, process: subprocess.Popen[Any]) -> None:
     raise RuntimeError(f"nothing listening on {port} after {START_TIMEOUT} s")
 
 
+# Where the servers' own logs go (they would drown the table); set by main().
+SERVER_LOG: Any = subprocess.DEVNULL
+
+
 @contextlib.contextmanager
 def running(argv: list[str], *, ready_line: bool = False) -> Iterator[subprocess.Popen[str]]:
     """A server process for the block; stopped by its PID afterwards. With ``ready_line``,
-    waits until it prints ``ready``."""
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    waits until it prints ``ready``. Its stderr goes to the servers' log file."""
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=SERVER_LOG, text=True, cwd=ROOT)
     try:
         if ready_line:
             assert process.stdout is not None
@@ -267,7 +271,8 @@ def section_startup(args: argparse.Namespace, tmp: Path) -> list[Any]:
             config.write_text(text.replace("port: 49134", f"port: {port}"))
             serve = [str(Path(OURS).with_name("iii-trio")), "serve", "--log-level", "WARNING"]
             started = time.perf_counter()
-            process = subprocess.Popen([*serve, "--config", str(config)], cwd=workdir)
+            argv = [*serve, "--config", str(config)]
+            process = subprocess.Popen(argv, cwd=workdir, stderr=SERVER_LOG)
             try:
                 wait_listening(port, process)
                 samples.append(time.perf_counter() - started)
@@ -343,6 +348,10 @@ def main() -> None:
         args.calls, args.idle_workers, args.startup_runs = 200, [200], 1
     args.paths = args.paths.split(",")
     figures: dict[str, Any] = {"machine": machine_facts(), "args": vars(args) | {"json": None}}
+    out = args.json or ROOT / "bench" / "results" / time.strftime("bench-%Y%m%dT%H%M%S.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    global SERVER_LOG
+    SERVER_LOG = out.with_suffix(".servers.log").open("w")
     with tempfile.TemporaryDirectory(prefix="iii-bench-") as tmpdir:
         tmp = Path(tmpdir)
         sections = args.only.split(",")
@@ -361,10 +370,9 @@ def main() -> None:
             print("\nstartup: process start to the worker port answering (median)")
             for row in figures["startup"]:
                 print(f"  {row['config']:<24} {row['median_ms']:.0f} ms over {row['runs']} runs")
-    out = args.json or ROOT / "bench" / "results" / time.strftime("bench-%Y%m%dT%H%M%S.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2))
-    print(f"\nfigures written to {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+    shown = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
+    print(f"\nfigures written to {shown}; server logs next to it (.servers.log)")
 
 
 def machine_facts() -> dict[str, Any]:
