@@ -13,16 +13,10 @@ from pathlib import Path
 import attrs
 import trio
 
+from tests.support.ports import free_port
 from tests.support.raw_worker import raw_worker
 
 SERVE = [sys.executable, "-m", "iii_trio.runtime", "serve"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def run_serve(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -7,21 +7,15 @@ persistence, in its own temporary folder, and is stopped (by its PID) when the b
 from __future__ import annotations
 
 import shutil
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import trio
 
+from tests.support.ports import free_port
+
 START_TIMEOUT = 10.0
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @asynccontextmanager
@@ -30,7 +24,7 @@ async def redis_server(directory: Path) -> AsyncIterator[str]:
     program = shutil.which("redis-server")
     if program is None:
         raise RuntimeError("redis-server is not installed: run `make test` (or `make services`)")
-    port = _free_port()
+    port = free_port()
     log = directory / f"redis-{port}.log"
     options = {"port": port, "bind": "127.0.0.1", "save": "", "appendonly": "no"}
     options |= {"dir": directory, "logfile": log}
