@@ -44,6 +44,21 @@ SCENARIOS = {
     "test_an_unregistered_function_is_gone": "served: unregister function",
     "test_a_worker_provided_trigger_type": "served: worker trigger type",
     "test_a_stopped_worker_leaves_the_engine": "served: stopped worker leaves",
+    # The trio SDK with each official SDK (test_trio_pairings.py).
+    "test_void_both_ways": "A6 void",
+    "test_100_concurrent_calls_both_ways_are_correlated": "A7 100 concurrent calls",
+    "test_a_client_timeout_then_the_next_call_succeeds": "A8 client timeout",
+    "test_an_official_target_killed_mid_call_stops_the_call_at_once": "A9 target killed mid-call",
+    "test_a_trio_trigger_type_serves_an_official_binding": "A10 worker trigger type",
+}
+# Tests whose parameter is the official SDK the trio SDK was paired with.
+TRIO_PAIRED = {
+    "test_trio_sdk_and_official_sdk_call_each_other",
+    "test_void_both_ways",
+    "test_100_concurrent_calls_both_ways_are_correlated",
+    "test_a_client_timeout_then_the_next_call_succeeds",
+    "test_an_official_target_killed_mid_call_stops_the_call_at_once",
+    "test_a_trio_trigger_type_serves_an_official_binding",
 }
 # Tests without parameters ran with fixed SDKs.
 FIXED = {
@@ -64,7 +79,7 @@ def main(junit: Path, out: Path) -> None:
         if test not in SCENARIOS or not pairing:
             continue
         scenario = SCENARIOS[test]
-        if test.startswith("test_trio"):
+        if test in TRIO_PAIRED:
             pairing = f"trio-{pairing}"
         if pairing not in columns:
             columns.append(pairing)

@@ -224,6 +224,9 @@ class RegisterWorkerSdk:
             {"type": trigger_type, "function_id": function_id, "config": config}
         )
 
+    def unregister_trigger(self, handle: Any) -> None:
+        handle.unregister()
+
     def on_functions_available(self, callback: Callable[[list[Any]], None]) -> None:
         raise NotImplementedError("this SDK version has no on_functions_available")
 
@@ -303,6 +306,10 @@ class AsyncioIIISdk:
 
     def register_trigger(self, trigger_type: str, function_id: str, config: Any) -> Any:
         return self.on_loop(self.iii.register_trigger, trigger_type, function_id, config)
+
+    def unregister_trigger(self, handle: Any) -> None:
+        # The handle sends only from the SDK's loop (off it, the frame is silently dropped).
+        self.on_loop(handle.unregister)
 
     def on_functions_available(self, callback: Callable[[list[Any]], None]) -> None:
         self.on_loop(self.iii.on_functions_available, callback)
@@ -387,7 +394,7 @@ class Worker:
             self.triggers[handle] = trigger
             return {"handle": handle}
         if op == "unregister_trigger":
-            self.triggers.pop(command["handle"]).unregister()
+            sdk.unregister_trigger(self.triggers.pop(command["handle"]))
             return None
         if op == "on_functions_available":
 
