@@ -1,14 +1,18 @@
 """One actor per connected worker: a reader (this task) and a bounded writer.
 
 The reader decodes each frame and hands it to the engine; everything destined for the
-worker goes through the actor's mailbox (its bounded outbox) to the writer task, which
-sends all frames that are ready in one write. When the connection ends for any reason the
-engine runs the disconnect cleanup of spec §3.7 for this connection only (D4).
+worker goes through :meth:`WorkerConnection.try_deliver` / :meth:`deliver`. When the
+writer task is idle and nothing is queued, a frame is written to the socket right there,
+without waking the writer (one task switch less per frame); otherwise it joins the actor's
+mailbox (its bounded outbox) and the writer sends all frames that are ready in one write.
+Either way frames leave in the order they were delivered. When the connection ends for any
+reason the engine runs the disconnect cleanup of spec §3.7 for this connection only (D4).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import time
 import uuid
@@ -70,6 +74,11 @@ class WorkerConnection(Actor):
         self.listed = False  # appears in engine::workers::list (spec §3.8)
         self.close_code = SERVICE_RESTART
         self._cancel_scope: trio.CancelScope | None = None
+        # Direct writes need the socket's file descriptor and an idle writer: one that
+        # found the outbox empty and has been given nothing since.
+        stream = ws.stream
+        self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else None
+        self._writer_idle = False
 
     def __repr__(self) -> str:
         return f"<WorkerConnection {self.worker_id} {self.peer}>"
@@ -84,10 +93,37 @@ class WorkerConnection(Actor):
         if self._cancel_scope is not None:
             self._cancel_scope.cancel()
 
+    def try_deliver(self, frame: bytes) -> bool:
+        """Send or queue one frame without waiting; False when the outbox is full.
+        Raises :class:`MailboxClosed` once the connection is closing.
+
+        The direct write is kept for quiet connections (at most the call being delivered
+        in flight): with more in flight, frames that queue up go out together in one write,
+        which costs less than a write each (measured: +13 % engine CPU per call at 32 in
+        flight when every frame was written directly)."""
+        quiet = len(self.assigned) + len(self.outgoing) <= 1
+        if quiet and self._writer_idle and self._fd is not None:
+            if self.outbox.closed:
+                raise MailboxClosed("the connection is closing")
+            try:
+                sent = os.write(self._fd, frame)
+            except OSError:  # would block, or broken: the writer meets it and reports it
+                sent = 0
+            if sent == len(frame):
+                return True
+            frame = frame[sent:]  # the rest goes first in the (empty) outbox
+        self._writer_idle = False
+        return self.outbox.try_send(frame)
+
+    async def deliver(self, frame: bytes) -> None:
+        """Send or queue one frame, waiting while the outbox is full."""
+        if not self.try_deliver(frame):
+            await self.outbox.send(frame)
+
     async def send(self, message: protocol.Message) -> None:
         """Queue a frame for this worker, waiting while its outbox is full."""
         try:
-            await self.outbox.send(text_frame(protocol.encode(message)))
+            await self.deliver(text_frame(protocol.encode(message)))
         except MailboxClosed:
             pass
 
@@ -95,7 +131,7 @@ class WorkerConnection(Actor):
         """Queue a frame without waiting (used from other workers' tasks); a worker whose
         outbox is full is not reading its socket, and the frame is dropped with a log line."""
         try:
-            if not self.outbox.try_send(text_frame(protocol.encode(message))):
+            if not self.try_deliver(text_frame(protocol.encode(message))):
                 log.warning("%s: outbox full, %s frame dropped", self, message.TYPE)
         except MailboxClosed:
             pass
@@ -141,7 +177,13 @@ class WorkerConnection(Actor):
         outbox = self.outbox
         while True:
             try:
-                first = await outbox.receive()
+                first = outbox.receive_nowait()
+            except trio.WouldBlock:
+                self._writer_idle = True  # until try_deliver queues something
+                try:
+                    first = await outbox.receive()
+                except MailboxClosed:
+                    return
             except MailboxClosed:
                 return
             batch = [first]
@@ -167,7 +209,7 @@ class WorkerConnection(Actor):
     def _queue_control(self, frame: bytes) -> None:
         # Pongs are dropped if the outbox is full: the peer is not reading anyway.
         try:
-            self.outbox.try_send(frame)
+            self.try_deliver(frame)
         except MailboxClosed:
             pass
 

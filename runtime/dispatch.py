@@ -103,7 +103,7 @@ class Dispatcher:
     ) -> None:
         frame = protocol.encode_result(invocation_id, function_id, result=result, error=error)
         try:
-            await conn.outbox.send(text_frame(frame))
+            await conn.deliver(text_frame(frame))
         except Exception:  # MailboxClosed: the caller is gone
             log.debug("%s: reply to %s dropped", conn, invocation_id)
 

@@ -129,7 +129,7 @@ class Invocation(Actor):
         caller = self.caller
         if self.reply and caller is not None and not self._abandoned:
             try:
-                self._delivered = caller.outbox.try_send(self._result_frame(outcome))
+                self._delivered = caller.try_deliver(self._result_frame(outcome))
             except MailboxClosed:
                 self._delivered = True  # the caller is gone: nobody to answer
         self.settle(outcome)
@@ -148,7 +148,7 @@ class Invocation(Actor):
         self.state = "running"
         target.pending[self.id] = self
         try:
-            self._sent = target.outbox.try_send(self._invoke_frame())
+            self._sent = target.try_deliver(self._invoke_frame())
         except MailboxClosed:
             self.settle(Outcome(error=STOPPED))
 
@@ -214,7 +214,7 @@ class Invocation(Actor):
                 target.pending[self.id] = self
             if not self._sent:
                 try:
-                    await target.outbox.send(self._invoke_frame())
+                    await target.deliver(self._invoke_frame())
                 except MailboxClosed:
                     self.settle(Outcome(error=STOPPED))
                     return
@@ -260,7 +260,7 @@ class Invocation(Actor):
             return
         with trio.move_on_after(DELIVERY_GRACE_SECONDS) as grace:
             try:
-                await caller.outbox.send(self._result_frame(outcome))
+                await caller.deliver(self._result_frame(outcome))
             except MailboxClosed:
                 pass  # the caller disconnected meanwhile: nobody to tell
         if grace.cancelled_caught:
