@@ -1,4 +1,6 @@
-"""``iii-trio``: the command line. ``iii-trio serve [--config PATH]`` runs the engine.
+"""``iii-trio``: the command line. ``iii-trio serve [--config PATH]`` runs the engine; the
+inspection commands (``actors``, ``invocations``, ``top``, ...) live in
+:mod:`iii_trio.runtime.cli_inspect`.
 
 Startup problems (a bad config, a busy port) are one clear paragraph on stderr and exit
 code 2, never a traceback. SIGINT / SIGTERM drain live invocations for up to
@@ -16,6 +18,7 @@ from collections.abc import Sequence
 
 import trio
 
+from iii_trio.runtime import cli_inspect
 from iii_trio.runtime.config import ConfigError, EngineConfig, default_config, load_config
 from iii_trio.runtime.engine import Engine
 from iii_trio.runtime.modules import is_available
@@ -23,8 +26,6 @@ from iii_trio.runtime.modules import is_available
 log = logging.getLogger("iii_trio.cli")
 
 EXIT_STARTUP_ERROR = 2
-
-# Module kinds this build implements; others are accepted with a warning until they land.
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -41,7 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--drain-timeout", type=float, default=10.0, help="seconds to finish live calls on shutdown"
     )
     serve.add_argument("--log-level", default="INFO")
+    cli_inspect.add_commands(commands)
     args = parser.parse_args(argv)
+    if args.command != "serve":
+        return cli_inspect.run(args)
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -48,9 +48,17 @@ class WorkerConnection(Actor):
     kind = "connection"
 
     def __init__(
-        self, engine: Engine, ws: ServerWebSocket, peer: str, *, outbox_capacity: int
+        self,
+        engine: Engine,
+        ws: ServerWebSocket,
+        peer: str,
+        *,
+        peer_port: int = 0,
+        outbox_capacity: int,
     ) -> None:
-        super().__init__(f"worker {peer}", mailbox_capacity=outbox_capacity)
+        # The port tells connections from one host apart in the actor tree.
+        name = f"worker {peer}:{peer_port}" if peer_port else f"worker {peer}"
+        super().__init__(name, mailbox_capacity=outbox_capacity)
         self.engine = engine
         self.ws = ws
         self.peer = peer

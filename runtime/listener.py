@@ -71,9 +71,9 @@ class Listener(Actor):
         assert isinstance(stream, trio.SocketStream)
         try:
             stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            peer = stream.socket.getpeername()[0]
+            peer, peer_port = stream.socket.getpeername()[:2]
         except OSError:
-            peer = "unknown"
+            peer, peer_port = "unknown", 0
         try:
             with trio.fail_after(HANDSHAKE_TIMEOUT_SECONDS):
                 ws, request = await accept(
@@ -86,7 +86,11 @@ class Listener(Actor):
         path = urlsplit(request.path).path
         if path == "/":
             conn = WorkerConnection(
-                self.engine, ws, peer, outbox_capacity=self.engine.outbox_capacity
+                self.engine,
+                ws,
+                peer,
+                peer_port=peer_port,
+                outbox_capacity=self.engine.outbox_capacity,
             )
             try:
                 await current_system().run_actor(conn, parent=current_actor_id())
