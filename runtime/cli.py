@@ -21,7 +21,7 @@ import trio
 from iii_trio.runtime import cli_inspect
 from iii_trio.runtime.config import ConfigError, EngineConfig, default_config, load_config
 from iii_trio.runtime.engine import Engine
-from iii_trio.runtime.modules import is_available
+from iii_trio.runtime.modules import BUILT_IN, is_available, startup_problem
 
 log = logging.getLogger("iii_trio.cli")
 
@@ -60,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for entry in config.modules:
         if not is_available(entry.kind):
             log.warning("%s (%s): not available in this build", entry.key_path, entry.declared_as)
+        elif entry.kind not in BUILT_IN and (problem := startup_problem(entry)) is not None:
+            print(f"iii-trio: {config.source}: {problem}", file=sys.stderr)
+            return EXIT_STARTUP_ERROR
     try:
         trio.run(serve_until_signalled, config, args.drain_timeout)
     except KeyboardInterrupt:

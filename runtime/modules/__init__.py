@@ -27,6 +27,15 @@ def is_available(kind: str) -> bool:
     return importlib.util.find_spec(f"{__name__}.{kind}") is not None
 
 
+def startup_problem(entry: ModuleEntry) -> str | None:
+    """Why this entry cannot start in this build (an adapter it lacks, say), or None. A
+    kind's submodule may define ``startup_problem(entry)``; the CLI exits with code 2 on it."""
+    submodule = importlib.import_module(f"{__name__}.{entry.kind}")
+    check = getattr(submodule, "startup_problem", None)
+    problem: str | None = check(entry) if check is not None else None
+    return problem
+
+
 def create(engine: Engine, entry: ModuleEntry) -> EngineModule:
     """The module actor for one config entry (``is_available(entry.kind)`` must hold)."""
     submodule = importlib.import_module(f"{__name__}.{entry.kind}")

@@ -53,10 +53,11 @@ class PortTaken(Exception):
     """Another process bound the probed port first."""
 
 
-async def start_served_engine(directory: Path) -> ServedEngine:
+async def start_served_engine(directory: Path, extra_config: str = "") -> ServedEngine:
+    """``extra_config``: YAML appended after ``port: <free port>`` (modules, ...)."""
     port = free_port()
     config = directory / f"engine-{port}.yaml"
-    config.write_text(f"port: {port}\n")
+    config.write_text(f"port: {port}\n{extra_config}")
     log = directory / f"engine-{port}.log"
     with log.open("wb") as log_file:
         process = await trio.lowlevel.open_process(

@@ -42,6 +42,25 @@ def test_broken_config_is_one_message_and_exit_2(tmp_path: Path) -> None:
     assert "allowed_origins" in done.stderr
 
 
+def test_a_module_adapter_this_build_lacks_is_exit_2(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "modules:\n"
+        "  - class: modules::state::StateModule\n"
+        "    config:\n"
+        "      adapter:\n"
+        "        class: modules::state::adapters::Bridge\n"
+        "        config: {bridge_url: 'ws://elsewhere:49134'}\n"
+    )
+    done = run_serve("--config", str(config))
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert (
+        f"iii-trio: {config}: modules[0].config.adapter: the BridgeAdapter state adapter is not "
+        "available in this build" in done.stderr
+    )
+
+
 def test_missing_config_file_is_exit_2(tmp_path: Path) -> None:
     done = run_serve("--config", str(tmp_path / "nope.yaml"))
     assert done.returncode == 2

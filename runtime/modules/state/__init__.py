@@ -1,0 +1,263 @@
+"""StateModule (``modules::state::StateModule``, ``iii-state``; spec/modules.md §4).
+
+``state::set/get/delete/update/list/list_groups`` on a KvStore (in memory or SQLite), and
+the ``state`` trigger, fired after the write is committed. Events wait in a bounded queue;
+a consumer delivers each event in a task of its own (bindings of one event one after
+another), at most :data:`DELIVERIES_IN_FLIGHT` events at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from iii_trio.runtime.config_modules import KvStoreConfig, RedisAdapterConfig, StateConfig
+from iii_trio.runtime.errors import InvocationError, TriggerConfigError, deserialization_error
+from iii_trio.runtime.invocation import CallContext, LocalHandler
+from iii_trio.runtime.modules.base import EngineModule
+from iii_trio.runtime.modules.state.ops import apply_ops, parse_ops
+from iii_trio.runtime.modules.state.stores import KvStore, MemoryStore, RedisStore, SqliteStore
+from iii_trio.runtime.redis import open_redis
+
+if TYPE_CHECKING:
+    from iii_trio.runtime.config import ModuleEntry
+    from iii_trio.runtime.engine import Engine
+    from iii_trio.runtime.registry import Binding, EngineTriggerType
+
+log = logging.getLogger("iii_trio.state")
+
+# State events waiting for delivery; beyond this a write's event is dropped with a warning.
+EVENT_QUEUE_CAPACITY = 1024
+# Events being delivered at once (each calls its matching bindings one after another).
+DELIVERIES_IN_FLIGHT = 64
+
+
+def startup_problem(entry: ModuleEntry) -> str | None:
+    assert isinstance(entry.config, StateConfig)
+    adapter = entry.config.adapter
+    if isinstance(adapter, (KvStoreConfig, RedisAdapterConfig)):
+        return None
+    name = type(adapter).__name__.removesuffix("Config")
+    return (
+        f"{entry.key_path}.config.adapter: the {name} state adapter is not available in this "
+        "build; use modules::state::adapters::KvStore or modules::state::adapters::RedisAdapter"
+    )
+
+
+def create(engine: Engine, entry: ModuleEntry) -> StateModule:
+    problem = startup_problem(entry)
+    if problem is not None:
+        raise RuntimeError(problem)
+    assert isinstance(entry.config, StateConfig)
+    assert isinstance(entry.config.adapter, (KvStoreConfig, RedisAdapterConfig))
+    return StateModule(engine, entry.kind, entry.config.adapter)
+
+
+@attrs.frozen(eq=False)  # identity: an event borrows a delivery slot
+class StateEvent:
+    event_type: str
+    scope: str
+    key: str
+    old_value: Any
+    new_value: Any
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "type": "state",
+            "event_type": self.event_type,
+            "scope": self.scope,
+            "key": self.key,
+            "old_value": self.old_value,
+            "new_value": self.new_value,
+        }
+
+
+class StateTrigger:
+    """The ``state`` trigger type: config ``{scope?, key?, condition_function_id?}``."""
+
+    id = "state"
+    description = "Fires after a state value is created, updated or deleted"
+
+    def __init__(self) -> None:
+        self.bindings: list[Binding] = []
+
+    def bind(self, binding: Binding) -> None:
+        config = binding.config if binding.config is not None else {}
+        if not isinstance(config, dict):
+            raise TriggerConfigError("state trigger config must be an object")
+        for field in ("scope", "key", "condition_function_id"):
+            if config.get(field) is not None and not isinstance(config[field], str):
+                raise TriggerConfigError(f"state trigger '{field}' must be a string")
+        self.bindings.append(binding)
+
+    def unbind(self, binding: Binding) -> None:
+        if binding in self.bindings:
+            self.bindings.remove(binding)
+
+    def matching(self, event: StateEvent) -> list[Binding]:
+        def matches(binding: Binding) -> bool:
+            config = binding.config or {}
+            return config.get("scope") in (None, event.scope) and config.get("key") in (
+                None,
+                event.key,
+            )
+
+        return [b for b in self.bindings if matches(b)]
+
+
+def _field(function_id: str, data: Any, name: str) -> str:
+    if not isinstance(data, dict):
+        raise deserialization_error(function_id, "expected an object")
+    value = data.get(name)
+    if value is None:
+        raise deserialization_error(function_id, f"missing field `{name}`")
+    if not isinstance(value, str):
+        raise deserialization_error(function_id, f"`{name}` must be a string")
+    return value
+
+
+class StateModule(EngineModule):
+    def __init__(
+        self, engine: Engine, name: str, adapter: KvStoreConfig | RedisAdapterConfig
+    ) -> None:
+        super().__init__(engine, name)
+        self.adapter = adapter
+        self.store: KvStore | None = None
+        self.trigger = StateTrigger()
+        self._events_in, self._events_out = trio.open_memory_channel[StateEvent](
+            EVENT_QUEUE_CAPACITY
+        )
+        self.dropped_events = 0
+
+    def functions(self) -> dict[str, tuple[LocalHandler, str]]:
+        return {
+            "state::set": (self.set, "Store a value under scope and key"),
+            "state::get": (self.get, "Read the value under scope and key"),
+            "state::delete": (self.delete, "Delete the value under scope and key"),
+            "state::update": (self.update, "Apply update operations atomically"),
+            "state::list": (self.list_values, "Every value of a scope, in insertion order"),
+            "state::list_groups": (self.list_groups, "Scopes holding at least one key"),
+        }
+
+    def trigger_types(self) -> list[EngineTriggerType]:
+        return [self.trigger]
+
+    def introspect(self) -> dict[str, Any]:
+        counts = self.store.counts() if self.store is not None else {}
+        adapter = self.adapter
+        return {
+            "adapter": adapter.store_method if isinstance(adapter, KvStoreConfig) else "redis",
+            **counts,
+            "bindings": len(self.trigger.bindings),
+            "events_waiting": self._events_out.statistics().current_buffer_used,
+            "events_dropped": self.dropped_events,
+        }
+
+    async def serve(self, task_status: trio.TaskStatus[Any]) -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            self.store = store = await self._open(stack)
+
+            async def close_store() -> None:
+                with trio.CancelScope(shield=True):  # the module stops by cancellation
+                    await store.aclose()
+
+            stack.push_async_callback(close_store)
+            task_status.started()
+            await self._deliver_events()
+
+    async def _open(self, stack: contextlib.AsyncExitStack) -> KvStore:
+        adapter = self.adapter
+        if isinstance(adapter, RedisAdapterConfig):
+            return RedisStore(await stack.enter_async_context(open_redis(adapter.redis_url)))
+        if adapter.store_method == "file_based":
+            return await SqliteStore.open(adapter.file_path)
+        log.warning("state: in_memory store, values are lost when the engine stops")
+        return MemoryStore()
+
+    # --- functions ---------------------------------------------------------------------------
+
+    def _open_store(self, operation: str) -> KvStore:
+        if self.store is None:
+            raise InvocationError(f"{operation.upper()}_ERROR", f"Failed to {operation}: not open")
+        return self.store
+
+    async def set(self, data: Any, ctx: CallContext) -> Any:
+        scope, key = _field("state::set", data, "scope"), _field("state::set", data, "key")
+        value = data.get("value", data.get("data"))  # `data` is an accepted alias
+        store = self._open_store("set")
+        old = await store.set(scope, key, value)
+        self._emit("state:created" if old is None else "state:updated", scope, key, old, value)
+        return {"old_value": old, "new_value": value}
+
+    async def get(self, data: Any, ctx: CallContext) -> Any:
+        scope, key = _field("state::get", data, "scope"), _field("state::get", data, "key")
+        _, value = await self._open_store("get").get(scope, key)
+        return value  # None: the result has no value (spec: "no result when missing")
+
+    async def delete(self, data: Any, ctx: CallContext) -> Any:
+        scope, key = _field("state::delete", data, "scope"), _field("state::delete", data, "key")
+        _, old = await self._open_store("delete").delete(scope, key)
+        self._emit("state:deleted", scope, key, old, None)  # also when nothing was there
+        return old
+
+    async def update(self, data: Any, ctx: CallContext) -> Any:
+        scope, key = _field("state::update", data, "scope"), _field("state::update", data, "key")
+        raw_ops = data.get("ops", data.get("operations"))  # `operations` is an alias
+        ops = parse_ops("state::update", raw_ops)
+        store = self._open_store("update")
+        old, new = await store.update(scope, key, lambda current: apply_ops(current, ops))
+        self._emit("state:created" if old is None else "state:updated", scope, key, old, new)
+        return {"old_value": old, "new_value": new}
+
+    async def list_values(self, data: Any, ctx: CallContext) -> Any:
+        scope = _field("state::list", data, "scope")
+        return await self._open_store("list").values(scope)
+
+    async def list_groups(self, data: Any, ctx: CallContext) -> Any:
+        return {"groups": await self._open_store("list_groups").scopes()}
+
+    # --- the state trigger -------------------------------------------------------------------
+
+    def _emit(self, event_type: str, scope: str, key: str, old: Any, new: Any) -> None:
+        if not self.trigger.bindings:
+            return
+        try:
+            self._events_in.send_nowait(StateEvent(event_type, scope, key, old, new))
+        except trio.WouldBlock:
+            self.dropped_events += 1
+            log.warning(
+                "state: %d events waiting; %s of %s/%s dropped",
+                EVENT_QUEUE_CAPACITY,
+                event_type,
+                scope,
+                key,
+            )
+
+    async def _deliver_events(self) -> None:
+        slots = trio.CapacityLimiter(DELIVERIES_IN_FLIGHT)
+        async with trio.open_nursery() as nursery:
+            async for event in self._events_out:
+                await slots.acquire_on_behalf_of(event)
+                nursery.start_soon(self._deliver, event, slots)
+
+    async def _deliver(self, event: StateEvent, slots: trio.CapacityLimiter) -> None:
+        try:
+            payload = event.payload()
+            for binding in self.trigger.matching(event):
+                await self._call_binding(binding, payload)
+        finally:
+            slots.release_on_behalf_of(event)
+
+    async def _call_binding(self, binding: Binding, payload: dict[str, Any]) -> None:
+        router = self.engine.router
+        condition = (binding.config or {}).get("condition_function_id")
+        try:
+            if condition and await router.call(condition, payload, caller_module="state") is False:
+                return
+            await router.call(binding.function_id, payload, caller_module="state")
+        except InvocationError as exc:
+            log.info("state trigger %s -> %s failed: %s", binding.id, binding.function_id, exc)

@@ -1,0 +1,285 @@
+"""Where ``state::*`` keeps its values: in memory, SQLite or Redis (spec/modules.md §4.2, D7).
+
+Each store is the single writer of its data, so concurrent calls never interleave inside
+one operation: the memory store because trio runs one task at a time and no operation
+awaits in the middle, the SQLite store because every operation runs, start to commit, in
+one worker thread through a limiter of one. ``update`` receives a pure function (old value
+→ new value) and applies it inside that single step.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+import trio
+
+from iii_trio.runtime.redis import Redis
+
+Update = Callable[[Any], Any]  # old value (None when missing) -> new value
+
+
+class KvStore(Protocol):
+    async def get(self, scope: str, key: str) -> tuple[bool, Any]: ...
+
+    async def set(self, scope: str, key: str, value: Any) -> Any:
+        """Store ``value``; the previous value, or None."""
+
+    async def delete(self, scope: str, key: str) -> tuple[bool, Any]: ...
+
+    async def update(self, scope: str, key: str, change: Update) -> tuple[Any, Any]:
+        """Apply ``change`` atomically; (old or None, new)."""
+
+    async def values(self, scope: str) -> list[Any]:
+        """The scope's values in insertion order."""
+
+    async def scopes(self) -> list[str]:
+        """Scopes holding at least one key, sorted."""
+
+    def counts(self) -> dict[str, int]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class MemoryStore:
+    """Scopes of keys in dicts (insertion ordered); gone when the engine stops."""
+
+    def __init__(self) -> None:
+        self._scopes: dict[str, dict[str, Any]] = {}
+
+    async def get(self, scope: str, key: str) -> tuple[bool, Any]:
+        values = self._scopes.get(scope, {})
+        return (key in values), values.get(key)
+
+    async def set(self, scope: str, key: str, value: Any) -> Any:
+        values = self._scopes.setdefault(scope, {})
+        old = values.get(key)
+        values[key] = value
+        return old
+
+    async def delete(self, scope: str, key: str) -> tuple[bool, Any]:
+        values = self._scopes.get(scope)
+        if values is None or key not in values:
+            return False, None
+        old = values.pop(key)
+        if not values:
+            del self._scopes[scope]  # emptied scopes leave list_groups at once
+        return True, old
+
+    async def update(self, scope: str, key: str, change: Update) -> tuple[Any, Any]:
+        values = self._scopes.setdefault(scope, {})
+        old = values.get(key)
+        new = values[key] = change(old)
+        return old, new
+
+    async def values(self, scope: str) -> list[Any]:
+        return list(self._scopes.get(scope, {}).values())
+
+    async def scopes(self) -> list[str]:
+        return sorted(self._scopes)
+
+    def counts(self) -> dict[str, int]:
+        return {"scopes": len(self._scopes), "keys": sum(map(len, self._scopes.values()))}
+
+    async def aclose(self) -> None:
+        pass
+
+
+DEFAULT_DB_NAME = "kv_store_data.db"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS state (scope TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS state_scope_key ON state (scope, key);
+"""
+
+
+def database_path(file_path: str) -> Path:
+    """``file_path`` names the database, or an existing directory to create it in."""
+    path = Path(file_path)
+    if path.is_dir():
+        return path / DEFAULT_DB_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class SqliteStore:
+    """SQLite in WAL mode. A write is committed before its call returns, so a ``kill -9``
+    after the reply loses nothing (``synchronous=NORMAL``: a power cut may lose the last
+    commits, a process crash cannot). Rows keep their insertion order by rowid."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._writer = trio.CapacityLimiter(1)  # one operation at a time, start to commit
+
+    @classmethod
+    async def open(cls, file_path: str) -> SqliteStore:
+        return await trio.to_thread.run_sync(cls, database_path(file_path))
+
+    async def _run(self, operation: Callable[[sqlite3.Connection], Any]) -> Any:
+        return await trio.to_thread.run_sync(self._transaction, operation, limiter=self._writer)
+
+    def _transaction(self, operation: Callable[[sqlite3.Connection], Any]) -> Any:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            result = operation(db)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return result
+
+    @staticmethod
+    def _read(db: sqlite3.Connection, scope: str, key: str) -> tuple[bool, Any]:
+        row = db.execute("SELECT value FROM state WHERE scope=? AND key=?", (scope, key)).fetchone()
+        return (False, None) if row is None else (True, orjson.loads(row[0]))
+
+    @staticmethod
+    def _write(db: sqlite3.Connection, scope: str, key: str, value: Any) -> None:
+        db.execute(
+            "INSERT INTO state (scope, key, value) VALUES (?, ?, ?) "
+            "ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value",
+            (scope, key, orjson.dumps(value).decode()),
+        )
+
+    async def get(self, scope: str, key: str) -> tuple[bool, Any]:
+        found: tuple[bool, Any] = await self._run(lambda db: self._read(db, scope, key))
+        return found
+
+    async def set(self, scope: str, key: str, value: Any) -> Any:
+        def operation(db: sqlite3.Connection) -> Any:
+            _, old = self._read(db, scope, key)
+            self._write(db, scope, key, value)
+            return old
+
+        return await self._run(operation)
+
+    async def delete(self, scope: str, key: str) -> tuple[bool, Any]:
+        def operation(db: sqlite3.Connection) -> tuple[bool, Any]:
+            found = self._read(db, scope, key)
+            if found[0]:
+                db.execute("DELETE FROM state WHERE scope=? AND key=?", (scope, key))
+            return found
+
+        deleted: tuple[bool, Any] = await self._run(operation)
+        return deleted
+
+    async def update(self, scope: str, key: str, change: Update) -> tuple[Any, Any]:
+        def operation(db: sqlite3.Connection) -> tuple[Any, Any]:
+            _, old = self._read(db, scope, key)
+            new = change(old)
+            self._write(db, scope, key, new)
+            return old, new
+
+        updated: tuple[Any, Any] = await self._run(operation)
+        return updated
+
+    async def values(self, scope: str) -> list[Any]:
+        def operation(db: sqlite3.Connection) -> list[Any]:
+            rows = db.execute("SELECT value FROM state WHERE scope=? ORDER BY rowid", (scope,))
+            return [orjson.loads(value) for (value,) in rows]
+
+        values: list[Any] = await self._run(operation)
+        return values
+
+    async def scopes(self) -> list[str]:
+        def operation(db: sqlite3.Connection) -> list[str]:
+            rows = db.execute("SELECT DISTINCT scope FROM state ORDER BY scope")
+            return [scope for (scope,) in rows]
+
+        groups: list[str] = await self._run(operation)
+        return groups
+
+    def counts(self) -> dict[str, int]:
+        return {}  # counting means a query on the writer thread: not for a sync snapshot
+
+    async def aclose(self) -> None:
+        await trio.to_thread.run_sync(self._db.close, limiter=self._writer)
+
+
+class RedisStore:
+    """One hash per scope (``state:<scope>``, field = key, value = JSON text), as the
+    reference lays it out, plus what the spec's results need: a sorted set per scope for
+    insertion order (``state:<scope>:order``) and the set of non-empty scopes
+    (``state:scopes``). Operations of this engine run one at a time (a lock), so an update
+    is atomic against every other call through this engine; engines sharing one Redis do
+    not lock each other (see docs/configuration.md)."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._lock = trio.Lock()
+
+    @staticmethod
+    def _hash(scope: str) -> str:
+        return f"state:{scope}"
+
+    async def _read(self, scope: str, key: str) -> tuple[bool, Any]:
+        raw = await self._redis.execute("HGET", self._hash(scope), key)
+        return (False, None) if raw is None else (True, orjson.loads(raw))
+
+    async def _write(self, scope: str, key: str, value: Any) -> None:
+        seq = await self._redis.execute("INCR", "state:seq")
+        await self._redis.execute_many(
+            [
+                ["HSET", self._hash(scope), key, orjson.dumps(value)],
+                ["ZADD", f"{self._hash(scope)}:order", "NX", seq, key],
+                ["SADD", "state:scopes", scope],
+            ]
+        )
+
+    async def get(self, scope: str, key: str) -> tuple[bool, Any]:
+        async with self._lock:
+            return await self._read(scope, key)
+
+    async def set(self, scope: str, key: str, value: Any) -> Any:
+        async with self._lock:
+            _, old = await self._read(scope, key)
+            await self._write(scope, key, value)
+            return old
+
+    async def delete(self, scope: str, key: str) -> tuple[bool, Any]:
+        async with self._lock:
+            found = await self._read(scope, key)
+            if found[0]:
+                replies = await self._redis.execute_many(
+                    [
+                        ["HDEL", self._hash(scope), key],
+                        ["ZREM", f"{self._hash(scope)}:order", key],
+                        ["HLEN", self._hash(scope)],
+                    ]
+                )
+                if replies[2] == 0:  # emptied scopes leave list_groups at once
+                    await self._redis.execute("SREM", "state:scopes", scope)
+            return found
+
+    async def update(self, scope: str, key: str, change: Update) -> tuple[Any, Any]:
+        async with self._lock:
+            _, old = await self._read(scope, key)
+            new = change(old)
+            await self._write(scope, key, new)
+            return old, new
+
+    async def values(self, scope: str) -> list[Any]:
+        async with self._lock:
+            keys = await self._redis.execute("ZRANGE", f"{self._hash(scope)}:order", 0, -1)
+            if not keys:
+                return []
+            raws = await self._redis.execute("HMGET", self._hash(scope), *keys)
+            return [orjson.loads(raw) for raw in raws if raw is not None]
+
+    async def scopes(self) -> list[str]:
+        async with self._lock:
+            members = await self._redis.execute("SMEMBERS", "state:scopes")
+            return sorted(member.decode() for member in members)
+
+    def counts(self) -> dict[str, int]:
+        return {}
+
+    async def aclose(self) -> None:
+        pass  # the connection belongs to the module, which closes it
