@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 import trio
 
+from iii_trio.runtime.config import ModuleEntry, PubSubConfig, StateConfig
 from iii_trio.runtime.engine import Engine
 from iii_trio.sdk import III, InvocationError
-from tests.conftest import worker_url
+from tests.conftest import StartEngine, worker_url
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -91,50 +92,40 @@ async def test_typescript_worker_and_python_worker_call_each_other(
     assert different["similarity"] < 0.9
 
 
-@asynccontextmanager
-async def stand_in_state_and_pubsub(engine: Engine) -> AsyncIterator[list[Any]]:
-    """TEST DOUBLE: a worker providing ``state::get``, ``state::set`` and ``publish`` in
-    memory, standing in for the StateModule and PubSubModule until they land in the
-    engine. It yields the list of published messages."""
-    store: dict[tuple[str, str], Any] = {}
+async def test_agent_worker(start_engine: StartEngine, tmp_path: Path) -> None:
+    # The engine's own StateModule (in memory) and PubSubModule (local).
+    engine = await start_engine(
+        modules=(
+            ModuleEntry("state", "modules::state::StateModule", "modules[0]", StateConfig()),
+            ModuleEntry("pubsub", "modules::pubsub::PubSubModule", "modules[1]", PubSubConfig()),
+        )
+    )
     published: list[Any] = []
-    stand_in = III(worker_url(engine), worker_name="stand-in-state-pubsub", shutdown_timeout=1)
+    listener = III(worker_url(engine), worker_name="listener")
 
-    @stand_in.function(id="state::get")
-    async def get(input: dict[str, Any]) -> Any:
-        return store.get((input["scope"], input["key"]))
+    @listener.function(id="listener::replies")
+    async def replies(data: Any) -> None:
+        published.append(data)
 
-    @stand_in.function(id="state::set")
-    async def set_(input: dict[str, Any]) -> Any:
-        store[(input["scope"], input["key"])] = input["value"]
-        return {"new_value": input["value"]}
-
-    @stand_in.function(id="publish")
-    async def publish(input: dict[str, Any]) -> None:
-        published.append(input)
-
-    async with stand_in.connect():
-        yield published
-
-
-async def test_agent_worker(engine: Engine, tmp_path: Path) -> None:
+    listener.register_trigger("subscribe", "listener::replies", {"topic": "agent.replies"})
     argv = [sys.executable, str(EXAMPLES / "agent_worker.py")]
-    async with stand_in_state_and_pubsub(engine) as published:
-        async with example(argv, engine, tmp_path / "agent.log"):
-            await wait_for(engine, "agent::chat")
-            async with III(worker_url(engine), worker_name="test").connect() as iii:
-                first = await iii.trigger("agent::chat", {"conversation_id": "c1", "message": "hi"})
-                second = await iii.trigger(
-                    "agent::chat", {"conversation_id": "c1", "message": "how are you?"}
-                )
-                triggers = await iii.list_triggers()
-            with trio.fail_after(10):
-                while len(published) < 2:
-                    await trio.sleep(0.01)
+    async with listener.connect(), example(argv, engine, tmp_path / "agent.log"):
+        await wait_for(engine, "agent::chat")
+        async with III(worker_url(engine), worker_name="test").connect() as iii:
+            first = await iii.trigger("agent::chat", {"conversation_id": "c1", "message": "hi"})
+            second = await iii.trigger(
+                "agent::chat", {"conversation_id": "c1", "message": "how are you?"}
+            )
+            stored = await iii.trigger("state::get", {"scope": "conversations", "key": "c1"})
+            triggers = await iii.list_triggers()
+        with trio.fail_after(10):
+            while len(published) < 2:
+                await trio.sleep(0.01)
     assert first == {"reply": "Noted: hi (turn 1)", "turns": 1}
     assert second == {"reply": "Good question. (turn 2)", "turns": 2}
-    assert [p["data"]["reply"] for p in published] == [first["reply"], second["reply"]]
-    assert all(p["topic"] == "agent.replies" for p in published)
+    assert [turn["role"] for turn in stored] == ["user", "agent", "user", "agent"]
+    assert sorted(p["reply"] for p in published) == sorted([first["reply"], second["reply"]])
+    assert all(p["conversation_id"] == "c1" for p in published)
     # The queue binding is registered (parked until the QueueModule provides `queue`).
     inbox = [t for t in triggers if t["trigger_type"] == "queue"]
     assert inbox == [
