@@ -55,6 +55,7 @@ class Channel:
 class ChannelTable:
     def __init__(self) -> None:
         self.channels: dict[str, Channel] = {}
+        self._created = trio.Event()  # wakes the expiry loop, which sleeps while none exist
 
     def create(self, buffer_size: int | None = None, owner: str | None = None) -> Channel:
         if len(self.channels) >= MAX_CHANNELS:
@@ -68,6 +69,7 @@ class ChannelTable:
             owner=owner,
         )
         self.channels[channel.id] = channel
+        self._created.set()
         return channel
 
     def lookup(self, channel_id: str, key: str) -> Channel | None:
@@ -89,6 +91,9 @@ class ChannelTable:
 
     async def expire_forever(self, period: float = 30.0) -> None:
         while True:
+            if not self.channels:  # an idle engine does not wake up for nothing
+                await self._created.wait()
+                self._created = trio.Event()
             await trio.sleep(period)
             cutoff = trio.current_time() - UNCONNECTED_TTL_SECONDS
             for channel in list(self.channels.values()):
