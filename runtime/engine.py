@@ -100,8 +100,11 @@ class Engine:
         """Telemetry frames are accepted and dropped until the observability module lands."""
 
     async def enqueue(self, conn: WorkerConnection, msg: protocol.InvokeFunction) -> None:
-        """The invoke action ``enqueue`` (spec §4.5); answered here until QueueModule lands."""
-        if msg.invocation_id is not None:
+        """The invoke action ``enqueue`` (spec §4.5): the QueueModule's, when it is loaded."""
+        enqueue_action = getattr(self.modules.get("queue"), "enqueue_action", None)
+        if enqueue_action is not None:
+            await enqueue_action(conn, msg)
+        elif msg.invocation_id is not None:
             await self.dispatcher.reply(
                 conn,
                 msg.invocation_id,

@@ -35,6 +35,7 @@ SCENARIOS = {
     "test_channel_between_p25_and_n22": "A14 channels",
     "test_functions_available_callback_sees_a_late_function": "A15 functions-available",
     "test_enqueue_to_an_unconfigured_queue_is_an_enqueue_error": "A16 enqueue (error path)",
+    "test_enqueue_to_a_configured_queue_runs_the_target_afterwards": "A16 enqueue (happy path)",
     # The same ground against `iii-trio serve` run as a process (test_served_engine.py).
     "test_each_registers_echo_and_calls_the_others_sync": "served: sync calls both ways",
     "test_worker_rows_name_the_sdk": "served: worker rows",

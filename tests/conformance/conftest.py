@@ -53,9 +53,12 @@ class PortTaken(Exception):
     """Another process bound the probed port first."""
 
 
-async def start_served_engine(directory: Path, extra_config: str = "") -> ServedEngine:
-    """``extra_config``: YAML appended after ``port: <free port>`` (modules, ...)."""
-    port = free_port()
+async def start_served_engine(
+    directory: Path, extra_config: str = "", port: int | None = None
+) -> ServedEngine:
+    """``extra_config``: YAML appended after ``port: <port>`` (modules, ...); ``port``
+    defaults to a free one (pass the old one to restart an engine where workers expect it)."""
+    port = port or free_port()
     config = directory / f"engine-{port}.yaml"
     config.write_text(f"port: {port}\n{extra_config}")
     log = directory / f"engine-{port}.log"

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import trio
 
-from iii_trio.runtime.config import EngineConfig
+from iii_trio.runtime.config import EngineConfig, ModuleEntry, NamedQueueConfig, QueueConfig
 from iii_trio.runtime.engine import Engine
 from tests.conformance.harness import sdk_worker
 from tests.conformance.test_official_sdks import prefix, wait_for_functions
-from tests.conftest import worker_url
+from tests.conftest import StartEngine, worker_url
 
 NEWEST = [("P25", "N22"), ("N22", "P25")]
 
@@ -160,7 +160,7 @@ async def test_a_late_provider_receives_the_parked_binding(engine: Engine, tmp_p
 async def test_enqueue_to_an_unconfigured_queue_is_an_enqueue_error(
     engine: Engine, tmp_path: Path, label: str
 ) -> None:
-    # A16's error path; the happy path needs the QueueModule (its own issue).
+    # A16's error path without a QueueModule.
     async with sdk_worker(label, worker_url(engine), prefix(label), tmp_path) as worker:
         await wait_for_functions(engine, f"{prefix(label)}::echo")
         reply = await worker.request(
@@ -168,6 +168,32 @@ async def test_enqueue_to_an_unconfigured_queue_is_an_enqueue_error(
         )
     assert not reply["ok"]
     assert reply["error"]["code"] == "enqueue_error"
+
+
+@pytest.mark.parametrize("label", ["N22", "P11"])
+async def test_enqueue_to_a_configured_queue_runs_the_target_afterwards(
+    start_engine: StartEngine, tmp_path: Path, label: str
+) -> None:
+    # A16's happy path: queue `default` configured in the QueueModule.
+    queues = QueueConfig(queue_configs={"default": NamedQueueConfig()})
+    engine = await start_engine(
+        modules=(ModuleEntry("queue", "modules::queue::QueueModule", "modules[0]", queues),)
+    )
+    name = prefix(label)
+    async with sdk_worker(label, worker_url(engine), name, tmp_path) as worker:
+        await wait_for_functions(engine, f"{name}::count", f"{name}::read_count")
+        reply = await worker.request(
+            "enqueue", function_id=f"{name}::count", data={"n": 1}, queue="default"
+        )
+        assert reply["ok"], reply
+        assert set(reply["result"]) == {"messageReceiptId"}
+        with trio.fail_after(10):  # the target runs afterwards, through the queue
+            while (await worker.call(f"{name}::read_count", {}))["result"]["count"] != 1:
+                await trio.sleep(0.05)
+        unconfigured = await worker.request(
+            "enqueue", function_id=f"{name}::count", data={}, queue="nope"
+        )
+    assert unconfigured["error"]["code"] == "enqueue_error"
 
 
 @pytest.mark.parametrize("label", ["N3", "P4"])

@@ -1,0 +1,71 @@
+"""At least once across a crash: jobs enqueued on file_based storage, the engine SIGKILLed
+while handlers run, restarted on the same file and port (spec/modules.md §6.5)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from iii_trio.sdk import III
+from tests.conformance.conftest import start_served_engine, stop_served_engine
+
+JOBS = 50
+ALWAYS_FAILING = {n for n in range(JOBS) if n % 10 == 0}
+
+
+def queue_config(path: Path) -> str:
+    return f"""modules:
+  - class: modules::queue::QueueModule
+    config:
+      adapter:
+        class: modules::queue::BuiltinQueueAdapter
+        config: {{store_method: file_based, file_path: "{path}", max_attempts: 3,
+                  backoff_ms: 100, concurrency: 4}}
+"""
+
+
+async def test_every_job_is_handled_at_least_once_across_a_kill_9(tmp_path: Path) -> None:
+    data = tmp_path / "queue.db"
+    served = await start_served_engine(tmp_path, queue_config(data))
+    port = served.port
+    handled: set[int] = set()
+    worker = III(served.url, worker_name="consumer", reconnect_initial=0.05, reconnect_max=0.2)
+
+    @worker.function(id="jobs::handle")
+    async def handle(job: dict[str, Any]) -> None:
+        await trio.sleep(0.05)
+        if job["n"] in ALWAYS_FAILING:
+            raise RuntimeError(f"job {job['n']} always fails")
+        handled.add(job["n"])
+
+    worker.register_trigger("queue", "jobs::handle", {"topic": "jobs"})
+    restarted = None
+    try:
+        async with worker.connect():
+            async with III(served.url, worker_name="producer").connect() as producer:
+                for n in range(JOBS):
+                    await producer.trigger("enqueue", {"topic": "jobs", "data": {"n": n}})
+            with trio.fail_after(30):
+                while len(handled) < 5:  # handlers are running: now crash
+                    await trio.sleep(0.01)
+            served.process.kill()
+            await served.process.wait()
+            assert len(handled) < JOBS - len(ALWAYS_FAILING)  # work was left over
+            restarted = await start_served_engine(tmp_path, queue_config(data), port=port)
+            expected = set(range(JOBS)) - ALWAYS_FAILING
+            with trio.fail_after(60):  # the worker reconnects and replays its trigger
+                while not expected <= handled:
+                    await trio.sleep(0.05)
+                while True:
+                    dead = await worker.trigger("engine::queue::dlq_messages", {"queue": "jobs"})
+                    if len(dead["messages"]) >= len(ALWAYS_FAILING):
+                        break
+                    await trio.sleep(0.05)
+    finally:
+        await stop_served_engine(served)
+        if restarted is not None:
+            await stop_served_engine(restarted)
+    assert handled == expected  # none lost
+    assert sorted(m["job"]["data"]["n"] for m in dead["messages"]) == sorted(ALWAYS_FAILING)
