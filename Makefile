@@ -60,6 +60,7 @@ bench-deps:
 
 bench: setup sdks services bench-deps
 	$(PY) bench/run.py
+	$(PY) bench/modules.py
 
 clean:
 	rm -rf .venv .deps .typecheck build dist *.egg-info

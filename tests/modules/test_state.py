@@ -86,6 +86,7 @@ async def test_update_applies_every_op_and_reports_both_values(iii: III) -> None
     [
         ("state::set", {"key": "k", "value": 1}, "missing field `scope`"),
         ("state::get", {"scope": "s"}, "missing field `key`"),
+        ("state::set", {"scope": "s", "key": "k"}, "missing field `value`"),
         ("state::delete", {"scope": 1, "key": "k"}, "`scope` must be a string"),
         ("state::list", None, "expected an object"),
         ("state::update", {"scope": "s", "key": "k", "ops": [{"type": "nope"}]}, "unknown op"),

@@ -187,7 +187,9 @@ class StateModule(EngineModule):
 
     async def set(self, data: Any, ctx: CallContext) -> Any:
         scope, key = _field("state::set", data, "scope"), _field("state::set", data, "key")
-        value = data.get("value", data.get("data"))  # `data` is an accepted alias
+        if "value" not in data and "data" not in data:  # `data` is an accepted alias
+            raise deserialization_error("state::set", "missing field `value`")
+        value = data["value"] if "value" in data else data["data"]
         store = self._open_store("set")
         old = await store.set(scope, key, value)
         self._emit("state:created" if old is None else "state:updated", scope, key, old, value)
