@@ -8,16 +8,20 @@ stops (also when it crashes and its supervisor restarts it).
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from iii_trio.actors.actor import Actor
+from iii_trio.runtime.errors import InvocationError
 from iii_trio.runtime.invocation import EngineFunction, LocalHandler
 
 if TYPE_CHECKING:
     from iii_trio.runtime.engine import Engine
-    from iii_trio.runtime.registry import EngineTriggerType
+    from iii_trio.runtime.registry import Binding, EngineTriggerType
+
+log = logging.getLogger("iii_trio.modules")
 
 
 class EngineModule(Actor):
@@ -33,6 +37,22 @@ class EngineModule(Actor):
 
     def trigger_types(self) -> list[EngineTriggerType]:
         return []
+
+    async def fire_binding(self, binding: Binding, payload: Any) -> None:
+        """Deliver ``payload`` to a binding the way the spec's triggers do (§2.2): its
+        condition function first, when it has one (only a literal ``false`` skips), then its
+        function, awaited. Failures are logged, not retried."""
+        router = self.engine.router
+        condition = (binding.config or {}).get("condition_function_id")
+        try:
+            if (
+                condition
+                and await router.call(condition, payload, caller_module=self.name) is False
+            ):
+                return
+            await router.call(binding.function_id, payload, caller_module=self.name)
+        except InvocationError as exc:
+            log.info("%s: %s -> %s failed: %s", self.name, binding.id, binding.function_id, exc)
 
     def introspect(self) -> dict[str, Any]:
         """Counters for ``engine::modules::list`` (depths, sizes, subscriptions)."""

@@ -26,7 +26,7 @@ import trio
 from croniter import croniter
 
 from iii_trio.runtime.config_modules import CronConfig, KvCronConfig, RedisAdapterConfig
-from iii_trio.runtime.errors import InvocationError, TriggerConfigError
+from iii_trio.runtime.errors import TriggerConfigError
 from iii_trio.runtime.modules.base import EngineModule
 from iii_trio.runtime.redis import Redis, RedisError, open_redis
 
@@ -177,11 +177,4 @@ class CronModule(EngineModule):
             "scheduled_time": iso(scheduled, millis=False),
             "actual_time": iso(self.clock(), millis=True),
         }
-        router = self.engine.router
-        condition = (binding.config or {}).get("condition_function_id")
-        try:
-            if condition and await router.call(condition, payload, caller_module="cron") is False:
-                return
-            await router.call(binding.function_id, payload, caller_module="cron")
-        except InvocationError as exc:
-            log.info("cron %s -> %s failed: %s", binding.id, binding.function_id, exc)
+        await self.fire_binding(binding, payload)

@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import types
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,12 +17,12 @@ import orjson
 import pytest
 import trio
 
-from iii_trio.runtime import modules
 from iii_trio.runtime.config import ModuleEntry, TelemetryConfig
 from iii_trio.runtime.engine import Engine
 from iii_trio.runtime.modules.base import EngineModule
 from iii_trio.sdk import III
 from tests.conftest import StartEngine, worker_url
+from tests.support.fake_module import fake_module_kind
 
 CLI = str(Path(sys.executable).with_name("iii-trio"))
 DEADLINE_MS = 60_000
@@ -152,14 +151,10 @@ class CrashOnce(EngineModule):
 
 @pytest.fixture
 def crash_once_kind() -> Iterator[str]:
-    kind = "crash_once_for_test"
-    submodule = types.ModuleType(f"{modules.__name__}.{kind}")
-    submodule.create = lambda engine, entry: CrashOnce(engine, entry.kind)  # type: ignore[attr-defined]
-    submodule.__spec__ = types.SimpleNamespace(name=submodule.__name__)  # type: ignore[assignment]
-    sys.modules[submodule.__name__] = submodule
     CrashOnce.starts = 0
-    yield kind
-    del sys.modules[submodule.__name__]
+    create = lambda engine, entry: CrashOnce(engine, entry.kind)  # noqa: E731
+    with fake_module_kind("crash_once_for_test", create) as kind:
+        yield kind
 
 
 async def test_actors_show_a_restarted_modules_restart_count(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +14,7 @@ from iii_trio.runtime.engine import Engine
 from iii_trio.runtime.invocation import CallContext, LocalHandler
 from iii_trio.runtime.modules.base import EngineModule
 from tests.conftest import StartEngine
+from tests.support.fake_module import fake_module_kind
 
 
 class PingModule(EngineModule):
@@ -30,14 +29,9 @@ class PingModule(EngineModule):
 
 @pytest.fixture
 def ping_kind() -> Iterator[str]:
-    kind = "ping_for_test"
-    submodule = types.ModuleType(f"{modules.__name__}.{kind}")
-    submodule.create = lambda engine, entry: PingModule(engine, entry.kind)  # type: ignore[attr-defined]
-    # find_spec needs a spec on modules already imported.
-    submodule.__spec__ = types.SimpleNamespace(name=submodule.__name__)  # type: ignore[assignment]
-    sys.modules[submodule.__name__] = submodule
-    yield kind
-    del sys.modules[submodule.__name__]
+    create = lambda engine, entry: PingModule(engine, entry.kind)  # noqa: E731
+    with fake_module_kind("ping_for_test", create) as kind:
+        yield kind
 
 
 def entry(kind: str) -> ModuleEntry:

@@ -250,16 +250,6 @@ class StateModule(EngineModule):
         try:
             payload = event.payload()
             for binding in self.trigger.matching(event):
-                await self._call_binding(binding, payload)
+                await self.fire_binding(binding, payload)
         finally:
             slots.release_on_behalf_of(event)
-
-    async def _call_binding(self, binding: Binding, payload: dict[str, Any]) -> None:
-        router = self.engine.router
-        condition = (binding.config or {}).get("condition_function_id")
-        try:
-            if condition and await router.call(condition, payload, caller_module="state") is False:
-                return
-            await router.call(binding.function_id, payload, caller_module="state")
-        except InvocationError as exc:
-            log.info("state trigger %s -> %s failed: %s", binding.id, binding.function_id, exc)
