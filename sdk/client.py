@@ -459,9 +459,18 @@ class III:
             finally:
                 self._running_handlers -= 1
         try:
-            await self._send_when_connected(orjson.dumps(reply), wait=False)
-        except (TypeError, orjson.JSONEncodeError) as exc:
-            log.error("result of %s is not JSON: %s", call.function_id, exc)
+            try:
+                frame = orjson.dumps(reply)
+            except (TypeError, orjson.JSONEncodeError) as exc:
+                # The caller still gets an answer, instead of waiting for its timeout.
+                log.error("result of %s is not JSON: %s", call.function_id, exc)
+                reply.pop("result", None)
+                reply["error"] = {
+                    "code": "invocation_failed",
+                    "message": f"the result of {call.function_id} is not JSON: {exc}",
+                }
+                frame = orjson.dumps(reply)
+            await self._send_when_connected(frame, wait=False)
         finally:
             if not self._running_handlers:
                 self._handlers_idle.set()

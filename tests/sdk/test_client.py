@@ -273,3 +273,18 @@ async def test_reconnects_after_an_abrupt_drop(engine: Engine, server: III) -> N
             await trio.sleep(0.01)
     async with client(engine, "caller").connect() as caller:
         assert await caller.trigger("s::echo", 2) == 2
+
+
+async def test_a_result_that_is_not_json_fails_the_call_at_once(engine: Engine) -> None:
+    worker = client(engine, "odd")
+
+    @worker.function(id="odd::set")
+    async def odd_set(data: Any) -> Any:
+        return {1, 2}  # a set has no JSON form
+
+    async with worker.connect(), client(engine, "caller").connect() as caller:
+        with trio.fail_after(5):  # an answer, not the caller's timeout
+            with pytest.raises(InvocationError) as info:
+                await caller.trigger("odd::set", {})
+    assert info.value.code == "invocation_failed"
+    assert "not JSON" in info.value.message

@@ -1,0 +1,313 @@
+"""RestApiModule with real trio-SDK workers and a real HTTP client (spec/modules.md §3)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import httpx
+import pytest
+import trio
+
+from iii_trio.runtime.config import CorsConfig, ModuleEntry, RestApiConfig, load_config
+from iii_trio.runtime.engine import Engine
+from iii_trio.sdk import III
+from tests.conftest import StartEngine, worker_url
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def http_entry(**config: Any) -> ModuleEntry:
+    settings = RestApiConfig(port=0, host="127.0.0.1", **config)
+    return ModuleEntry("rest_api", "modules::api::RestApiModule", "modules[0]", settings)
+
+
+def answer(result: Any) -> Any:
+    """A handler that always returns ``result``."""
+
+    async def handler(data: Any) -> Any:
+        return result
+
+    return handler
+
+
+def base_url(engine: Engine) -> str:
+    module: Any = engine.modules["rest_api"]
+    return f"http://127.0.0.1:{module.port}"
+
+
+async def routed(engine: Engine, count: int) -> None:
+    module: Any = engine.modules["rest_api"]
+    with trio.fail_after(10):
+        while module.trigger.routes.count != count:
+            await trio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def client(engine: Engine) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=base_url(engine), timeout=20) as http:
+        yield http
+
+
+@pytest.fixture
+async def engine(start_engine: StartEngine) -> Engine:
+    return await start_engine(modules=(http_entry(default_timeout=3000),))
+
+
+async def test_request_to_input_mapping(engine: Engine) -> None:
+    worker = III(worker_url(engine), worker_name="api")
+
+    @worker.function(id="api::echo")
+    async def echo(request: dict[str, Any]) -> dict[str, Any]:
+        return {"status_code": 201, "body": request, "headers": {"X-Served-By": "api"}}
+
+    worker.register_trigger("http", "api::echo", {"api_path": "users/:id", "http_method": "post"})
+    async with worker.connect(), client(engine) as http:
+        await routed(engine, 1)
+        response = await http.post(
+            "/users/hello%20world?q=x&q=y&plus=a+b&empty=",
+            json={"name": "Ada"},
+            headers={"X-Request-Id": "abc"},
+        )
+    assert response.status_code == 201
+    assert response.headers["x-served-by"] == "api"
+    assert response.headers["access-control-allow-origin"] == "*"
+    request = response.json()
+    assert request["path_params"] == {"id": "hello world"}
+    assert request["query_params"] == {"q": "y", "plus": "a b", "empty": ""}
+    assert request["headers"]["x-request-id"] == "abc"
+    assert request["headers"]["content-type"] == "application/json"
+    assert request["path"] == "users/:id"
+    assert request["method"] == "POST"
+    assert request["body"] == {"name": "Ada"}
+    assert request["trigger"] == {"type": "http", "path": "users/:id", "method": "POST"}
+
+
+async def test_slashes_static_precedence_and_raw_bodies(engine: Engine) -> None:
+    worker = III(worker_url(engine), worker_name="api")
+    for suffix, result in (
+        ("plain", {"body": "plain"}),
+        ("slash", {"body": "slash"}),
+        ("static", {"body": "static"}),
+        ("param", {"body": "param"}),
+        ("text", {"body": "hi there", "headers": ["Content-Type: text/plain"]}),
+    ):
+        worker.register_function(f"api::{suffix}", answer(result))
+    worker.register_trigger("http", "api::plain", {"api_path": "/items"})
+    worker.register_trigger("http", "api::slash", {"api_path": "items/"})
+    worker.register_trigger("http", "api::static", {"api_path": "items/special"})
+    worker.register_trigger("http", "api::param", {"api_path": "items/:id"})
+    worker.register_trigger("http", "api::text", {"api_path": "text"})
+    async with worker.connect(), client(engine) as http:
+        await routed(engine, 5)
+        assert (await http.get("/items")).json() == "plain"
+        assert (await http.get("items")).json() == "plain"  # the leading slash is optional
+        assert (await http.get("/items/")).json() == "slash"  # a trailing slash is not
+        assert (await http.get("/items/special")).json() == "static"
+        assert (await http.get("/items/other")).json() == "param"
+        text = await http.get("/text")
+        assert text.text == "hi there"
+        assert text.headers["content-type"] == "text/plain"
+
+
+async def test_errors_share_one_envelope_with_cors(start_engine: StartEngine) -> None:
+    cors = CorsConfig(allowed_origins=("https://app.example",), allowed_methods=("GET", "POST"))
+    engine = await start_engine(
+        modules=(http_entry(default_timeout=500, body_limit=100, cors=cors),)
+    )
+    worker = III(worker_url(engine), worker_name="api")
+    calls: list[str] = []
+
+    @worker.function(id="api::fine")
+    async def fine(request: Any) -> Any:
+        calls.append("fine")
+        return {"body": {"ok": True}}
+
+    @worker.function(id="api::boom")
+    async def boom(request: Any) -> Any:
+        raise ValueError("kaboom")
+
+    @worker.function(id="api::slow")
+    async def slow(request: Any) -> Any:
+        await trio.sleep(5)
+
+    @worker.function(id="api::never")
+    async def never(request: Any) -> bool:
+        return False
+
+    worker.register_trigger("http", "api::fine", {"api_path": "fine", "http_method": "POST"})
+    worker.register_trigger("http", "api::boom", {"api_path": "boom"})
+    worker.register_trigger("http", "api::slow", {"api_path": "slow"})
+    worker.register_trigger("http", "nope::missing", {"api_path": "missing"})
+    worker.register_trigger(
+        "http", "api::fine", {"api_path": "guarded", "condition_function_id": "api::never"}
+    )
+    origin = {"Origin": "https://app.example"}
+    async with worker.connect(), client(engine) as http:
+        await routed(engine, 5)
+
+        async def error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+            assert response.status_code == status, response.text
+            assert response.headers["access-control-allow-origin"] == "https://app.example"
+            body: dict[str, Any] = response.json()["error"]
+            assert body["code"] == code
+            assert len(body["error_id"]) == 16
+            return body
+
+        await error(await http.get("/nowhere", headers=origin), 404, "not_found")
+        wrong = await http.get("/fine", headers=origin)
+        await error(wrong, 405, "method_not_allowed")
+        assert wrong.headers["allow"] == "POST"
+        bad_json = await http.post(
+            "/fine", content=b"{nope", headers={**origin, "content-type": "application/json"}
+        )
+        await error(bad_json, 400, "invalid_json")
+        await error(
+            await http.post("/fine", content=b"x" * 101, headers=origin), 413, "payload_too_large"
+        )
+        failed = await error(await http.get("/boom", headers=origin), 500, "invocation_failed")
+        assert "kaboom" in failed["message"]
+        await error(await http.get("/missing", headers=origin), 500, "function_not_found")
+        await error(await http.get("/guarded", headers=origin), 422, "condition_not_met")
+        await error(await http.get("/slow", headers=origin), 504, "timeout")
+
+        preflight = await http.options(
+            "/fine", headers={**origin, "Access-Control-Request-Method": "POST"}
+        )
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-methods"] == "GET, POST"
+        assert (await http.post("/fine", headers={"Origin": "https://evil.example"})).json() == {
+            "ok": True
+        }
+    assert calls == ["fine"]  # neither the preflight nor the errors called it
+
+
+async def test_routes_follow_their_bindings(engine: Engine) -> None:
+    first = III(worker_url(engine), worker_name="first")
+    second = III(worker_url(engine), worker_name="second")
+    first.register_function("first::hello", lambda data: {"body": "first"})
+    second.register_function("second::hello", lambda data: {"body": "second"})
+    first.register_trigger("http", "first::hello", {"api_path": "hello"})
+    second.register_trigger("http", "second::hello", {"api_path": "hello"})
+    async with client(engine) as http:
+        async with first.connect():
+            await routed(engine, 1)
+            assert (await http.get("/hello")).json() == "first"
+            async with second.connect():
+                await routed(engine, 2)
+                assert (await http.get("/hello")).json() == "second"  # the newest serves
+            await routed(engine, 1)
+            assert (await http.get("/hello")).json() == "first"  # back to the previous one
+        await routed(engine, 0)
+        assert (await http.get("/hello")).status_code == 404
+
+
+def counting(served: dict[str, int], name: str) -> Any:
+    async def hello(data: Any) -> Any:
+        served[name] += 1
+        await trio.sleep(0.05)
+        return {"body": name}
+
+    return hello
+
+
+async def test_two_replicas_serve_one_route(engine: Engine) -> None:
+    served: dict[str, int] = {"r1": 0, "r2": 0}
+    replicas = []
+    for name in served:
+        replica = III(worker_url(engine), worker_name=name)
+
+        replica.register_function("api::hello", counting(served, name))
+        replica.register_trigger("http", "api::hello", {"api_path": "hello"})
+        replicas.append(replica)
+    async with replicas[0].connect(), replicas[1].connect(), client(engine) as http:
+        await routed(engine, 2)
+        async with trio.open_nursery() as nursery:
+            for _ in range(10):
+                nursery.start_soon(http.get, "/hello")
+    assert served["r1"] + served["r2"] == 10
+    assert served["r1"] > 0
+    assert served["r2"] > 0
+
+
+async def test_admission_runs_n_queues_n_and_refuses_the_rest(start_engine: StartEngine) -> None:
+    engine = await start_engine(modules=(http_entry(concurrency_request_limit=2),))
+    worker = III(worker_url(engine), worker_name="api")
+    inside = [0, 0]  # now, most at once
+    release = trio.Event()
+
+    @worker.function(id="api::hold")
+    async def hold(data: Any) -> Any:
+        inside[0] += 1
+        inside[1] = max(inside)
+        await release.wait()
+        inside[0] -= 1
+        return {"body": "done"}
+
+    worker.register_trigger("http", "api::hold", {"api_path": "hold"})
+    module: Any = engine.modules["rest_api"]
+    statuses: list[int] = []
+    async with worker.connect(), client(engine) as http:
+        await routed(engine, 1)
+
+        async def get() -> None:
+            statuses.append((await http.get("/hold")).status_code)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(4):  # 2 run, 2 wait
+                nursery.start_soon(get)
+            with trio.fail_after(10):
+                while inside[0] < 2 or module._waiting < 2:
+                    await trio.sleep(0.01)
+            refused = await http.get("/hold")
+            assert refused.status_code == 503
+            assert refused.headers["retry-after"] == "1"
+            assert refused.json()["error"]["code"] == "overloaded"
+            release.set()
+    assert statuses == [200, 200, 200, 200]
+    assert inside[1] == 2  # never more than N at once
+
+
+async def test_a_slow_client_is_closed_at_the_header_deadline(engine: Engine) -> None:
+    module: Any = engine.modules["rest_api"]
+    worker = III(worker_url(engine), worker_name="api")
+    worker.register_function("api::fine", lambda data: {"body": "fine"})
+    worker.register_trigger("http", "api::fine", {"api_path": "fine"})
+    from iii_trio.runtime.modules import rest_api
+
+    deadline = rest_api.HEADER_DEADLINE_SECONDS
+    rest_api.HEADER_DEADLINE_SECONDS = 0.5  # the test's own deadline, instead of 10 s
+    try:
+        async with worker.connect(), client(engine) as http:
+            await routed(engine, 1)
+            slow = await trio.open_tcp_stream("127.0.0.1", module.port)
+            request = b"GET /fine HTTP/1.1\r\nHost: x\r\n"
+            for byte in request[:10]:  # byte by byte, never finishing the head
+                await slow.send_all(bytes([byte]))
+                assert (await http.get("/fine")).json() == "fine"  # others are served
+            with trio.fail_after(5):
+                closed = await slow.receive_some(100)
+            assert closed == b""  # the server hung up
+            await slow.aclose()
+    finally:
+        rest_api.HEADER_DEADLINE_SECONDS = deadline
+
+
+async def test_the_shipped_config_yaml_block_serves(start_engine: StartEngine) -> None:
+    [entry] = [e for e in load_config(REPO / "config.yaml").modules if e.kind == "rest_api"]
+    assert isinstance(entry.config, RestApiConfig)
+    assert entry.config.concurrency_request_limit == 2048
+    # As shipped, but on a free port (3111 may be taken on a test machine).
+    served = attrs.evolve(entry, config=attrs.evolve(entry.config, port=0, host="127.0.0.1"))
+    engine = await start_engine(modules=(served,))
+    worker = III(worker_url(engine), worker_name="api")
+    worker.register_function("api::ping", answer({"body": "pong"}))
+    worker.register_trigger("http", "api::ping", {"api_path": "ping"})
+    async with worker.connect(), client(engine) as http:
+        await routed(engine, 1)
+        response = await http.get("/ping", headers={"Origin": "https://anywhere.example"})
+    assert response.json() == "pong"
+    assert response.headers["access-control-allow-origin"] == "*"  # allowed_origins: ['*']
