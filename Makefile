@@ -61,6 +61,7 @@ bench-deps:
 bench: setup sdks services bench-deps
 	$(PY) bench/run.py
 	$(PY) bench/modules.py
+	$(PY) bench/http.py
 
 clean:
 	rm -rf .venv .deps .typecheck build dist *.egg-info
