@@ -77,10 +77,19 @@ class WorkerModule(EngineModule):
             "engine::actors::tree": (self.actors_tree, "The live actor tree"),
             "engine::invocations::list": (self.invocations_list, "List live invocations"),
             "engine::invocations::get": (self.invocations_get, "One live invocation"),
+            "engine::modules::list": (self.modules_list, "Loaded modules and their counters"),
         }
 
     def trigger_types(self) -> list[EngineTriggerType]:
         return [self.functions_available, self.workers_available]
+
+    def introspect(self) -> dict[str, Any]:
+        registry = self.engine.registry
+        return {
+            "connections": len(self.engine.connections),
+            "functions": len(registry.functions),
+            "bindings": len(registry.bindings),
+        }
 
     def fire(self, trigger_type: EventTriggerType, payload: Any) -> None:
         for binding in list(trigger_type.bindings):
@@ -140,6 +149,13 @@ class WorkerModule(EngineModule):
         now = now_ms()
         rows = [row for row in self.engine.router.rows(now) if row["id"] != ctx.invocation_id]
         return {"invocations": rows, "timestamp": now}
+
+    async def modules_list(self, data: Any, ctx: CallContext) -> Any:
+        rows = [
+            {"name": name, "status": module.introspect()}
+            for name, module in self.engine.modules.items()
+        ]
+        return {"modules": rows, "timestamp": now_ms()}
 
     async def invocations_get(self, data: Any, ctx: CallContext) -> Any:
         body = _object("engine::invocations::get", data)

@@ -249,6 +249,17 @@ async def cmd_triggers(client: EngineClient, args: argparse.Namespace, console: 
     console.print(simple_table("triggers", ["id", "type", "function", "config"], rows))
 
 
+async def cmd_modules(client: EngineClient, args: argparse.Namespace, console: Console) -> None:
+    result = await client.call("engine::modules::list", {})
+    if args.json:
+        return print_json(result)
+    rows = [
+        [row["name"], orjson.dumps(row["status"], option=orjson.OPT_SORT_KEYS).decode()]
+        for row in result["modules"]
+    ]
+    console.print(simple_table("modules", ["module", "status"], rows))
+
+
 async def cmd_call(client: EngineClient, args: argparse.Namespace, console: Console) -> None:
     try:
         data = orjson.loads(args.data) if args.data is not None else None
@@ -289,6 +300,7 @@ COMMANDS: dict[str, tuple[Command, str]] = {
     "functions": (cmd_functions, "registered functions"),
     "workers": (cmd_workers, "connected workers"),
     "triggers": (cmd_triggers, "trigger bindings"),
+    "modules": (cmd_modules, "loaded modules: queue depths, DLQ sizes, next cron runs, ..."),
     "call": (cmd_call, "call a function and print its result"),
     "top": (cmd_top, "a live view of invocations in flight and mailbox pressure"),
 }
