@@ -268,3 +268,21 @@ async def test_named_queues_through_the_invoke_action(start_engine: StartEngine)
             while any(s.waiting or s.in_flight for s in module.streams.values()):
                 await trio.sleep(0.01)
     assert len(message_id) == 36
+
+
+async def test_a_job_cut_off_by_unsubscribing_waits_for_the_next_subscriber(
+    start_engine: StartEngine, autojump_clock: trio.testing.MockClock
+) -> None:
+    engine = await start_engine(modules=(queue_entry(),))
+    handler = Handler(engine, "a::fn")
+    handler.hang = True
+    binding = subscribe(engine, "a1", "a::fn")
+    await call(engine, "enqueue", {"topic": "t", "data": "kept"})
+    await handler.wait_for(1)
+    engine.triggers.unbind(binding)  # the consumer stops while the job is being delivered
+    await trio.sleep(1)
+    handler.hang = False
+    subscribe(engine, "a2", "a::fn")
+    with trio.fail_after(60):  # (virtual seconds) a lost job never arrives
+        await handler.wait_for(2)
+    assert handler.datas() == ["kept", "kept"]

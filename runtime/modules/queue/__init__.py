@@ -267,22 +267,29 @@ class QueueModule(EngineModule):
                         await stream.changed.wait()
 
     async def _deliver(self, stream: Stream, job: Job) -> None:
+        settled = False  # deleted, dead-lettered or queued for its retry
         try:
             while True:
                 error = await self._attempt(stream, job)
                 if error is None:
                     assert self.store is not None
-                    await self.store.delete(job)
+                    with trio.CancelScope(shield=True):  # handled: never deliver it again
+                        await self.store.delete(job)
                     stream.forget(job)
+                    settled = True
                     return
                 retry_in = await self._failed(stream, job, error)
                 if retry_in is None:
+                    settled = True
                     return
                 if not stream.fifo:
                     stream.push(job, trio.current_time() + retry_in, 0)
+                    settled = True
                     return
                 await trio.sleep(retry_in)  # FIFO: retried in place, blocking the stream
         finally:
+            if not settled:  # the consumer stopped mid-delivery: the job waits again
+                stream.push(job, trio.current_time(), 0)
             stream.in_flight -= 1
             stream.slots.release()
             stream.changed.set()
