@@ -28,16 +28,28 @@ def is_available(kind: str) -> bool:
 
 
 def startup_problem(entry: ModuleEntry) -> str | None:
-    """Why this entry cannot start in this build (an adapter it lacks, say), or None. A
-    kind's submodule may define ``startup_problem(entry)``; the CLI exits with code 2 on it."""
+    """Why this entry cannot start in this build, or None; the CLI exits with code 2 on it.
+
+    A kind's submodule that implements only some adapters lists their config classes in
+    ``SUPPORTED_ADAPTERS`` and names them for the user in ``ADAPTER_HINT``.
+    """
     submodule = importlib.import_module(f"{__name__}.{entry.kind}")
-    check = getattr(submodule, "startup_problem", None)
-    problem: str | None = check(entry) if check is not None else None
-    return problem
+    supported = getattr(submodule, "SUPPORTED_ADAPTERS", None)
+    adapter = getattr(entry.config, "adapter", None)
+    if supported is None or adapter is None or isinstance(adapter, supported):
+        return None
+    name = type(adapter).__name__.removesuffix("Config")
+    return (
+        f"{entry.key_path}.config.adapter: the {name} {entry.kind} adapter is not available "
+        f"in this build; use {submodule.ADAPTER_HINT}"
+    )
 
 
 def create(engine: Engine, entry: ModuleEntry) -> EngineModule:
     """The module actor for one config entry (``is_available(entry.kind)`` must hold)."""
+    problem = startup_problem(entry)
+    if problem is not None:
+        raise RuntimeError(problem)
     submodule = importlib.import_module(f"{__name__}.{entry.kind}")
     module: EngineModule = submodule.create(engine, entry)
     return module

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from iii_trio.actors.actor import Actor
-from iii_trio.runtime.errors import InvocationError
+from iii_trio.runtime.errors import InvocationError, deserialization_error
 from iii_trio.runtime.invocation import EngineFunction, LocalHandler
 
 if TYPE_CHECKING:
@@ -22,6 +22,18 @@ if TYPE_CHECKING:
     from iii_trio.runtime.registry import Binding, EngineTriggerType
 
 log = logging.getLogger("iii_trio.modules")
+
+
+def required_topic(function_id: str, data: Any) -> str:
+    """The ``topic`` of ``publish`` / ``enqueue`` input; an empty one is ``topic_not_set``."""
+    if not isinstance(data, dict):
+        raise deserialization_error(function_id, "expected an object")
+    topic = data.get("topic")
+    if topic is not None and not isinstance(topic, str):
+        raise deserialization_error(function_id, "`topic` must be a string")
+    if not topic:
+        raise InvocationError("topic_not_set", "Topic is not set")
+    return topic
 
 
 class EngineModule(Actor):

@@ -17,9 +17,9 @@ import orjson
 import trio
 
 from iii_trio.runtime.config_modules import PubSubConfig, RedisAdapterConfig
-from iii_trio.runtime.errors import InvocationError, TriggerConfigError, deserialization_error
+from iii_trio.runtime.errors import TriggerConfigError
 from iii_trio.runtime.invocation import CallContext, LocalHandler
-from iii_trio.runtime.modules.base import EngineModule
+from iii_trio.runtime.modules.base import EngineModule, required_topic
 from iii_trio.runtime.redis import (
     Redis,
     RedisConnectionError,
@@ -115,13 +115,7 @@ class PubSubModule(EngineModule):
                 await trio.sleep(REDIS_RETRY_SECONDS)
 
     async def publish(self, data: Any, ctx: CallContext) -> Any:
-        if not isinstance(data, dict):
-            raise deserialization_error("publish", "expected an object")
-        topic = data.get("topic")
-        if topic is not None and not isinstance(topic, str):
-            raise deserialization_error("publish", "`topic` must be a string")
-        if not topic:
-            raise InvocationError("topic_not_set", "topic is not set")
+        topic = required_topic("publish", data)
         message = data.get("data")
         self.published += 1
         if self._redis is not None:

@@ -27,7 +27,7 @@ from iii_trio.runtime import protocol
 from iii_trio.runtime.config_modules import BuiltinQueueConfig, NamedQueueConfig, QueueConfig
 from iii_trio.runtime.errors import InvocationError, TriggerConfigError, deserialization_error
 from iii_trio.runtime.invocation import CallContext, LocalHandler
-from iii_trio.runtime.modules.base import EngineModule
+from iii_trio.runtime.modules.base import EngineModule, required_topic
 from iii_trio.runtime.modules.queue.jobs import Job, JobStore
 
 if TYPE_CHECKING:
@@ -44,22 +44,12 @@ MAX_JOBS = 100_000
 MAX_BACKLOG_PER_TOPIC = 10_000
 
 
-def startup_problem(entry: ModuleEntry) -> str | None:
-    assert isinstance(entry.config, QueueConfig)
-    if isinstance(entry.config.adapter, BuiltinQueueConfig):
-        return None
-    name = type(entry.config.adapter).__name__.removesuffix("Config")
-    return (
-        f"{entry.key_path}.config.adapter: the {name} queue adapter is not available in this "
-        "build; use modules::queue::BuiltinQueueAdapter"
-    )
+SUPPORTED_ADAPTERS = (BuiltinQueueConfig,)
+ADAPTER_HINT = "modules::queue::BuiltinQueueAdapter"
 
 
 def create(engine: Engine, entry: ModuleEntry) -> QueueModule:
-    problem = startup_problem(entry)
-    if problem is not None:
-        raise RuntimeError(problem)
-    assert isinstance(entry.config, QueueConfig)
+    assert isinstance(entry.config, QueueConfig)  # its adapter is checked by the loader
     return QueueModule(engine, entry.kind, entry.config)
 
 
@@ -363,13 +353,7 @@ class QueueModule(EngineModule):
             raise InvocationError("queue_full", f"more than {MAX_JOBS} jobs are waiting")
 
     async def enqueue(self, data: Any, ctx: CallContext) -> Any:
-        if not isinstance(data, dict):
-            raise deserialization_error("enqueue", "expected an object")
-        topic = data.get("topic")
-        if topic is not None and not isinstance(topic, str):
-            raise deserialization_error("enqueue", "`topic` must be a string")
-        if not topic:
-            raise InvocationError("topic_not_set", "Topic is not set")
+        topic = required_topic("enqueue", data)
         store = self.store
         assert store is not None
         message_id, payload = str(uuid.uuid4()), data.get("data")

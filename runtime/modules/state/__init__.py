@@ -36,24 +36,13 @@ EVENT_QUEUE_CAPACITY = 1024
 DELIVERIES_IN_FLIGHT = 64
 
 
-def startup_problem(entry: ModuleEntry) -> str | None:
-    assert isinstance(entry.config, StateConfig)
-    adapter = entry.config.adapter
-    if isinstance(adapter, (KvStoreConfig, RedisAdapterConfig)):
-        return None
-    name = type(adapter).__name__.removesuffix("Config")
-    return (
-        f"{entry.key_path}.config.adapter: the {name} state adapter is not available in this "
-        "build; use modules::state::adapters::KvStore or modules::state::adapters::RedisAdapter"
-    )
+SUPPORTED_ADAPTERS = (KvStoreConfig, RedisAdapterConfig)
+ADAPTER_HINT = "modules::state::adapters::KvStore or modules::state::adapters::RedisAdapter"
 
 
 def create(engine: Engine, entry: ModuleEntry) -> StateModule:
-    problem = startup_problem(entry)
-    if problem is not None:
-        raise RuntimeError(problem)
     assert isinstance(entry.config, StateConfig)
-    assert isinstance(entry.config.adapter, (KvStoreConfig, RedisAdapterConfig))
+    assert isinstance(entry.config.adapter, SUPPORTED_ADAPTERS)  # checked by the loader
     return StateModule(engine, entry.kind, entry.config.adapter)
 
 
