@@ -154,10 +154,13 @@ class Engine:
             task_status.started(self)
 
     async def drain(self, seconds: float) -> None:
-        """Stop accepting connections and wait up to ``seconds`` for live invocations."""
+        """Stop accepting connections and wait up to ``seconds`` for the modules' work in
+        flight (HTTP requests) and live invocations."""
         if self.listener is not None:
             self.listener.stop_accepting()
         with trio.move_on_after(seconds):
+            for module in list(self.modules.values()):
+                await module.drain()
             await self.router.wait_idle()
         if self.router.live:
             log.warning(

@@ -119,6 +119,12 @@ class Router:
         )
         if invocation is None:
             raise InvocationError(**_fields(not_found(function_id)))
+        return await self.result(invocation)
+
+    @staticmethod
+    async def result(invocation: Invocation) -> Any:
+        """Wait for a started invocation (again, if an earlier wait was cancelled); its result,
+        or :class:`InvocationError` with its wire error."""
         await invocation.finished.wait()
         outcome = invocation.outcome or Outcome()
         if outcome.error is not None:

@@ -70,6 +70,10 @@ class EngineModule(Actor):
         """Counters for ``engine::modules::list`` (depths, sizes, subscriptions)."""
         return {}
 
+    async def drain(self) -> None:
+        """Finish work in flight before shutdown (stop taking new work first); the engine
+        bounds the wait with its drain timeout."""
+
     async def serve(self, task_status: trio.TaskStatus[Any]) -> None:
         """Run until cancelled; call ``task_status.started()`` once ready (ports bound)."""
         task_status.started()

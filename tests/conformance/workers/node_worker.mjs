@@ -99,6 +99,19 @@ function makeHandler(behavior, spec) {
         out.close()
         return { written: data.bytes }
       }
+    case 'http_stream':
+      // An HTTP route through @iii-dev/helpers' http((req, res) => ...) form (N22): reads the
+      // streamed request body and streams it back upper-cased with a status and a header.
+      return require('@iii-dev/helpers/http').http(async (req, res) => {
+        const body = await req.request_body.readAll()
+        res.status(spec.status ?? 201)
+        res.headers({ 'content-type': 'text/plain', 'x-streamed-by': name })
+        for (const part of body.toString().toUpperCase().split(' ')) {
+          await new Promise((resolve) => res.stream.write(part + ' ', resolve))
+        }
+        await new Promise((resolve) => res.stream.end(resolve))
+        res.close()
+      })
     default:
       throw new Error(`unknown behavior ${JSON.stringify(behavior)}`)
   }
