@@ -14,6 +14,7 @@ import trio
 
 from iii_trio.runtime.engine import Engine
 from iii_trio.sdk import III, InvocationError
+from tests.conformance.harness import sdk_worker
 from tests.conftest import StartEngine, worker_url
 from tests.modules.stream_support import stream_client, stream_entry, stream_port, wait_for
 from tests.support.redis_server import redis_server
@@ -463,3 +464,41 @@ async def test_a_client_that_stops_reading_is_dropped(start_engine: StartEngine)
                     assert module(engine).introspect()["clients"] == 1  # only the healthy one
         finally:
             await stalled.aclose()
+
+
+@pytest.mark.parametrize("label", ["P25", "N22"])
+async def test_result_shapes_through_an_official_sdk(
+    start_engine: StartEngine, tmp_path: Path, label: str
+) -> None:
+    engine = await start_engine(modules=(stream_entry(),))
+    async with sdk_worker(label, worker_url(engine), "official", tmp_path, bare=True) as sdk:
+
+        async def call(function_id: str, data: Any) -> Any:
+            reply = await sdk.call(function_id, data)
+            assert reply["ok"], reply
+            return reply.get("result")
+
+        at = {"stream_name": "chat", "group_id": "g", "item_id": "m"}
+        assert await call("stream::set", {**at, "data": {"t": 1}}) == {
+            "old_value": None,
+            "new_value": {"t": 1},
+        }
+        assert await call("stream::get", at) == {"t": 1}
+        ops = [{"type": "increment", "path": "t", "by": 2}]
+        assert await call("stream::update", {**at, "ops": ops}) == {
+            "old_value": {"t": 1},
+            "new_value": {"t": 3},
+        }
+        assert await call("stream::list", {"stream_name": "chat", "group_id": "g"}) == [{"t": 3}]
+        assert await call("stream::list_groups", {"stream_name": "chat"}) == ["g"]
+        assert await call("stream::list_all", {}) == {
+            "stream": [{"id": "chat", "groups": ["g"]}],
+            "count": 1,
+        }
+        send = {"stream_name": "chat", "group_id": "g", "type": "t", "data": 1}
+        assert await call("stream::send", send) is None
+        assert await call("stream::delete", at) == {"old_value": {"t": 3}}
+        assert await call("stream::get", at) is None
+        bad = await sdk.call("stream::set", {"stream_name": "chat"})
+        assert not bad["ok"]
+        assert bad["error"]["code"] == "deserialization_error"

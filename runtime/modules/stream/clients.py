@@ -223,7 +223,11 @@ class ClientServer:
             await stream.aclose()
             return
         client = StreamClient(ws, addr, context, self.outbox_capacity)
-        await self._run_client(client)
+        try:
+            await self._run_client(client)
+        except Exception:
+            # Contained here: one client's failure must not stop the port for the others.
+            log.exception("stream: client %s failed", addr)
 
     async def _run_client(self, client: StreamClient) -> None:
         self.clients.add(client)
