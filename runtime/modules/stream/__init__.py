@@ -386,16 +386,20 @@ class StreamModule(EngineModule):
         self, url: str, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Deliver every engine's event messages to this engine's clients."""
+        started = False
         while True:
             try:
                 async with open_subscription(url) as subscription:
                     await subscription.subscribe(REDIS_CHANNEL)
-                    task_status.started()
-                    task_status = trio.TASK_STATUS_IGNORED
+                    if not started:
+                        task_status.started()
+                        started = True
                     while True:
                         _, raw = await subscription.receive()
                         self._received(raw)
             except (RedisConnectionError, OSError) as exc:
+                if not started:
+                    raise  # no Redis at startup: the module fails to start
                 log.warning("stream: Redis subscription lost (%s); retrying", exc)
             await trio.sleep(REDIS_RETRY_SECONDS)
 
