@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import collections
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import attrs
 import trio
@@ -102,11 +102,14 @@ async def accept(
     decide: Callable[[HandshakeRequest], Rejection | None],
     *,
     max_message_size: int,
+    before_accept: Callable[[HandshakeRequest], Awaitable[None]] | None = None,
 ) -> tuple[ServerWebSocket, HandshakeRequest]:
     """Read the HTTP upgrade, ask ``decide`` whether to accept it and answer.
 
-    The caller bounds the time this may take (the 10 s handshake deadline). Raises
-    :class:`HandshakeFailed` after answering a rejected or malformed request.
+    ``before_accept`` runs between an accepting decision and the answer (the stream port's
+    auth function, spec/modules.md §5.4). The caller bounds the time this may take (the
+    handshake deadline). Raises :class:`HandshakeFailed` after answering a rejected or
+    malformed request.
     """
     ws = WSConnection(ConnectionType.SERVER)
     while True:
@@ -129,6 +132,8 @@ async def accept(
     if rejection is not None:
         await _reject(stream, ws, rejection)
         raise HandshakeFailed(f"rejected with HTTP {rejection.status}")
+    if before_accept is not None:
+        await before_accept(handshake)
     await stream.send_all(ws.send(AcceptConnection()))
     return ServerWebSocket(stream, max_message_size), handshake
 

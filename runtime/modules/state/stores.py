@@ -39,6 +39,9 @@ class KvStore(Protocol):
     async def scopes(self) -> list[str]:
         """Scopes holding at least one key, sorted."""
 
+    async def scope_sizes(self) -> dict[str, int]:
+        """Number of keys of every non-empty scope."""
+
     def counts(self) -> dict[str, int]: ...
 
     async def aclose(self) -> None: ...
@@ -80,6 +83,9 @@ class MemoryStore:
 
     async def scopes(self) -> list[str]:
         return sorted(self._scopes)
+
+    async def scope_sizes(self) -> dict[str, int]:
+        return {scope: len(values) for scope, values in self._scopes.items()}
 
     def counts(self) -> dict[str, int]:
         return {"scopes": len(self._scopes), "keys": sum(map(len, self._scopes.values()))}
@@ -196,6 +202,14 @@ class SqliteStore:
         groups: list[str] = await self._run(operation)
         return groups
 
+    async def scope_sizes(self) -> dict[str, int]:
+        def operation(db: sqlite3.Connection) -> dict[str, int]:
+            rows = db.execute("SELECT scope, COUNT(*) FROM state GROUP BY scope")
+            return {scope: count for (scope, count) in rows}
+
+        sizes: dict[str, int] = await self._run(operation)
+        return sizes
+
     def counts(self) -> dict[str, int]:
         return {}  # counting means a query on the writer thread: not for a sync snapshot
 
@@ -209,27 +223,28 @@ class RedisStore:
     insertion order (``state:<scope>:order``) and the set of non-empty scopes
     (``state:scopes``). Operations of this engine run one at a time (a lock), so an update
     is atomic against every other call through this engine; engines sharing one Redis do
-    not lock each other (see docs/configuration.md)."""
+    not lock each other (see docs/configuration.md). ``prefix`` replaces ``state`` in every
+    key name (the StreamModule uses ``stream``)."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, *, prefix: str = "state") -> None:
         self._redis = redis
         self._lock = trio.Lock()
+        self._prefix = prefix
 
-    @staticmethod
-    def _hash(scope: str) -> str:
-        return f"state:{scope}"
+    def _hash(self, scope: str) -> str:
+        return f"{self._prefix}:{scope}"
 
     async def _read(self, scope: str, key: str) -> tuple[bool, Any]:
         raw = await self._redis.execute("HGET", self._hash(scope), key)
         return (False, None) if raw is None else (True, orjson.loads(raw))
 
     async def _write(self, scope: str, key: str, value: Any) -> None:
-        seq = await self._redis.execute("INCR", "state:seq")
+        seq = await self._redis.execute("INCR", f"{self._prefix}:seq")
         await self._redis.execute_many(
             [
                 ["HSET", self._hash(scope), key, orjson.dumps(value)],
                 ["ZADD", f"{self._hash(scope)}:order", "NX", seq, key],
-                ["SADD", "state:scopes", scope],
+                ["SADD", f"{self._prefix}:scopes", scope],
             ]
         )
 
@@ -255,7 +270,7 @@ class RedisStore:
                     ]
                 )
                 if replies[2] == 0:  # emptied scopes leave list_groups at once
-                    await self._redis.execute("SREM", "state:scopes", scope)
+                    await self._redis.execute("SREM", f"{self._prefix}:scopes", scope)
             return found
 
     async def update(self, scope: str, key: str, change: Update) -> tuple[Any, Any]:
@@ -275,8 +290,16 @@ class RedisStore:
 
     async def scopes(self) -> list[str]:
         async with self._lock:
-            members = await self._redis.execute("SMEMBERS", "state:scopes")
+            members = await self._redis.execute("SMEMBERS", f"{self._prefix}:scopes")
             return sorted(member.decode() for member in members)
+
+    async def scope_sizes(self) -> dict[str, int]:
+        scopes = await self.scopes()
+        if not scopes:
+            return {}
+        async with self._lock:
+            sizes = await self._redis.execute_many([["HLEN", self._hash(s)] for s in scopes])
+        return {scope: size for scope, size in zip(scopes, sizes, strict=True) if size}
 
     def counts(self) -> dict[str, int]:
         return {}
