@@ -22,6 +22,7 @@ import h11
 import orjson
 import trio
 
+from iii_trio.runtime import tracing
 from iii_trio.runtime.config_modules import CorsConfig, RestApiConfig
 from iii_trio.runtime.errors import InvocationError, TriggerConfigError
 from iii_trio.runtime.modules.base import EngineModule
@@ -144,7 +145,10 @@ class RestApiModule(EngineModule):
                 if request is None:
                     break
                 head, body = request
-                status, headers, payload = await self._answer(head, body)
+                if self.engine.observer is None:
+                    status, headers, payload = await self._answer(head, body)
+                else:
+                    status, headers, payload = await self._answer_traced(head, body)
                 await self._send(stream, http, status, headers, payload)
                 if http.our_state is h11.MUST_CLOSE or http.their_state is h11.MUST_CLOSE:
                     break
@@ -215,6 +219,34 @@ class RestApiModule(EngineModule):
 
     # --- one request ---------------------------------------------------------------------------
 
+    async def _answer_traced(
+        self, head: h11.Request, body: bytes | HttpError
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """:meth:`_answer` inside a server span, parented by a ``traceparent`` header."""
+        method = head.method.decode().upper()
+        url = urlsplit(head.target.decode())
+        parent = next((_text(v) for k, v in head.headers if k == b"traceparent"), None)
+        attributes: dict[str, Any] = {
+            "http.request.method": method,
+            "url.path": url.path,
+            "url.scheme": "http",
+        }
+        if url.query:
+            attributes["url.query"] = url.query
+        with tracing.span(
+            self.engine,
+            f"{method} {url.path}",
+            kind="server",
+            attributes=attributes,
+            traceparent=parent,
+        ) as span:
+            status, headers, payload = await self._answer(head, body)
+            if span is not None:
+                span.attributes["http.response.status_code"] = status
+                if status >= 500:
+                    span.fail(f"HTTP {status}")
+            return status, headers, payload
+
     async def _answer(
         self, head: h11.Request, body: bytes | HttpError
     ) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -252,6 +284,8 @@ class RestApiModule(EngineModule):
     ) -> tuple[int, list[tuple[str, str]], bytes]:
         url = urlsplit(target)
         match, allowed = self.trigger.routes.lookup(method, url.path)
+        if match is None and method == "GET" and url.path in self.engine.http_endpoints:
+            return await self.engine.http_endpoints[url.path]()
         if match is None:
             if allowed:
                 raise HttpError(
@@ -262,6 +296,11 @@ class RestApiModule(EngineModule):
                 )
             raise HttpError(404, "not_found", f"no route for {url.path}")
         data = self._input(method, url.query, headers, body, match)
+        span = tracing.current_span.get() if self.engine.observer is not None else None
+        if span is not None and span.kind == "server":
+            route = "/" + match.binding.config["api_path"].lstrip("/")
+            span.name = f"{method} {route}"
+            span.attributes["http.route"] = route
         deadline = trio.current_time() + self.config.default_timeout / 1000
         with trio.move_on_at(deadline) as timer:
             result = await self._admitted(match.binding, data, deadline)
