@@ -16,6 +16,7 @@ import trio
 from iii_trio.runtime.config import (
     ModuleEntry,
     OtelConfig,
+    QueueConfig,
     RestApiConfig,
     StateConfig,
 )
@@ -36,6 +37,10 @@ def otel_entry(**config: Any) -> ModuleEntry:
 def http_entry() -> ModuleEntry:
     config = RestApiConfig(port=0, host="127.0.0.1", default_timeout=5000)
     return ModuleEntry("rest_api", "modules::api::RestApiModule", "modules[0]", config)
+
+
+def queue_entry() -> ModuleEntry:
+    return ModuleEntry("queue", "modules::queue::QueueModule", "modules[3]", QueueConfig())
 
 
 def state_entry() -> ModuleEntry:
@@ -166,6 +171,37 @@ async def test_a_traceparent_from_the_caller_parents_the_span(start_engine: Star
     assert (span["status"], span["status_message"]) == ("error", "boom: no")
 
 
+async def test_a_queue_job_is_a_span_over_its_delivery(start_engine: StartEngine) -> None:
+    engine = await start_engine(modules=(queue_entry(), otel_entry()))
+    handled = trio.Event()
+    worker = III(worker_url(engine), worker_name="consumer")
+
+    @worker.function(id="jobs::run")
+    async def run(data: Any) -> None:
+        handled.set()
+
+    worker.register_trigger("queue", "jobs::run", {"topic": "work"})
+    async with worker.connect():
+        with trio.fail_after(10):
+            while not worker_bound(engine):
+                await trio.sleep(0.01)
+            await worker.trigger("enqueue", {"topic": "work", "data": {"n": 1}})
+            await handled.wait()
+            while not (
+                listed := await call(engine, "engine::traces::list", {"name": "queue work"})
+            )["spans"]:
+                await trio.sleep(0.01)
+    [job] = listed["spans"]
+    assert (job["name"], job["kind"], job["status"]) == ("queue work", "consumer", "ok")
+    assert job["attributes"]["iii.function_id"] == "jobs::run"
+    [tree] = (await call(engine, "engine::traces::tree", {"trace_id": job["trace_id"]}))["roots"]
+    assert [child["name"] for child in tree["children"]] == ["handle_invocation jobs::run"]
+
+
+def worker_bound(engine: Engine) -> bool:
+    return bool(engine.modules["queue"].introspect()["streams"])
+
+
 # --- telemetry frames ----------------------------------------------------------------------
 
 
@@ -284,6 +320,7 @@ def parse_prometheus(text: str) -> dict[str, list[tuple[str, dict[str, str], flo
     assert text.endswith("\n")
     families: dict[str, list[tuple[str, dict[str, str], float]]] = {}
     types: dict[str, str] = {}
+    current: str | None = None
     for line in text.splitlines():
         if line.startswith("# HELP "):
             continue
@@ -293,13 +330,18 @@ def parse_prometheus(text: str) -> dict[str, list[tuple[str, dict[str, str], flo
             assert name not in types, f"second TYPE line for {name}"
             types[name] = kind
             families[name] = []
+            current = name
             continue
         match = _SAMPLE.match(line)
         assert match, f"malformed line {line!r}"
         name, labels_text, value = match.groups()
-        base = re.sub(r"_(bucket|sum|count)$", "", name)
-        family = name if name in types else base
-        assert family in types, f"sample {name} before its TYPE line"
+        # Every sample belongs to the family of the last TYPE line (families are not split).
+        assert current is not None, f"sample {name} before any TYPE line"
+        suffixes = ("_bucket", "_sum", "_count") if types[current] == "histogram" else ()
+        assert name == current or name in {current + s for s in suffixes}, (
+            f"sample {name} inside the {current} family"
+        )
+        family = current
         labels = dict(_LABEL.findall(labels_text or ""))
         families[family].append((name, labels, float(value)))
     for name, kind in types.items():
@@ -315,9 +357,18 @@ def parse_prometheus(text: str) -> dict[str, list[tuple[str, dict[str, str], flo
 
 
 async def test_metrics_endpoint_is_prometheus_text(start_engine: StartEngine) -> None:
-    engine = await start_engine(modules=(http_entry(), otel_entry()))
+    engine = await start_engine(modules=(http_entry(), queue_entry(), otel_entry()))
     async with raw_worker(worker_url(engine)) as worker:
         await worker.register("w::echo")
+        await worker.send(
+            {
+                "type": "registertrigger",
+                "id": "q1",
+                "trigger_type": "queue",
+                "function_id": "w::echo",
+                "config": {"topic": "jobs"},
+            }
+        )
         await trio.sleep(0.05)
         for n in range(3):
             invocation_id = str(uuid.uuid4())
@@ -351,6 +402,7 @@ async def test_metrics_endpoint_is_prometheus_text(start_engine: StartEngine) ->
     assert value("iii_workers_spawns_total") == 1
     assert value("iii_worker_memory_rss", worker_id=worker.worker_id) == 5
     assert value("iii_telemetry_dropped_total", store="logs") == 0
+    assert value("iii_queue_depth", queue="jobs", function_id="w::echo") == 0
     metrics = await call(engine, "engine::metrics::list")
     invocations = metrics["engine_metrics"]["invocations"]
     assert invocations["by_function"]["w::echo"]["count"] == 3

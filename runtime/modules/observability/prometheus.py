@@ -84,11 +84,12 @@ def render(observer: EngineObserver) -> bytes:
     out.family("iii_workers_deaths_total", "counter", "Worker connections closed")
     out.sample("iii_workers_deaths_total", metrics.deaths)
     _queues(out, engine.modules.get("queue"))
+    rings = (observer.logs, observer.spans, observer.sdk_metrics)
     out.family("iii_telemetry_stored", "gauge", "Items held in the in-memory stores")
-    out.family("iii_telemetry_dropped_total", "counter", "Items pushed out of a full store")
-    for ring in (observer.logs, observer.spans, observer.sdk_metrics):
+    for ring in rings:
         out.sample("iii_telemetry_stored", len(ring), store=ring.name)
-    for ring in (observer.logs, observer.spans, observer.sdk_metrics):
+    out.family("iii_telemetry_dropped_total", "counter", "Items pushed out of a full store")
+    for ring in rings:
         out.sample("iii_telemetry_dropped_total", ring.dropped, store=ring.name)
     _worker_gauges(out, engine.connections.values())
     return ("\n".join(out.lines) + "\n").encode()
@@ -98,11 +99,15 @@ def _queues(out: _Text, queue_module: Any) -> None:
     if queue_module is None:
         return
     counters = queue_module.introspect()
-    out.family("iii_queue_depth", "gauge", "Jobs waiting per queue and function")
-    out.family("iii_queue_in_flight", "gauge", "Jobs being delivered per queue and function")
+    streams = []
     for label, stream in counters.get("streams", {}).items():
         queue, _, function_id = label.partition(" -> ")
+        streams.append((queue, function_id, stream))
+    out.family("iii_queue_depth", "gauge", "Jobs waiting per queue and function")
+    for queue, function_id, stream in streams:
         out.sample("iii_queue_depth", stream["waiting"], queue=queue, function_id=function_id)
+    out.family("iii_queue_in_flight", "gauge", "Jobs being delivered per queue and function")
+    for queue, function_id, stream in streams:
         out.sample("iii_queue_in_flight", stream["in_flight"], queue=queue, function_id=function_id)
     out.family("iii_queue_dlq_size", "gauge", "Dead-lettered jobs per queue")
     for queue, size in counters.get("dlq", {}).items():

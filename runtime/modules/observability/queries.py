@@ -26,11 +26,12 @@ def now_ms() -> int:
 
 
 def _object(function_id: str, data: Any) -> dict[str, Any]:
+    """The input object without the engine-injected caller id (it is echoed as ``query``)."""
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise deserialization_error(function_id, "expected an object")
-    return data
+    return {k: v for k, v in data.items() if k != "_caller_worker_id"}
 
 
 def _as_ns(value: Any, function_id: str, key: str) -> int | None:
