@@ -1,7 +1,8 @@
 """The trio task tree as text, for ``kill -USR1 <engine pid>`` (docs/operations.md).
 
-Each task is one line, indented under the task whose nursery runs it, with the place it is
-waiting at (its innermost awaited frame). The actor tree (``iii-trio actors``) says what
+Each task is one line, indented under the task whose nursery runs it, with the actor it
+runs (where that changes) and the place it is waiting at (its innermost awaited frame
+outside trio). The actor tree (``iii-trio actors``) says what
 the engine is; this says where every task is stuck right now.
 """
 
@@ -14,9 +15,16 @@ from pathlib import Path
 
 import trio
 
+from iii_trio.actors.system import actor_id_in
+
+_TRIO = os.path.dirname(trio.__file__)
+
 
 def _where(task: trio.lowlevel.Task) -> str:
-    frames = list(task.iter_await_frames())
+    """The innermost awaited frame outside trio itself: where this code waits."""
+    frames = [
+        (f, n) for f, n in task.iter_await_frames() if not f.f_code.co_filename.startswith(_TRIO)
+    ]
     if not frames:
         return ""
     frame, lineno = frames[-1]
@@ -28,15 +36,17 @@ def task_tree() -> tuple[str, int]:
     """The current run's task tree and its number of tasks (call from inside trio)."""
     lines: list[str] = []
 
-    def walk(task: trio.lowlevel.Task, depth: int) -> None:
-        lines.append(f"{'  ' * depth}{task.name}{_where(task)}")
+    def walk(task: trio.lowlevel.Task, depth: int, parent_actor: str | None) -> None:
+        actor = actor_id_in(task.context)
+        label = f"  [{actor}]" if actor is not None and actor != parent_actor else ""
+        lines.append(f"{'  ' * depth}{task.name}{label}{_where(task)}")
         for nursery in task.child_nurseries:
             for child in sorted(nursery.child_tasks, key=lambda t: t.name):
-                walk(child, depth + 1)
+                walk(child, depth + 1, actor)
 
     root = trio.lowlevel.current_root_task()
     assert root is not None, "task_tree() runs inside trio"
-    walk(root, 0)
+    walk(root, 0, None)
     return "\n".join(lines) + "\n", len(lines)
 
 

@@ -174,5 +174,6 @@ async def test_sigusr1_writes_the_task_tree_to_the_file_it_logs(
     assert lines[0].startswith(f"# iii-trio task tree, pid {served.process.pid}")
     assert len(lines) - 1 == int(found.group(1)) > 5
     assert "serve_until_signalled" in dump
+    assert "[listener:worker-port#" in dump  # the actor each task runs
     assert any("@ " in line and ".py:" in line for line in lines[1:])  # where each task waits
     assert "received SIGUSR1" not in served.log_text()
