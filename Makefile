@@ -62,6 +62,7 @@ bench: setup sdks services bench-deps
 	$(PY) bench/run.py
 	$(PY) bench/modules.py
 	$(PY) bench/http.py
+	$(PY) bench/observability.py
 
 clean:
 	rm -rf .venv .deps .typecheck build dist *.egg-info

@@ -216,3 +216,9 @@ def _current_entry() -> tuple[ActorSystem, ActorInfo]:
             "ActorSystem.run_actor() (directly, or as a supervisor's child or spawn()); "
             "tasks an actor starts inherit it, tasks started elsewhere do not."
         ) from None
+
+
+def actor_id_in(context: contextvars.Context) -> str | None:
+    """The id of the actor a task runs, read from that task's context (task dumps)."""
+    entry = context.get(_current)
+    return entry[1].id if entry is not None else None

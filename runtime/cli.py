@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from iii_trio.runtime import cli_inspect
 from iii_trio.runtime.config import ConfigError, EngineConfig, default_config, load_config
 from iii_trio.runtime.engine import Engine
 from iii_trio.runtime.modules import BUILT_IN, is_available, startup_problem
+from iii_trio.runtime.taskdump import write_task_tree
 
 log = logging.getLogger("iii_trio.cli")
 
@@ -77,17 +79,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def serve_until_signalled(config: EngineConfig, drain_timeout: float) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGUSR1) as signals:
         async with trio.open_nursery() as nursery:
             engine = Engine(config)
             await nursery.start(engine.run)
             log.info("worker port listening on ws://%s:%s", config.host, engine.port)
             async for signum in signals:
+                if signum == signal.SIGUSR1:
+                    _dump_tasks()
+                    continue
                 log.info("received %s: draining", signal.Signals(signum).name)
                 break
             await engine.drain(drain_timeout)
             nursery.cancel_scope.cancel()
     log.info("stopped")
+
+
+def _dump_tasks() -> None:
+    """SIGUSR1: the trio task tree goes to a file; the log names it."""
+    try:
+        path, count = write_task_tree(os.environ.get("III_TASK_DUMP_DIR"))
+    except OSError as exc:
+        log.warning("SIGUSR1: cannot write the task tree: %s", exc)
+        return
+    log.warning("SIGUSR1: task tree (%d tasks) written to %s", count, path)
 
 
 def _find_os_error(exc: BaseException) -> OSError | None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -36,6 +36,7 @@ from iii_trio.runtime.modules import BUILT_IN, create, is_available
 from iii_trio.runtime.modules.base import EngineModule
 from iii_trio.runtime.registry import Registry
 from iii_trio.runtime.router import Router
+from iii_trio.runtime.tracing import Observer
 from iii_trio.runtime.triggers import Triggers
 
 log = logging.getLogger("iii_trio.engine")
@@ -45,6 +46,9 @@ DEFAULT_OUTBOX_CAPACITY = 1024
 # How long after a change of the function set engine::functions-available fires; changes
 # within this window are coalesced (spec: within 5 s).
 FUNCTIONS_AVAILABLE_DELAY = 0.5
+
+# An engine-served GET endpoint: returns (status, headers, body).
+HttpEndpoint = Callable[[], Awaitable[tuple[int, list[tuple[str, str]], bytes]]]
 
 _current_engine: contextvars.ContextVar[Engine] = contextvars.ContextVar("iii_trio_engine")
 
@@ -77,6 +81,9 @@ class Engine:
         # EngineModule.run so a restarted module replaces its predecessor.
         self.modules: dict[str, EngineModule] = {}
         self.listener: Listener | None = None
+        # GET endpoints modules serve on the RestApiModule's port when no http trigger
+        # takes the path (the observability module's /metrics): path -> answer.
+        self.http_endpoints: dict[str, HttpEndpoint] = {}
         self.port: int | None = None
         self._functions_changed = trio.Event()
         self._root: Supervisor | None = None
@@ -93,16 +100,32 @@ class Engine:
         self._functions_changed.set()
 
     def worker_event(self, event: str, worker_id: str) -> None:
+        if self.router.observer is not None:
+            self.router.observer.worker_event(event)
         module = self.worker_module
         module.fire(module.workers_available, {"event": event, "worker_id": worker_id})
 
+    @property
+    def observer(self) -> Observer | None:
+        """The observability module's hooks while it runs enabled; None otherwise."""
+        return self.router.observer
+
+    @observer.setter
+    def observer(self, observer: Observer | None) -> None:
+        self.router.observer = observer
+
     def telemetry_received(self, conn: WorkerConnection | None, frame: protocol.Telemetry) -> None:
-        """Telemetry frames are accepted and dropped until the observability module lands."""
+        """Ingested by the observability module when it runs, otherwise dropped (D1)."""
+        observer = self.router.observer
+        if observer is not None:
+            observer.telemetry(conn, frame)
 
     async def enqueue(self, conn: WorkerConnection, msg: protocol.InvokeFunction) -> None:
         """The invoke action ``enqueue`` (spec §4.5): the QueueModule's, when it is loaded."""
         enqueue_action = getattr(self.modules.get("queue"), "enqueue_action", None)
         if enqueue_action is not None:
+            if self.router.observer is not None:
+                self.router.observer.call_deferred()
             await enqueue_action(conn, msg)
         elif msg.invocation_id is not None:
             await self.dispatcher.reply(

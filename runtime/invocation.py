@@ -22,6 +22,7 @@ from iii_trio.actors.actor import Actor
 from iii_trio.actors.mailbox import MailboxClosed
 from iii_trio.runtime import protocol
 from iii_trio.runtime.errors import InvocationError
+from iii_trio.runtime.tracing import Span, current_span
 from iii_trio.runtime.transport import text_frame
 
 if TYPE_CHECKING:
@@ -101,6 +102,7 @@ class Invocation(Actor):
         self.traceparent = traceparent
         self.baggage = baggage
         self.metadata = metadata
+        self.span: Span | None = None  # set by the observer, when there is one
         self.state = "queued"
         self.started_at_ms = int(time.time() * 1000)
         self.outcome: Outcome | None = None
@@ -188,6 +190,8 @@ class Invocation(Actor):
     async def _run_local(self, function: EngineFunction) -> None:
         self.state = "running"
         ctx = CallContext(self.id, self.function_id, self.caller, self.caller_module, self.metadata)
+        if self.span is not None:
+            current_span.set(self.span)  # calls this function makes are its children
         try:
             result = await function.handler(self.data, ctx)
         except InvocationError as exc:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from iii_trio.actors.supervisor import Supervisor
     from iii_trio.runtime.connection import WorkerConnection
     from iii_trio.runtime.registry import Registry
+    from iii_trio.runtime.tracing import Observer
 
 log = logging.getLogger("iii_trio.router")
 
@@ -36,6 +37,8 @@ class Router:
         self.live: dict[str, Invocation] = {}
         self._idle: trio.Event | None = None
         self.supervisor: Supervisor | None = None
+        # The observability module's hooks (engine.observer); None: nothing is recorded.
+        self.observer: Observer | None = None
 
     def start(
         self,
@@ -82,6 +85,8 @@ class Router:
             target.assigned.add(invocation)
         if caller is not None and reply:
             caller.outgoing.add(invocation)
+        if self.observer is not None:  # before the frame is built: it carries the span
+            self.observer.invocation_started(invocation)
         supervisor = self.supervisor
         assert supervisor is not None, "the invocations supervisor is not running"
         invocation.try_send_now()
@@ -95,6 +100,8 @@ class Router:
             await self._idle.wait()
 
     def _finished(self, invocation: Invocation) -> None:
+        if invocation.span is not None and self.observer is not None:
+            self.observer.invocation_finished(invocation)
         if self.live.get(invocation.id) is invocation:
             del self.live[invocation.id]
             if not self.live and self._idle is not None:

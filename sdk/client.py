@@ -18,6 +18,7 @@ import traceback
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 import attrs
@@ -32,6 +33,23 @@ log = logging.getLogger("iii_trio.sdk")
 
 Handler = Callable[..., Any]
 OUTBOX_CAPACITY = 1024
+
+# The trace context (traceparent, baggage) of the invocation a handler is serving: calls
+# the handler makes carry it, so the engine links them into the caller's trace.
+_trace_context: ContextVar[tuple[str | None, str | None] | None] = ContextVar(
+    "iii_trio_sdk_trace_context", default=None
+)
+
+
+def _with_trace_context(frame: dict[str, Any]) -> dict[str, Any]:
+    context = _trace_context.get()
+    if context is not None:
+        traceparent, baggage = context
+        if traceparent is not None:
+            frame["traceparent"] = traceparent
+        if baggage is not None:
+            frame["baggage"] = baggage
+    return frame
 
 
 @attrs.frozen
@@ -213,6 +231,7 @@ class III:
             frame["action"] = action
         elif action is not None:
             raise ValueError(f"unknown action {action!r}: use 'void' or an enqueue action")
+        _with_trace_context(frame)
         pending = self._pending[invocation_id] = _Pending(function_id)
         try:
             with trio.move_on_after(seconds):
@@ -241,6 +260,7 @@ class III:
             "data": data,
             "action": {"type": "void"},
         }
+        _with_trace_context(frame)
         with trio.move_on_after(seconds) as scope:
             await self._send_when_connected(protocol.encode_json(frame))
         if scope.cancelled_caught:
@@ -438,6 +458,8 @@ class III:
                 args.append(
                     InvocationContext(call.invocation_id, call.function_id, caller, call.metadata)
                 )
+            if call.traceparent is not None or call.baggage is not None:
+                _trace_context.set((call.traceparent, call.baggage))  # this task only
             self._running_handlers += 1
             try:
                 async with self._handler_limit:

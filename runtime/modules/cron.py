@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 from croniter import croniter
 
+from iii_trio.runtime import tracing
 from iii_trio.runtime.config_modules import CronConfig, KvCronConfig, RedisAdapterConfig
 from iii_trio.runtime.errors import TriggerConfigError
 from iii_trio.runtime.modules.base import EngineModule
@@ -177,4 +178,9 @@ class CronModule(EngineModule):
             "scheduled_time": iso(scheduled, millis=False),
             "actual_time": iso(self.clock(), millis=True),
         }
-        await self.fire_binding(binding, payload)
+        if self.engine.observer is None:
+            await self.fire_binding(binding, payload)
+            return
+        attributes = {"iii.cron.job_id": binding.id, "iii.function_id": binding.function_id}
+        with tracing.span(self.engine, f"cron {binding.id}", attributes=attributes):
+            await self.fire_binding(binding, payload)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import subprocess
@@ -11,6 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import attrs
+import pytest
 import trio
 
 from tests.support.ports import free_port
@@ -150,3 +152,28 @@ async def test_sigterm_drains_a_live_call_before_stopping(tmp_path: Path) -> Non
             with trio.fail_after(20):
                 code = await served.process.wait()
     assert code == 0
+
+
+async def test_sigusr1_writes_the_task_tree_to_the_file_it_logs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("III_TASK_DUMP_DIR", str(tmp_path))  # the engine process inherits it
+    async with serving(tmp_path) as served:
+        served.process.send_signal(signal.SIGUSR1)
+        await served.wait_for_log("task tree")
+        text = served.log_text()
+        found = re.search(r"SIGUSR1: task tree \((\d+) tasks\) written to (\S+)", text)
+        assert found, text
+        dump_file = trio.Path(found.group(2))
+        assert str(dump_file.parent) == str(tmp_path)
+        dump = await dump_file.read_text()
+        # The engine keeps running: a signal for the tree is not a signal to stop.
+        async with raw_worker(f"ws://127.0.0.1:{served.port}/") as worker:
+            assert "result" in await worker.call("engine::functions::list", {})
+    lines = dump.splitlines()
+    assert lines[0].startswith(f"# iii-trio task tree, pid {served.process.pid}")
+    assert len(lines) - 1 == int(found.group(1)) > 5
+    assert "serve_until_signalled" in dump
+    assert "[listener:worker-port#" in dump  # the actor each task runs
+    assert any("@ " in line and ".py:" in line for line in lines[1:])  # where each task waits
+    assert "received SIGUSR1" not in served.log_text()

@@ -337,6 +337,7 @@ def test_repo_config_yaml_loads() -> None:
         "queue",
         "pubsub",
         "cron",
+        "observability",
     ]
     api = config.modules[0].config
     assert isinstance(api, RestApiConfig)

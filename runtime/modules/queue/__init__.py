@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from iii_trio.runtime import protocol
+from iii_trio.runtime import protocol, tracing
 from iii_trio.runtime.config_modules import BuiltinQueueConfig, NamedQueueConfig, QueueConfig
 from iii_trio.runtime.errors import InvocationError, TriggerConfigError, deserialization_error
 from iii_trio.runtime.invocation import CallContext, LocalHandler
@@ -286,6 +286,24 @@ class QueueModule(EngineModule):
 
     async def _attempt(self, stream: Stream, job: Job) -> str | None:
         """One delivery; None when it succeeded (or its condition said no)."""
+        if self.engine.observer is None:
+            return await self._attempt_once(job)
+        attributes = {
+            "messaging.system": "iii",
+            "messaging.destination.name": job.queue,
+            "messaging.message.id": job.message_id,
+            "iii.function_id": job.function_id,
+            "iii.queue.attempt": job.attempts_made + 1,
+        }
+        with tracing.span(
+            self.engine, f"queue {job.queue}", kind="consumer", attributes=attributes
+        ) as span:
+            error = await self._attempt_once(job)
+            if span is not None and error is not None:
+                span.fail(error)
+            return error
+
+    async def _attempt_once(self, job: Job) -> str | None:
         router = self.engine.router
         lease = self.adapter.visibility_timeout_ms or router.default_timeout_ms
         binding = self.trigger.binding_for(job.queue, job.function_id)

@@ -167,7 +167,11 @@ class RestApiModule(EngineModule):
     async def _exchange(self, conn: HttpConnection, head: h11.Request) -> None:
         self._in_flight += 1
         try:
-            await Exchange(self, conn, head).run()
+            exchange = Exchange(self, conn, head)
+            if self.engine.observer is None:
+                await exchange.run()
+            else:
+                await exchange.run_traced()
         finally:
             self._in_flight -= 1
             if self.draining and not self._in_flight:

@@ -26,6 +26,7 @@ import h11
 import orjson
 import trio
 
+from iii_trio.runtime import tracing
 from iii_trio.runtime.modules.rest_api.http_io import HttpConnection, HttpError, too_large
 
 if TYPE_CHECKING:
@@ -92,6 +93,7 @@ class Exchange:
         self.body_error: HttpError | None = None  # the streamed body crossed body_limit
         self.client_gone = False
         self.started = False  # a streamed response head went out: no error answer is possible
+        self.status: int | None = None  # of the answer sent, for the request's span
         self.deadline = trio.CancelScope()  # default_timeout, from the head to the decision
 
     @property
@@ -104,6 +106,30 @@ class Exchange:
     def _what(self) -> tuple[str, str]:
         return self.method, self.target
 
+    async def run_traced(self) -> None:
+        """:meth:`run` inside a server span, parented by a ``traceparent`` header."""
+        url = urlsplit(self.target)
+        attributes: dict[str, Any] = {
+            "http.request.method": self.method,
+            "url.path": url.path,
+            "url.scheme": "http",
+        }
+        if url.query:
+            attributes["url.query"] = url.query
+        engine = self.module.engine
+        name = f"{self.method} {url.path}"
+        parent = self.headers.get("traceparent")
+        with tracing.span(
+            engine, name, kind="server", attributes=attributes, traceparent=parent
+        ) as span:
+            try:
+                await self.run()
+            finally:
+                if span is not None and self.status is not None:
+                    span.attributes["http.response.status_code"] = self.status
+                    if self.status >= 500:
+                        span.fail(f"HTTP {self.status}")
+
     async def run(self) -> None:
         origin = self.headers.get("origin")
         if self.method == "OPTIONS" and origin and "access-control-request-method" in self.headers:
@@ -111,6 +137,7 @@ class Exchange:
             preflight = self.module.cors.preflight(
                 origin, self.headers.get("access-control-request-headers")
             )
+            self.status = 200
             await self.conn.send_full(200, preflight, b"")
             return
         self.cors = self.module.cors.response_headers(origin)
@@ -128,6 +155,7 @@ class Exchange:
         log.info("http %s %s: %s %s (%s)", *self._what, exc.status, exc.message, error_id)
         envelope = {"error": {"code": exc.code, "message": exc.message, "error_id": error_id}}
         self.conn.finish_buffered_body()
+        self.status = exc.status
         await self.conn.send_full(
             exc.status, [*self.cors, *JSON, *exc.headers], orjson.dumps(envelope)
         )
@@ -139,11 +167,15 @@ class Exchange:
             raise too_large(config.body_limit)  # answered unread; the connection then closes
         url = urlsplit(self.target)
         match, allowed = self.module.trigger.routes.lookup(self.method, url.path)
+        if match is None and self.method == "GET" and url.path in self.module.engine.http_endpoints:
+            await self._answer_endpoint(url.path)
+            return
         if match is None:
             if allowed:
                 message = f"{self.method} is not allowed here"
                 raise HttpError(405, "method_not_allowed", message, [("allow", ", ".join(allowed))])
             raise HttpError(404, "not_found", f"no route for {url.path}")
+        _name_server_span(self.method, match)
         deadline = trio.current_time() + config.default_timeout / 1000
         json_body = "application/json" in self.headers.get("content-type", "")
         # One deadline up to the decision; a streamed response lifts it (see _stream).
@@ -157,6 +189,13 @@ class Exchange:
                 self.module.release()
         if self.outcome is None and not self.client_gone:
             raise HttpError(504, "timeout", f"no answer within {config.default_timeout} ms")
+
+    async def _answer_endpoint(self, path: str) -> None:
+        """An engine endpoint served on this port (``/metrics``), where no route matched."""
+        status, headers, payload = await self.module.engine.http_endpoints[path]()
+        self.conn.finish_buffered_body()
+        self.status = status
+        await self.conn.send_full(status, [*self.cors, *headers], payload)
 
     async def _exchange(self, binding: Binding, data: dict[str, Any], *, stream_body: bool) -> None:
         channels = self.module.engine.channels
@@ -187,6 +226,7 @@ class Exchange:
             raise self.outcome
         if isinstance(self.outcome, FullResponse):
             outcome = self.outcome
+            self.status = outcome.status
             await self.conn.send_full(outcome.status, [*self.cors, *outcome.headers], outcome.body)
 
     async def _respond(self, binding: Binding, data: dict[str, Any], response: Channel) -> None:
@@ -250,6 +290,7 @@ class Exchange:
     async def _stream(self, head: StreamedResponse, response: Channel) -> None:
         self.started = True
         self.deadline.deadline = math.inf  # from here each frame has its own idle deadline
+        self.status = head.status
         await self.conn.start(head.status, [*self.cors, *head.headers.items()])
         if head.first_chunk is not None:
             await self.conn.send_data(head.first_chunk)
@@ -364,3 +405,12 @@ def _text(value: bytes) -> str:
         return value.decode()
     except UnicodeDecodeError:
         return ""
+
+
+def _name_server_span(method: str, match: Match) -> None:
+    """Name the request's span after its route, not its path (bounded cardinality)."""
+    span = tracing.current_span.get()
+    if span is not None and span.kind == "server":
+        route = "/" + match.binding.config["api_path"].lstrip("/")
+        span.name = f"{method} {route}"
+        span.attributes["http.route"] = route

@@ -19,7 +19,7 @@ everything the SDK prints or logs goes to stderr.
 Commands: register {id, behavior: echo|boom|sleep|count|read_count, sleep_ms?, message?,
 counter?, description?} · unregister_function {id} · call {function_id, data, timeout_ms?} ·
 call_void (alias void) {function_id, data} · enqueue {function_id, data, queue} ·
-call_many {function_id, datas} · list_functions · list_workers ·
+call_many {function_id, datas} · list_functions · list_workers · log {level, message, data?} ·
 register_trigger_type {id, description?} · unregister_trigger_type {id} ·
 register_trigger {trigger_type, function_id, config} -> {handle} · unregister_trigger {handle}
 · on_functions_available · channel_fill {function_id, bytes} · shutdown.
@@ -154,6 +154,16 @@ def trigger_handler_class(base: type) -> type:
             emit({"event": "trigger_unregistered", "config": jsonable(config)})
 
     return Recorder
+
+
+def sdk_logger() -> Any:
+    """The SDK's own Logger (OTel log records, sent as LOGS frames): ``iii.Logger`` up to
+    0.11, ``iii_helpers.observability.Logger`` from 0.2x."""
+    try:
+        from iii_helpers.observability import Logger
+    except ImportError:
+        from iii import Logger
+    return Logger(service_name="py-worker")
 
 
 # --- SDK generations -----------------------------------------------------------------------
@@ -406,6 +416,11 @@ class Worker:
             return None
         if op == "channel_fill":
             return self.channel_fill(command["function_id"], command["bytes"])
+        if op == "log":
+            getattr(sdk_logger(), command.get("level", "info"))(
+                command["message"], command.get("data")
+            )
+            return None
         raise ValueError(f"unknown op {op!r}")
 
     def channel_fill(self, function_id: str, size: int) -> dict[str, Any]:

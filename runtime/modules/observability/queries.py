@@ -1,0 +1,331 @@
+"""The module's query functions (spec/modules.md §9.3): logs, traces, metrics, health.
+
+Time bounds (``start_time`` / ``end_time``) are Unix milliseconds; values above 10^15 are
+read as nanoseconds. Lists are newest first unless ``sort_order`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from iii_trio.runtime.errors import InvocationError, deserialization_error
+from iii_trio.runtime.modules.observability.observer import SEVERITIES
+
+if TYPE_CHECKING:
+    from iii_trio.runtime.modules.observability.observer import EngineObserver
+    from iii_trio.runtime.tracing import Span
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 10_000
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _object(function_id: str, data: Any) -> dict[str, Any]:
+    """The input object without the engine-injected caller id (it is echoed as ``query``)."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise deserialization_error(function_id, "expected an object")
+    return {k: v for k, v in data.items() if k != "_caller_worker_id"}
+
+
+def _as_ns(value: Any, function_id: str, key: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise deserialization_error(function_id, f"`{key}` must be a number (Unix ms)")
+    return int(value) if value > 10**15 else int(value * 1_000_000)
+
+
+def _int(data: dict[str, Any], key: str, default: int, function_id: str) -> int:
+    value = data.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise deserialization_error(function_id, f"`{key}` must be a non-negative integer")
+    return value
+
+
+def span_row(span: Span, default_service: str) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "trace_id": span.trace_id,
+        "span_id": span.span_id,
+        "parent_span_id": span.parent_span_id,
+        "name": span.name,
+        "kind": span.kind,
+        "start_time_unix_nano": span.start_ns,
+        "end_time_unix_nano": span.end_ns,
+        "duration_ms": (span.end_ns - span.start_ns) / 1e6,
+        "status": span.status,
+        "status_message": span.status_message,
+        "attributes": span.attributes,
+        "service_name": span.service_name or default_service,
+    }
+    if span.events:
+        row["events"] = span.events
+    return row
+
+
+class Queries:
+    def __init__(self, observer: EngineObserver) -> None:
+        self.observer = observer
+
+    # --- logs -------------------------------------------------------------------------------
+
+    def log_function(self, severity: str) -> Any:
+        function_id = f"engine::log::{severity}"
+
+        async def handler(data: Any, ctx: Any) -> None:
+            data = _object(function_id, data)
+            if not isinstance(data.get("message"), str):
+                raise deserialization_error(function_id, "`message` (a string) is required")
+            self.observer.engine_log(severity, data)
+
+        return handler
+
+    async def logs_list(self, data: Any, ctx: Any) -> dict[str, Any]:
+        fid = "engine::logs::list"
+        data = _object(fid, data)
+        start = _as_ns(data.get("start_time"), fid, "start_time")
+        end = _as_ns(data.get("end_time"), fid, "end_time")
+        trace_id, span_id = data.get("trace_id"), data.get("span_id")
+        severity_min = data.get("severity_min")
+        if isinstance(severity_min, str):
+            severity_min = SEVERITIES.get(severity_min.lower())
+        if severity_min is not None and not isinstance(severity_min, int):
+            raise deserialization_error(fid, "`severity_min` must be a number or a level name")
+        severity_text = data.get("severity_text")
+        offset = _int(data, "offset", 0, fid)
+        limit = min(_int(data, "limit", DEFAULT_LIMIT, fid), MAX_LIMIT)
+        matches = []
+        for record in reversed(self.observer.logs.items):
+            stamp = record["timestamp_unix_nano"]
+            if (start is not None and stamp < start) or (end is not None and stamp > end):
+                continue
+            if trace_id and record["trace_id"] != trace_id:
+                continue
+            if span_id and record["span_id"] != span_id:
+                continue
+            if severity_min and record["severity_number"] < severity_min:
+                continue
+            if severity_text and record["severity_text"].lower() != str(severity_text).lower():
+                continue
+            matches.append(record)
+        return {
+            "logs": matches[offset : offset + limit],
+            "total": len(matches),
+            "query": data,
+            "timestamp": now_ms(),
+        }
+
+    async def logs_clear(self, data: Any, ctx: Any) -> dict[str, Any]:
+        self.observer.logs.clear()
+        return {"success": True}
+
+    # --- traces -----------------------------------------------------------------------------
+
+    def _spans_in_memory(self) -> None:
+        if not self.observer.settings.spans_in_memory:
+            raise InvocationError(
+                "memory_exporter_not_enabled",
+                "spans are not kept in memory: set exporter to memory or both",
+            )
+
+    async def traces_list(self, data: Any, ctx: Any) -> dict[str, Any]:
+        fid = "engine::traces::list"
+        self._spans_in_memory()
+        data = _object(fid, data)
+        offset = _int(data, "offset", 0, fid)
+        limit = min(_int(data, "limit", DEFAULT_LIMIT, fid), MAX_LIMIT)
+        spans = list(self.observer.spans)
+        if not data.get("search_all_spans"):
+            present = {span.span_id for span in spans}
+            spans = [
+                s for s in spans if s.parent_span_id is None or s.parent_span_id not in present
+            ]
+        matches = [s for s in spans if self._span_matches(s, data, fid)]
+        sort_by = data.get("sort_by") or "start_time"
+        keys = {
+            "start_time": lambda s: s.start_ns,
+            "duration": lambda s: s.end_ns - s.start_ns,
+            "name": lambda s: s.name,
+        }
+        if sort_by not in keys:
+            raise deserialization_error(fid, "`sort_by` is start_time, duration or name")
+        matches.sort(key=keys[sort_by], reverse=data.get("sort_order", "desc") != "asc")
+        default_service = self.observer.settings.service_name
+        return {
+            "spans": [span_row(s, default_service) for s in matches[offset : offset + limit]],
+            "total": len(matches),
+            "offset": offset,
+            "limit": limit,
+        }
+
+    def _span_matches(self, span: Span, data: dict[str, Any], fid: str) -> bool:
+        if data.get("trace_id") and span.trace_id != data["trace_id"]:
+            return False
+        service = span.service_name or self.observer.settings.service_name
+        if data.get("service_name") and service != data["service_name"]:
+            return False
+        if data.get("name") and str(data["name"]).lower() not in span.name.lower():
+            return False
+        if data.get("status") and span.status != str(data["status"]).lower():
+            return False
+        duration_ms = (span.end_ns - span.start_ns) / 1e6
+        if data.get("min_duration_ms") is not None and duration_ms < data["min_duration_ms"]:
+            return False
+        if data.get("max_duration_ms") is not None and duration_ms > data["max_duration_ms"]:
+            return False
+        start = _as_ns(data.get("start_time"), fid, "start_time")
+        end = _as_ns(data.get("end_time"), fid, "end_time")
+        if (start is not None and span.start_ns < start) or (
+            end is not None and span.start_ns > end
+        ):
+            return False
+        for pair in data.get("attributes") or []:
+            if not isinstance(pair, list | tuple) or len(pair) != 2:
+                raise deserialization_error(fid, "`attributes` is a list of [key, value] pairs")
+            if str(span.attributes.get(pair[0])) != str(pair[1]):
+                return False
+        function_id = span.attributes.get("iii.function_id")
+        internal = isinstance(function_id, str) and function_id.startswith("engine::")
+        return not internal or bool(data.get("include_internal"))
+
+    async def traces_tree(self, data: Any, ctx: Any) -> dict[str, Any]:
+        fid = "engine::traces::tree"
+        self._spans_in_memory()
+        data = _object(fid, data)
+        trace_id = data.get("trace_id")
+        if not isinstance(trace_id, str) or not trace_id:
+            raise deserialization_error(fid, "`trace_id` is required")
+        spans = sorted(
+            (s for s in self.observer.spans if s.trace_id == trace_id), key=lambda s: s.start_ns
+        )
+        return {"roots": build_tree(spans, self.observer.settings.service_name)}
+
+    async def traces_clear(self, data: Any, ctx: Any) -> dict[str, Any]:
+        self._spans_in_memory()
+        self.observer.spans.clear()
+        return {"success": True}
+
+    # --- metrics, health, sampling ----------------------------------------------------------
+
+    async def metrics_list(self, data: Any, ctx: Any) -> dict[str, Any]:
+        fid = "engine::metrics::list"
+        data = _object(fid, data)
+        start = _as_ns(data.get("start_time"), fid, "start_time")
+        end = _as_ns(data.get("end_time"), fid, "end_time")
+        name = data.get("metric_name")
+        metrics = self.observer.metrics
+        overall = metrics.overall.row()
+        sdk = [
+            point
+            for point in self.observer.sdk_metrics
+            if (start is None or point["timestamp_unix_nano"] >= start)
+            and (end is None or point["timestamp_unix_nano"] <= end)
+            and (not name or point["name"] == name)
+        ]
+        result: dict[str, Any] = {
+            "engine_metrics": {
+                "invocations": {
+                    "total": metrics.total,
+                    "success": metrics.success,
+                    "error": metrics.error,
+                    "deferred": metrics.deferred,
+                    "in_flight": len(self.observer.engine.router.live),
+                    "by_function": {
+                        function_id: stats.row()
+                        for function_id, stats in metrics.by_function.items()
+                    },
+                },
+                "workers": {
+                    "spawns": metrics.spawns,
+                    "deaths": metrics.deaths,
+                    "active": len(self.observer.engine.connections),
+                },
+                "performance": {
+                    "avg_duration_ms": overall["avg_duration_ms"],
+                    "min_duration_ms": overall["min_duration_ms"],
+                    "max_duration_ms": overall["max_duration_ms"],
+                    "duration_buckets": [
+                        {"le": le, "count": count} for le, count in metrics.cumulative_buckets()
+                    ],
+                },
+            },
+            "sdk_metrics": sdk,
+            "timestamp": now_ms(),
+        }
+        if data:
+            result["query"] = data
+        return result
+
+    async def health_check(self, data: Any, ctx: Any) -> dict[str, Any]:
+        observer = self.observer
+        settings = observer.settings
+
+        def component(enabled: bool, details: dict[str, Any]) -> dict[str, Any]:
+            return {"status": "healthy" if enabled else "disabled", "details": details}
+
+        exporter = observer.exporter
+        return {
+            "status": "healthy",
+            "components": {
+                "otel": component(
+                    True,
+                    {
+                        "service_name": settings.service_name,
+                        "telemetry_frames": observer.telemetry_frames,
+                        "telemetry_rejected": observer.telemetry_rejected,
+                        "otlp_export": exporter.stats() if exporter is not None else None,
+                    },
+                ),
+                "metrics": component(settings.metrics_enabled, observer.sdk_metrics.stats()),
+                "logs": component(settings.logs_enabled, observer.logs.stats()),
+                "spans": component(settings.spans_in_memory, observer.spans.stats()),
+            },
+            "timestamp": now_ms(),
+            "version": _version(),
+        }
+
+    async def sampling_rules(self, data: Any, ctx: Any) -> dict[str, Any]:
+        settings = self.observer.settings
+        return {
+            "traces": {
+                "default_ratio": settings.sampling_default,
+                "rules": [
+                    {"operation": operation, "service": service, "rate": rate}
+                    for operation, service, rate in settings.rules
+                ],
+                "parent_based": settings.parent_based,
+            },
+            "logs": {"sampling_ratio": settings.logs_sampling_ratio},
+            "timestamp": now_ms(),
+        }
+
+
+def build_tree(spans: Iterable[Span], default_service: str) -> list[dict[str, Any]]:
+    """Spans nested by parent; spans whose parent is not among them are roots."""
+    rows = {}
+    for span in spans:
+        row = span_row(span, default_service)
+        row["children"] = []
+        rows[span.span_id] = row
+    roots: list[dict[str, Any]] = []
+    for row in rows.values():
+        parent = rows.get(row["parent_span_id"]) if row["parent_span_id"] else None
+        (parent["children"] if parent is not None else roots).append(row)
+    return roots
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("iii-trio")
+    except PackageNotFoundError:
+        return "unknown"
