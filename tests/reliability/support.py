@@ -4,8 +4,10 @@ config blocks the tests combine."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -153,3 +155,14 @@ async def trio_fleet(
 
 
 __all__ = ["ServedEngine", "free_port", "stop_served_engine"]
+
+
+FIGURES = Path(__file__).resolve().parents[2] / "build" / "reliability.jsonl"
+
+
+def record(test: str, **figures: object) -> None:
+    """Append what a test measured to build/reliability.jsonl (docs/reliability.md quotes
+    these figures; nothing asserts on them beyond each test's own bounds)."""
+    FIGURES.parent.mkdir(exist_ok=True)
+    with FIGURES.open("a") as out:
+        out.write(json.dumps({"test": test, "at": time.strftime("%F %T"), **figures}) + "\n")
