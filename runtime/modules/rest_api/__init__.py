@@ -149,10 +149,31 @@ class RestApiModule(EngineModule):
                 if http.our_state is h11.MUST_CLOSE or http.their_state is h11.MUST_CLOSE:
                     break
                 http.start_next_cycle()
+        except h11.RemoteProtocolError as exc:
+            await self._refuse(stream, http, exc)
         except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError):
             pass
         finally:
             await stream.aclose()
+
+    async def _refuse(
+        self, stream: trio.SocketStream, http: h11.Connection, exc: h11.RemoteProtocolError
+    ) -> None:
+        """A request h11 cannot parse gets its status hint (400, 431, 505...) in the error
+        envelope, then the connection closes; nothing was routed."""
+        if http.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return  # a response is already under way: closing is all that is left
+        status = exc.error_status_hint
+        envelope = {"error": {"code": "bad_request", "message": f"malformed request: {exc}"}}
+        headers = [
+            *self.cors.response_headers(None),
+            ("content-type", "application/json"),
+            ("connection", "close"),
+        ]
+        try:
+            await self._send(stream, http, status, headers, orjson.dumps(envelope))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError):
+            pass
 
     async def _read_request(
         self, stream: trio.SocketStream, http: h11.Connection
