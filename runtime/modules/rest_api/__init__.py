@@ -1,6 +1,8 @@
 """RestApiModule (``modules::api::RestApiModule``, ``iii-http``; spec/modules.md §3, D5, D6).
 
 HTTP/1.1 on h11 (one task per connection, keep-alive, a header-read deadline, TCP_NODELAY).
+The request's ``default_timeout`` starts once its head is in, so a body that trickles in
+counts against it too (408 when it is not complete in time).
 Each request is matched in the route table, admitted (at most ``concurrency_request_limit``
 execute, as many more wait in FIFO order, beyond that 503), then its condition and function
 are called through the router, so the request is a live invocation whose deadline is what is
@@ -143,8 +145,8 @@ class RestApiModule(EngineModule):
                 request = await self._read_request(stream, http)
                 if request is None:
                     break
-                head, body = request
-                status, headers, payload = await self._answer(head, body)
+                head, body, deadline = request
+                status, headers, payload = await self._answer(head, body, deadline)
                 await self._send(stream, http, status, headers, payload)
                 if http.our_state is h11.MUST_CLOSE or http.their_state is h11.MUST_CLOSE:
                     break
@@ -177,35 +179,41 @@ class RestApiModule(EngineModule):
 
     async def _read_request(
         self, stream: trio.SocketStream, http: h11.Connection
-    ) -> tuple[h11.Request, bytes | HttpError] | None:
-        """The next request and its body (or the error to answer), None at the end."""
+    ) -> tuple[h11.Request, bytes | HttpError, float] | None:
+        """The next request, its body (or the error to answer) and its deadline (trio time,
+        from the arrival of the head); None at the end."""
         head: h11.Request | None = None
         body = bytearray()
         limit = self.config.body_limit
-        with trio.move_on_after(HEADER_DEADLINE_SECONDS) as deadline:
+        with trio.move_on_after(HEADER_DEADLINE_SECONDS) as head_wait:
             while head is None:
                 event = await self._next_event(stream, http)
                 if event is None:
                     return None
                 if isinstance(event, h11.Request):
                     head = event
-        if deadline.cancelled_caught:
+        if head_wait.cancelled_caught:
             log.info("http: a client sent no request head within %.0f s", HEADER_DEADLINE_SECONDS)
             return None
         assert head is not None
+        deadline = trio.current_time() + self.config.default_timeout / 1000
         length = dict(head.headers).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
-            return head, _too_large(limit)  # answered unread; the connection then closes
-        while True:
-            event = await self._next_event(stream, http)
-            if event is None:
-                return None
-            if isinstance(event, h11.Data):
-                body += event.data
-                if len(body) > limit:
-                    return head, _too_large(limit)
-            elif isinstance(event, h11.EndOfMessage):
-                return head, bytes(body)
+            return head, _too_large(limit), deadline  # answered unread; then closed
+        with trio.move_on_at(deadline):
+            while True:
+                event = await self._next_event(stream, http)
+                if event is None:
+                    return None
+                if isinstance(event, h11.Data):
+                    body += event.data
+                    if len(body) > limit:
+                        return head, _too_large(limit), deadline
+                elif isinstance(event, h11.EndOfMessage):
+                    return head, bytes(body), deadline
+        timeout = self.config.default_timeout
+        late = HttpError(408, "request_timeout", f"the body did not arrive within {timeout} ms")
+        return head, late, deadline
 
     async def _next_event(self, stream: trio.SocketStream, http: h11.Connection) -> Any:
         while True:
@@ -237,7 +245,7 @@ class RestApiModule(EngineModule):
     # --- one request ---------------------------------------------------------------------------
 
     async def _answer(
-        self, head: h11.Request, body: bytes | HttpError
+        self, head: h11.Request, body: bytes | HttpError, deadline: float
     ) -> tuple[int, list[tuple[str, str]], bytes]:
         headers = {k.decode().lower(): _text(v) for k, v in head.headers}
         origin = headers.get("origin")
@@ -252,7 +260,8 @@ class RestApiModule(EngineModule):
         try:
             if isinstance(body, HttpError):
                 raise body
-            status, extra, payload = await self._route(method, head.target.decode(), headers, body)
+            target = head.target.decode()
+            status, extra, payload = await self._route(method, target, headers, body, deadline)
             return status, [*cors, *extra], payload
         except HttpError as exc:
             error_id = secrets.token_hex(8)
@@ -269,7 +278,7 @@ class RestApiModule(EngineModule):
             return exc.status, [*cors, *json_type, *exc.headers], orjson.dumps(envelope)
 
     async def _route(
-        self, method: str, target: str, headers: dict[str, str], body: bytes
+        self, method: str, target: str, headers: dict[str, str], body: bytes, deadline: float
     ) -> tuple[int, list[tuple[str, str]], bytes]:
         url = urlsplit(target)
         match, allowed = self.trigger.routes.lookup(method, url.path)
@@ -283,7 +292,6 @@ class RestApiModule(EngineModule):
                 )
             raise HttpError(404, "not_found", f"no route for {url.path}")
         data = self._input(method, url.query, headers, body, match)
-        deadline = trio.current_time() + self.config.default_timeout / 1000
         with trio.move_on_at(deadline) as timer:
             result = await self._admitted(match.binding, data, deadline)
             return _response(result)
