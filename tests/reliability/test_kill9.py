@@ -20,6 +20,7 @@ from tests.reliability.support import (
     http_block,
     modules,
     queue_block,
+    record,
     start_engine_process,
     state_block,
     stop_served_engine,
@@ -95,6 +96,12 @@ async def test_a_worker_killed_mid_call_fails_its_callers_at_once(
         assert outcomes["http"].json()["error"]["code"] == "invocation_stopped"
         assert outcomes["worker_at"] - killed_at < PROMPT_SECONDS
         assert outcomes["http_at"] - killed_at < PROMPT_SECONDS
+        record(
+            "kill_worker",
+            worker=kind,
+            caller_error_after_ms=round((outcomes["worker_at"] - killed_at) * 1000, 1),
+            http_error_after_ms=round((outcomes["http_at"] - killed_at) * 1000, 1),
+        )
         # The engine no longer lists the function, and nothing is left in flight.
         functions = [row["function_id"] for row in await caller.list_functions()]
         assert function_id not in functions
@@ -161,6 +168,7 @@ async def test_engine_killed_and_restarted_keeps_state_and_jobs_and_every_sdk_co
             await first.process.wait()
 
             restarted = await start_engine_process(tmp_path, config, port=port)
+            up_at = trio.current_time()
             # Every SDK reconnects on its own and replays its registrations.
             assert (await call_until_it_answers(caller, "trio::echo"))["ping"] == "trio::echo"
             assert (await call_until_it_answers(caller, "p25::echo"))["ping"] == "p25::echo"
@@ -168,6 +176,7 @@ async def test_engine_killed_and_restarted_keeps_state_and_jobs_and_every_sdk_co
             # ... and can call out again.
             assert (await official_call_until_it_answers(p25, "trio::echo"))["from"] == "P25"
             assert (await official_call_until_it_answers(n22, "trio::echo"))["from"] == "N22"
+            all_back_after = trio.current_time() - up_at
 
             values = await caller.trigger("state::list", {"scope": "s"})
             assert sorted(values) == list(range(STATE_KEYS))
@@ -176,6 +185,13 @@ async def test_engine_killed_and_restarted_keeps_state_and_jobs_and_every_sdk_co
                 while len(handled) < BACKLOG_JOBS:
                     await trio.sleep(0.05)
             assert handled == set(range(BACKLOG_JOBS))
+            record(
+                "kill_engine",
+                state_keys_kept=len(values),
+                backlog_jobs_kept=len(handled),
+                sdks_back=["trio", "P25", "N22"],
+                seconds_until_every_sdk_answers=round(all_back_after, 2),
+            )
     finally:
         await stop_served_engine(first)
         if restarted is not None:
