@@ -154,9 +154,7 @@ async def test_slow_requests_on_the_http_port_are_cut_at_their_deadline(
     )
 
 
-async def test_a_trickled_body_gets_408_in_the_error_envelope(
-    start_engine: StartEngine, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_trickled_body_gets_408_in_the_error_envelope(start_engine: StartEngine) -> None:
     engine = await start_engine(modules=(http_entry(),))
     module: Any = engine.modules["rest_api"]
     async with await trio.open_tcp_stream("127.0.0.1", module.port) as stream:
