@@ -4,7 +4,7 @@ on file_based storage. Nothing is lost and nobody waits for a timeout."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -198,3 +198,46 @@ async def test_engine_killed_and_restarted_keeps_state_and_jobs_and_every_sdk_co
             await stop_served_engine(restarted)
     assert restarted is not None
     assert "Traceback" not in restarted.log_text(), restarted.describe()
+
+
+OLDER_SDKS = ["P4", "P11", "N3", "N11"]
+
+
+async def test_older_official_sdks_come_back_after_the_engine_is_killed(tmp_path: Path) -> None:
+    """P25 and N22 are in the test above; the older official versions must come back too."""
+    first = await start_engine_process(tmp_path)
+    caller = III(first.url, worker_name="caller", reconnect_initial=0.05, reconnect_max=0.3)
+
+    @caller.function(id="trio::echo")
+    async def echo(data: Any) -> Any:
+        return data
+
+    restarted = None
+    back_after: dict[str, float] = {}
+    try:
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(caller.connect())
+            workers = [
+                await stack.enter_async_context(
+                    sdk_worker(label, first.url, label.lower(), tmp_path)
+                )
+                for label in OLDER_SDKS
+            ]
+            first.process.kill()
+            await first.process.wait()
+            restarted = await start_engine_process(tmp_path, port=first.port)
+            up_at = trio.current_time()
+            for worker in workers:
+                function_id = f"{worker.name}::echo"
+                assert (await call_until_it_answers(caller, function_id))["ping"] == function_id
+                assert (await official_call_until_it_answers(worker, "trio::echo"))[
+                    "from"
+                ] == worker.label
+                back_after[worker.label] = round(trio.current_time() - up_at, 2)
+    finally:
+        await stop_served_engine(first)
+        if restarted is not None:
+            await stop_served_engine(restarted)
+    assert restarted is not None
+    assert "Traceback" not in restarted.log_text(), restarted.describe()
+    record("kill_engine_older_sdks", seconds_until_answering=back_after)
