@@ -3,7 +3,7 @@ PY      := .venv/bin/python
 STAMP   := .venv/.installed
 PYSRC   := actors runtime sdk iii_trio
 
-.PHONY: setup serve test lint typecheck sdks services examples-deps compat bench bench-deps clean
+.PHONY: setup serve test soak lint typecheck sdks services examples-deps compat bench bench-deps clean
 
 setup: $(STAMP) .typecheck/iii_trio
 
@@ -48,6 +48,15 @@ typecheck: setup
 
 test: setup sdks services examples-deps lint typecheck
 	.venv/bin/pytest
+
+# The reliability suite's long run (docs/reliability.md): the soak for an hour and the fuzzers
+# with 20 times their examples. Both knobs can be set: make soak RELIABILITY_SOAK_SECONDS=600
+RELIABILITY_SOAK_SECONDS ?= 3600
+RELIABILITY_FUZZ_EXAMPLES ?= 20
+soak: setup sdks services
+	RELIABILITY_SOAK_SECONDS=$(RELIABILITY_SOAK_SECONDS) \
+	RELIABILITY_FUZZ_EXAMPLES=$(RELIABILITY_FUZZ_EXAMPLES) \
+		.venv/bin/pytest tests/reliability -p no:cacheprovider -q
 
 # docs/compatibility.md from the conformance results (never written by hand).
 compat: setup sdks

@@ -187,6 +187,9 @@ def parse_config(
         raise _yaml_error(source, exc) from None
     except yaml.YAMLError as exc:
         raise ConfigError(source, "", f"invalid YAML: {exc}") from None
+    except RecursionError:
+        # PyYAML parses nesting recursively: thousands of '[' would end in a traceback.
+        raise ConfigError(source, "", "invalid YAML: nested too deeply") from None
     if data is None:
         data = {}
     if not isinstance(data, Mapping):

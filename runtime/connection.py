@@ -55,6 +55,7 @@ class WorkerConnection(Actor):
         *,
         peer_port: int = 0,
         outbox_capacity: int,
+        outbox_bytes: int,
     ) -> None:
         # The port tells connections from one host apart in the actor tree.
         name = f"worker {peer}:{peer_port}" if peer_port else f"worker {peer}"
@@ -67,6 +68,12 @@ class WorkerConnection(Actor):
         self.connected_at_ms = int(time.time() * 1000)
         assert self.mailbox is not None
         self.outbox: Mailbox[bytes] = self.mailbox
+        # The outbox is bounded in bytes too: frames can be up to max_message_size, so 1024
+        # of them could hold gigabytes for a worker that stopped reading. One frame is
+        # always accepted into an empty outbox, whatever its size.
+        self.outbox_bytes = outbox_bytes
+        self.queued_bytes = 0
+        self._room = trio.Event()  # set (and replaced) when the writer takes frames
         self.slots = trio.Semaphore(engine.config.max_in_flight_per_worker)
         # Invocations routed to this worker: all of them (queued + running) and the running
         # ones by id, where its results are matched.
@@ -121,12 +128,20 @@ class WorkerConnection(Actor):
                 return True
             frame = frame[sent:]  # the rest goes first in the (empty) outbox
         self._writer_idle = False
-        return self.outbox.try_send(frame)
+        queued = self.queued_bytes
+        if queued and queued + len(frame) > self.outbox_bytes:
+            if self.outbox.closed:
+                raise MailboxClosed("the connection is closing")
+            return False
+        if not self.outbox.try_send(frame):
+            return False
+        self.queued_bytes = queued + len(frame)
+        return True
 
     async def deliver(self, frame: bytes) -> None:
-        """Send or queue one frame, waiting while the outbox is full."""
-        if not self.try_deliver(frame):
-            await self.outbox.send(frame)
+        """Send or queue one frame, waiting while the outbox is full (in frames or bytes)."""
+        while not self.try_deliver(frame):
+            await self._room.wait()
 
     async def send(self, message: protocol.Message) -> None:
         """Queue a frame for this worker, waiting while its outbox is full."""
@@ -159,6 +174,7 @@ class WorkerConnection(Actor):
         finally:
             with trio.CancelScope(shield=True):
                 self.outbox.close()
+                self._room.set()  # waiting senders retry and meet MailboxClosed
                 self.engine.disconnected(self)
                 await self._close_socket()
 
@@ -203,6 +219,10 @@ class WorkerConnection(Actor):
                     break
                 batch.append(item)
                 size += len(item)
+            self.queued_bytes -= size
+            if self._room.statistics().tasks_waiting:
+                self._room.set()
+                self._room = trio.Event()
             try:
                 await self.ws.send(first if len(batch) == 1 else b"".join(batch))
             except (trio.BrokenResourceError, trio.ClosedResourceError):

@@ -41,8 +41,10 @@ from iii_trio.runtime.triggers import Triggers
 
 log = logging.getLogger("iii_trio.engine")
 
-# Bounded outbox of each worker connection, in frames (spec §4.7).
+# Bounded outbox of each worker connection (spec §4.7): at most this many frames and this
+# many bytes queued (a single larger frame is still accepted into an empty outbox).
 DEFAULT_OUTBOX_CAPACITY = 1024
+DEFAULT_OUTBOX_BYTES = 8 * 1024 * 1024
 # How long after a change of the function set engine::functions-available fires; changes
 # within this window are coalesced (spec: within 5 s).
 FUNCTIONS_AVAILABLE_DELAY = 0.5
@@ -65,10 +67,15 @@ def current_engine() -> Engine:
 
 class Engine:
     def __init__(
-        self, config: EngineConfig, *, outbox_capacity: int = DEFAULT_OUTBOX_CAPACITY
+        self,
+        config: EngineConfig,
+        *,
+        outbox_capacity: int = DEFAULT_OUTBOX_CAPACITY,
+        outbox_bytes: int = DEFAULT_OUTBOX_BYTES,
     ) -> None:
         self.config = config
         self.outbox_capacity = outbox_capacity
+        self.outbox_bytes = outbox_bytes
         self.system = ActorSystem()
         self.registry = Registry()
         self.router = Router(self.registry, config.default_timeout)

@@ -91,6 +91,7 @@ class Listener(Actor):
                 peer,
                 peer_port=peer_port,
                 outbox_capacity=self.engine.outbox_capacity,
+                outbox_bytes=self.engine.outbox_bytes,
             )
             try:
                 await current_system().run_actor(conn, parent=current_actor_id())

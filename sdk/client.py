@@ -134,6 +134,7 @@ class III:
         self.reconnect_max = reconnect_max
         self.token = token if token is not None else os.environ.get("III_TOKEN") or None
         self.worker_id: str | None = None
+        self._reattach_token: str | None = None
         self._functions: dict[str, _Function] = {}
         self._triggers: dict[str, TriggerHandle] = {}
         self._trigger_types: dict[str, tuple[str, TriggerTypeHandler]] = {}
@@ -142,6 +143,7 @@ class III:
         self._thread_limit = trio.CapacityLimiter(sync_handler_threads)
         self._connected = trio.Event()
         self._outbox: trio.MemorySendChannel[bytes] | None = None
+        self._pong = trio.Event()
 
     # --- registration -----------------------------------------------------------------
 
@@ -305,6 +307,13 @@ class III:
         for function_id in self._functions:
             self._post(protocol.encode(protocol.UnregisterFunction(id=function_id)))
         with trio.move_on_after(self.shutdown_timeout):
+            if self._outbox is not None:
+                # The engine may have routed calls here before it read the withdrawal. Its
+                # pong comes after them on the socket: once it is in, every such call has
+                # arrived and its handler runs (or the connection ended meanwhile).
+                self._pong = trio.Event()
+                self._post(protocol.encode(protocol.Ping()))
+                await self._pong.wait()
             while self._running_handlers:
                 self._handlers_idle = trio.Event()
                 await self._handlers_idle.wait()
@@ -353,7 +362,7 @@ class III:
                     self._outbox = send
                     for frame in replay:
                         send.send_nowait(frame)
-                    nursery.start_soon(self._write_loop, ws, receive)
+                    nursery.start_soon(self._write_loop, ws, receive, nursery.cancel_scope)
                     self._connected.set()
                     if first:
                         task_status.started()
@@ -362,6 +371,7 @@ class III:
                     nursery.cancel_scope.cancel()
             finally:
                 self._outbox = None
+                self._pong.set()  # no pong will come on this connection
                 receive.close()  # senders still waiting on this connection fail over
                 self._connected = trio.Event()
                 for pending in list(self._pending.values()):
@@ -378,8 +388,14 @@ class III:
             delay = min(delay * 2, self.reconnect_max)
 
     def _replay_frames(self) -> list[bytes]:
-        # The order the official SDKs use: trigger types, functions, triggers, metadata.
-        frames = [self._trigger_type_frame(t, d) for t, (d, _) in self._trigger_types.items()]
+        # The order the official SDKs use: reattach, trigger types, functions, triggers,
+        # metadata. Reattach names the previous connection, so the engine retires it at
+        # once if it is still half-open (a network drop) instead of routing calls into it.
+        frames = []
+        if self.worker_id is not None and self._reattach_token is not None:
+            reattach = protocol.Reattach(self.worker_id, self._reattach_token)
+            frames.append(protocol.encode(reattach))
+        frames += [self._trigger_type_frame(t, d) for t, (d, _) in self._trigger_types.items()]
         frames += [self._register_frame(f) for f in self._functions.values()]
         frames += [self._trigger_frame(t) for t in self._triggers.values()]
         metadata = {
@@ -402,13 +418,21 @@ class III:
         return frames
 
     async def _write_loop(
-        self, ws: ClientWebSocket, frames: trio.MemoryReceiveChannel[bytes]
+        self,
+        ws: ClientWebSocket,
+        frames: trio.MemoryReceiveChannel[bytes],
+        connection: trio.CancelScope,
     ) -> None:
-        async for frame in frames:
-            if not frame:
-                self._flushed.set()
-                continue
-            await ws.send(frame.decode())
+        try:
+            async for frame in frames:
+                if not frame:
+                    self._flushed.set()
+                    continue
+                await ws.send(frame.decode())
+        except ConnectionClosed as closed:
+            # A reset seen while sending ends this connection only; the loop reconnects.
+            log.info("connection lost while sending (%s)", closed.code)
+            connection.cancel()
 
     async def _read_loop(self, ws: ClientWebSocket, nursery: trio.Nursery) -> None:
         while True:
@@ -434,8 +458,11 @@ class III:
                 nursery.start_soon(self._serve, message)
             elif isinstance(message, (protocol.RegisterTrigger, protocol.UnregisterTrigger)):
                 nursery.start_soon(self._binding_changed, message)
+            elif isinstance(message, protocol.Pong):
+                self._pong.set()
             elif isinstance(message, protocol.WorkerRegistered):
                 self.worker_id = message.worker_id
+                self._reattach_token = message.reattach_token
 
     async def _serve(self, call: protocol.InvokeFunction) -> None:
         assert call.invocation_id is not None

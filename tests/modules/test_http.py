@@ -9,6 +9,7 @@ from typing import Any
 
 import attrs
 import httpx
+import orjson
 import pytest
 import trio
 
@@ -294,6 +295,32 @@ async def test_a_slow_client_is_closed_at_the_header_deadline(engine: Engine) ->
             await slow.aclose()
     finally:
         rest_api.HEADER_DEADLINE_SECONDS = deadline
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET /x HTTP/1.1\r\n\r\n", 400),  # no Host
+        (b"GET /x HTTP/1.1\r\nHost: x\r\nbad header\r\n\r\n", 400),
+        (b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\r\n\r\n", 400),  # TLS hello
+        (b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: many\r\n\r\n", 400),
+    ],
+    ids=["no-host", "bad-header", "tls", "bad-length"],
+)
+async def test_a_malformed_request_gets_its_status_in_the_error_envelope(
+    engine: Engine, request_bytes: bytes, status: int
+) -> None:
+    module: Any = engine.modules["rest_api"]
+    async with await trio.open_tcp_stream("127.0.0.1", module.port) as stream:
+        await stream.send_all(request_bytes)
+        answer = b""
+        with trio.fail_after(5):
+            while chunk := await stream.receive_some(65536):
+                answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(f"HTTP/1.1 {status} ".encode()), answer
+    assert b"connection: close" in head.lower()
+    assert orjson.loads(body)["error"]["code"] == "bad_request"
 
 
 async def test_the_shipped_config_yaml_block_serves(start_engine: StartEngine) -> None:

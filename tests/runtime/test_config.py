@@ -649,3 +649,8 @@ def test_otel_stdout_exporter_warns() -> None:
         "config.yaml: modules[0].config.exporter: 'stdout' is accepted and behaves as 'memory' "
         "with console output",
     )
+
+
+def test_nesting_too_deep_for_the_yaml_parser_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="invalid YAML: nested too deeply"):
+        parse_config("modules:\n  - " + "[" * 5000 + "]" * 5000 + "\n")

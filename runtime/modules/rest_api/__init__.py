@@ -1,6 +1,8 @@
 """RestApiModule (``modules::api::RestApiModule``, ``iii-http``; spec/modules.md §3, D5, D6).
 
 HTTP/1.1 on h11 (one task per connection, keep-alive, a header-read deadline, TCP_NODELAY).
+The request's ``default_timeout`` starts once its head is in, so a body that trickles in
+counts against it too (408 when it is not complete in time).
 Each request is matched in the route table, admitted (at most ``concurrency_request_limit``
 execute, as many more wait in FIFO order, beyond that 503), then its condition and function
 are called through the router, so the request is a live invocation whose deadline is what is
@@ -17,6 +19,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import h11
+import orjson
 import trio
 
 from iii_trio.runtime.config_modules import CorsConfig, RestApiConfig
@@ -158,11 +161,25 @@ class RestApiModule(EngineModule):
                 if not conn.reusable:
                     break
                 conn.h11.start_next_cycle()
+        except h11.RemoteProtocolError as exc:
+            await self._refuse(conn, exc)
         except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError):
             pass
         finally:
             self._connections.discard(conn)
             await stream.aclose()
+
+    async def _refuse(self, conn: HttpConnection, exc: h11.RemoteProtocolError) -> None:
+        """A request h11 cannot parse gets its status hint (400, 431, 505...) in the error
+        envelope, then the connection closes; nothing was routed."""
+        if conn.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return  # a response is already under way: closing is all that is left
+        envelope = {"error": {"code": "bad_request", "message": f"malformed request: {exc}"}}
+        headers = [*self.cors.response_headers(None), ("content-type", "application/json")]
+        try:  # their side is in ERROR, so the answer says connection: close
+            await conn.send_full(exc.error_status_hint, headers, orjson.dumps(envelope))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError):
+            pass
 
     async def _exchange(self, conn: HttpConnection, head: h11.Request) -> None:
         self._in_flight += 1

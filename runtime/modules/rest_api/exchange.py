@@ -179,14 +179,19 @@ class Exchange:
         deadline = trio.current_time() + config.default_timeout / 1000
         json_body = "application/json" in self.headers.get("content-type", "")
         # One deadline up to the decision; a streamed response lifts it (see _stream).
+        body_read = not json_body
         with trio.move_on_at(deadline) as self.deadline:
             body = await self.conn.read_body(config.body_limit) if json_body else None
+            body_read = True
             data = request_input(self.method, url.query, self.headers, body, match)
             await self.module.admit()
             try:
                 await self._exchange(match.binding, data, stream_body=not json_body)
             finally:
                 self.module.release()
+        if not body_read:  # a slow sender, not a slow function
+            message = f"the body did not arrive within {config.default_timeout} ms"
+            raise HttpError(408, "request_timeout", message)
         if self.outcome is None and not self.client_gone:
             raise HttpError(504, "timeout", f"no answer within {config.default_timeout} ms")
 
