@@ -36,6 +36,17 @@ def state_block(path: Path) -> str:
 """
 
 
+def stream_block(path: Path) -> str:
+    return f"""  - class: modules::stream::StreamModule
+    config:
+      port: 0
+      host: 127.0.0.1
+      adapter:
+        class: modules::stream::adapters::KvStore
+        config: {{store_method: file_based, file_path: "{path}"}}
+"""
+
+
 def queue_block(path: Path, **settings: object) -> str:
     extra = "".join(f", {key}: {value}" for key, value in settings.items())
     return f"""  - class: modules::queue::QueueModule

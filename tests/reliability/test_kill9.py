@@ -24,6 +24,7 @@ from tests.reliability.support import (
     start_engine_process,
     state_block,
     stop_served_engine,
+    stream_block,
     trio_fleet,
 )
 
@@ -131,11 +132,13 @@ async def official_call_until_it_answers(worker: SdkWorker, function_id: str) ->
             await trio.sleep(0.2)
 
 
-async def test_engine_killed_and_restarted_keeps_state_and_jobs_and_every_sdk_comes_back(
+async def test_engine_killed_and_restarted_keeps_its_stores_and_every_sdk_comes_back(
     tmp_path: Path,
 ) -> None:
+    """State keys, stream items and a queue backlog, all file_based, survive the kill."""
     config = modules(
         state_block(tmp_path / "state"),
+        stream_block(tmp_path / "streams.db"),
         queue_block(tmp_path / "queue.db", backoff_ms=100),
     )
     (tmp_path / "state").mkdir()
@@ -161,6 +164,8 @@ async def test_engine_killed_and_restarted_keeps_state_and_jobs_and_every_sdk_co
         ):
             for n in range(STATE_KEYS):
                 await caller.trigger("state::set", {"scope": "s", "key": f"k{n:03}", "value": n})
+                item = {"stream_name": "chat", "group_id": "room", "item_id": f"m{n:03}"}
+                await caller.trigger("stream::set", {**item, "data": n})
             # A backlog: jobs enqueued while nothing subscribes to the topic.
             for n in range(BACKLOG_JOBS):
                 await caller.trigger("enqueue", {"topic": "later", "data": {"n": n}})
@@ -180,6 +185,10 @@ async def test_engine_killed_and_restarted_keeps_state_and_jobs_and_every_sdk_co
 
             values = await caller.trigger("state::list", {"scope": "s"})
             assert sorted(values) == list(range(STATE_KEYS))
+            items = await caller.trigger(
+                "stream::list", {"stream_name": "chat", "group_id": "room"}
+            )
+            assert sorted(items) == list(range(STATE_KEYS))
             caller.register_trigger("queue", "jobs::handle", {"topic": "later"})
             with trio.fail_after(30):
                 while len(handled) < BACKLOG_JOBS:
@@ -188,6 +197,7 @@ async def test_engine_killed_and_restarted_keeps_state_and_jobs_and_every_sdk_co
             record(
                 "kill_engine",
                 state_keys_kept=len(values),
+                stream_items_kept=len(items),
                 backlog_jobs_kept=len(handled),
                 sdks_back=["trio", "P25", "N22"],
                 seconds_until_every_sdk_answers=round(all_back_after, 2),
