@@ -1,5 +1,6 @@
 """HTTP through the RestApiModule: to a trio-SDK worker, next to the same server answering
-without the worker hop, with 1 and with 1,000 registered routes.
+without the worker hop, with 1 and with 1,000 registered routes; and hypercorn's trio worker
+serving a bare ASGI app (roles_hypercorn.py), the server the module's h11 one was chosen over.
 
     .venv/bin/python bench/http.py [--quick] [--json PATH]
 
@@ -26,7 +27,7 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure import cpu_seconds
 from modules import engine
-from run import ROOT
+from run import ROOT, free_port
 
 from iii_trio.sdk import III
 
@@ -102,8 +103,6 @@ async def measure_level(port: int, pid: int, path: str, calls: int, flight: int)
 
 
 async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from run import free_port
-
     rows = []
     with tempfile.TemporaryDirectory(prefix="iii-bench-http-") as tmpdir:
         port = free_port()
@@ -138,6 +137,23 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
                             calls = args.calls if flight > 1 else args.calls // 2
                             row = await measure_level(port, pid, path, calls, flight)
                             rows.append({"routes": routes, "path": label, **row})
+    rows += await hypercorn_rows(args)
+    return rows
+
+
+async def hypercorn_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from run import running, wait_listening
+
+    port = free_port()
+    python = ROOT / ".deps" / "bench-hypercorn" / "bin" / "python"
+    argv = [str(python), "-P", str(Path(__file__).with_name("roles_hypercorn.py")), str(port)]
+    rows = []
+    with running(argv) as server:
+        wait_listening(port, server)
+        for flight in args.in_flight:
+            calls = args.calls if flight > 1 else args.calls // 2
+            row = await measure_level(port, server.pid, "/direct", calls, flight)
+            rows.append({"routes": 1, "path": "hypercorn, bare ASGI app", **row})
     return rows
 
 
