@@ -164,15 +164,16 @@ class Invocation(Actor):
     async def run(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         try:
-            with trio.move_on_at(self.deadline):
-                with trio.CancelScope() as self._wait_scope:
-                    if self.outcome is None:
-                        if self.local is not None:
-                            await self._run_local(self.local)
-                        elif self.target is not None:
-                            await self._run_remote(self.target)
-                        else:
-                            raise AssertionError("an invocation needs a target")
+            # One scope for both ends of the wait: the deadline, or settle() cancelling it.
+            # Without an outcome once it is left, the deadline ended it.
+            with trio.CancelScope(deadline=self.deadline) as self._wait_scope:
+                if self.outcome is None:
+                    if self.local is not None:
+                        await self._run_local(self.local)
+                    elif self.target is not None:
+                        await self._run_remote(self.target)
+                    else:
+                        raise AssertionError("an invocation needs a target")
             if self.outcome is None:
                 self.outcome = Outcome(
                     error=protocol.ErrorBody(
