@@ -16,6 +16,7 @@ fails every waiting command with :class:`RedisConnectionError`.
 from __future__ import annotations
 
 import collections
+import hashlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -229,6 +230,26 @@ class Redis:
             self._fail(RedisConnectionError(f"{self.url}: {exc}"))
         finally:
             self._fail(RedisConnectionError(f"{self.url}: connection closed"))
+
+
+class Script:
+    """A Lua script run atomically by the server: ``await script.run(redis, keys, args)``.
+
+    Sent by its SHA-1 (``EVALSHA``); a server that has not seen it yet (``NOSCRIPT``: just
+    started, or ``SCRIPT FLUSH``) gets the source once with ``EVAL``, which also caches it.
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    async def run(self, redis: Redis, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
+        try:
+            return await redis.execute("EVALSHA", self.sha, len(keys), *keys, *args)
+        except RedisError as exc:
+            if isinstance(exc, RedisConnectionError) or not str(exc).startswith("NOSCRIPT"):
+                raise
+        return await redis.execute("EVAL", self.source, len(keys), *keys, *args)
 
 
 async def _connect(url: str) -> trio.SocketStream:

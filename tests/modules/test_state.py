@@ -230,3 +230,46 @@ async def test_result_shapes_through_an_official_sdk(
         bad = await sdk.call("state::set", {"key": "k"})
         assert not bad["ok"]
         assert bad["error"]["code"] == "deserialization_error"
+
+
+async def test_two_engines_on_one_redis_never_lose_an_increment(
+    start_engine: StartEngine, tmp_path: Path
+) -> None:
+    """Each engine applies updates itself; the compare-and-set write makes an update that
+    raced with the other engine's read again instead of overwriting it."""
+    async with redis_server(tmp_path) as url:
+        engines = [await start_engine(modules=(state_entry("redis", tmp_path, url),)) for _ in "ab"]
+
+        async def worker(engine: Engine, n: int) -> None:
+            async with III(worker_url(engine), worker_name=f"w{n}").connect() as client:
+                op = {"type": "increment", "path": "count", "by": 1}
+                for _ in range(50):
+                    await client.trigger("state::update", {"scope": "c", "key": "k", "ops": [op]})
+
+        with trio.fail_after(120):
+            async with trio.open_nursery() as nursery:
+                for n in range(32):
+                    nursery.start_soon(worker, engines[n % 2], n)
+        async with III(worker_url(engines[1]), worker_name="reader").connect() as client:
+            assert await client.trigger("state::get", {"scope": "c", "key": "k"}) == {"count": 1600}
+
+
+async def test_a_lost_redis_answers_the_operations_error_code(
+    start_engine: StartEngine, tmp_path: Path
+) -> None:
+    async with redis_server(tmp_path) as url:
+        engine = await start_engine(modules=(state_entry("redis", tmp_path, url),))
+        async with III(worker_url(engine)).connect() as client:
+            await client.trigger("state::set", {"scope": "s", "key": "k", "value": 1})
+    # The redis-server has stopped; the engine runs on and answers every call with an error.
+    async with III(worker_url(engine)).connect() as caller:
+        for function_id, data, code in (
+            ("state::set", {"scope": "s", "key": "k", "value": 2}, "SET_ERROR"),
+            ("state::get", {"scope": "s", "key": "k"}, "GET_ERROR"),
+            ("state::update", {"scope": "s", "key": "k", "ops": []}, "UPDATE_ERROR"),
+            ("state::list_groups", {}, "LIST_GROUPS_ERROR"),
+        ):
+            with pytest.raises(InvocationError) as info:
+                await caller.trigger(function_id, data)
+            assert info.value.code == code
+            assert info.value.message.startswith(f"Failed to {code[:-6].lower()}: ")

@@ -12,6 +12,7 @@ from iii_trio.runtime.redis import (
     RedisConnectionError,
     RedisError,
     ReplyParser,
+    Script,
     encode_command,
     open_redis,
     open_subscription,
@@ -138,3 +139,15 @@ async def test_pubsub_delivers_published_messages(redis_url: str) -> None:
                 await redis.execute("PUBLISH", "news", "hello")
                 await trio.sleep(0.01)
         assert received[0] == ("news", b"hello")
+
+
+async def test_a_script_runs_by_its_sha_and_is_resent_after_a_flush(redis_url: str) -> None:
+    script = Script("return redis.call('INCRBY', KEYS[1], ARGV[1])")
+    async with open_redis(redis_url) as redis:
+        assert await script.run(redis, ["n"], [2]) == 2  # unknown to the server: sent whole
+        assert await redis.execute("SCRIPT", "EXISTS", script.sha) == [1]
+        assert await script.run(redis, ["n"], [3]) == 5
+        assert await redis.execute("SCRIPT", "FLUSH") == "OK"
+        assert await script.run(redis, ["n"], [1]) == 6
+        with pytest.raises(RedisError, match="ERR"):
+            await Script("return redis.call('NOPE')").run(redis, [], [])

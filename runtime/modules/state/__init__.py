@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -20,7 +21,13 @@ from iii_trio.runtime.errors import InvocationError, TriggerConfigError, deseria
 from iii_trio.runtime.invocation import CallContext, LocalHandler
 from iii_trio.runtime.modules.base import EngineModule
 from iii_trio.runtime.modules.state.ops import apply_ops, parse_ops
-from iii_trio.runtime.modules.state.stores import KvStore, MemoryStore, RedisStore, SqliteStore
+from iii_trio.runtime.modules.state.stores import (
+    STORE_ERRORS,
+    KvStore,
+    MemoryStore,
+    RedisStore,
+    SqliteStore,
+)
 from iii_trio.runtime.redis import open_redis
 
 if TYPE_CHECKING:
@@ -174,24 +181,37 @@ class StateModule(EngineModule):
             raise InvocationError(f"{operation.upper()}_ERROR", f"Failed to {operation}: not open")
         return self.store
 
+    @contextlib.contextmanager
+    def _store_errors(self, operation: str) -> Iterator[None]:
+        """A store that fails (Redis gone, disk full) answers the spec's ``<OP>_ERROR``."""
+        try:
+            yield
+        except STORE_ERRORS as exc:
+            raise InvocationError(
+                f"{operation.upper()}_ERROR", f"Failed to {operation}: {exc}"
+            ) from None
+
     async def set(self, data: Any, ctx: CallContext) -> Any:
         scope, key = _field("state::set", data, "scope"), _field("state::set", data, "key")
         if "value" not in data and "data" not in data:  # `data` is an accepted alias
             raise deserialization_error("state::set", "missing field `value`")
         value = data["value"] if "value" in data else data["data"]
         store = self._open_store("set")
-        old = await store.set(scope, key, value)
+        with self._store_errors("set"):
+            old = await store.set(scope, key, value)
         self._emit("state:created" if old is None else "state:updated", scope, key, old, value)
         return {"old_value": old, "new_value": value}
 
     async def get(self, data: Any, ctx: CallContext) -> Any:
         scope, key = _field("state::get", data, "scope"), _field("state::get", data, "key")
-        _, value = await self._open_store("get").get(scope, key)
+        with self._store_errors("get"):
+            _, value = await self._open_store("get").get(scope, key)
         return value  # None: the result has no value (spec: "no result when missing")
 
     async def delete(self, data: Any, ctx: CallContext) -> Any:
         scope, key = _field("state::delete", data, "scope"), _field("state::delete", data, "key")
-        _, old = await self._open_store("delete").delete(scope, key)
+        with self._store_errors("delete"):
+            _, old = await self._open_store("delete").delete(scope, key)
         self._emit("state:deleted", scope, key, old, None)  # also when nothing was there
         return old
 
@@ -200,16 +220,19 @@ class StateModule(EngineModule):
         raw_ops = data.get("ops", data.get("operations"))  # `operations` is an alias
         ops = parse_ops("state::update", raw_ops)
         store = self._open_store("update")
-        old, new = await store.update(scope, key, lambda current: apply_ops(current, ops))
+        with self._store_errors("update"):
+            old, new = await store.update(scope, key, lambda current: apply_ops(current, ops))
         self._emit("state:created" if old is None else "state:updated", scope, key, old, new)
         return {"old_value": old, "new_value": new}
 
     async def list_values(self, data: Any, ctx: CallContext) -> Any:
         scope = _field("state::list", data, "scope")
-        return await self._open_store("list").values(scope)
+        with self._store_errors("list"):
+            return await self._open_store("list").values(scope)
 
     async def list_groups(self, data: Any, ctx: CallContext) -> Any:
-        return {"groups": await self._open_store("list_groups").scopes()}
+        with self._store_errors("list_groups"):
+            return {"groups": await self._open_store("list_groups").scopes()}
 
     # --- the state trigger -------------------------------------------------------------------
 

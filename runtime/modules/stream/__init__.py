@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sqlite3
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -32,7 +31,13 @@ from iii_trio.runtime.errors import InvocationError, deserialization_error
 from iii_trio.runtime.invocation import CallContext, LocalHandler
 from iii_trio.runtime.modules.base import EngineModule
 from iii_trio.runtime.modules.state.ops import apply_ops, parse_ops
-from iii_trio.runtime.modules.state.stores import KvStore, MemoryStore, RedisStore, SqliteStore
+from iii_trio.runtime.modules.state.stores import (
+    STORE_ERRORS,
+    KvStore,
+    MemoryStore,
+    RedisStore,
+    SqliteStore,
+)
 from iii_trio.runtime.modules.stream.clients import ClientServer
 from iii_trio.runtime.modules.stream.items import Counts, StreamItems
 from iii_trio.runtime.modules.stream.messages import (
@@ -76,8 +81,6 @@ REDIS_RETRY_SECONDS = 1.0
 AUTH_TIMEOUT_MS = 5000
 # Item counts for introspection are recounted at most this often while items change.
 COUNTS_REFRESH_SECONDS = 1.0
-
-STORE_ERRORS = (sqlite3.Error, RedisError, OSError)
 
 
 def create(engine: Engine, entry: ModuleEntry) -> StreamModule:
