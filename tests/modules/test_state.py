@@ -12,6 +12,7 @@ import trio
 
 from iii_trio.runtime.config import KvStoreConfig, ModuleEntry, RedisAdapterConfig, StateConfig
 from iii_trio.runtime.engine import Engine
+from iii_trio.runtime.modules import state as state_module
 from iii_trio.sdk import III, InvocationError
 from tests.conformance.harness import sdk_worker
 from tests.conftest import StartEngine, worker_url
@@ -119,6 +120,26 @@ async def test_concurrent_increments_from_64_workers_are_never_lost(engine: Engi
                 nursery.start_soon(worker, n)
     async with III(worker_url(engine), worker_name="reader").connect() as client:
         assert await client.trigger("state::get", {"scope": "c", "key": "k"}) == {"count": 6400}
+
+
+async def test_introspection_counts_scopes_and_keys(
+    engine: Engine, iii: III, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Memory counts at once; SQLite and Redis are recounted in the background after writes
+    (within COUNTS_REFRESH_SECONDS, set to 0 here so the test waits only for the recount)."""
+    monkeypatch.setattr(state_module, "COUNTS_REFRESH_SECONDS", 0)
+    for scope, key in (("a", "1"), ("a", "2"), ("b", "1")):
+        await iii.trigger("state::set", {"scope": scope, "key": key, "value": 0})
+    await iii.trigger("state::delete", {"scope": "b", "key": "1"})
+
+    async def counts() -> tuple[int, int]:
+        rows = (await iii.trigger("engine::modules::list", {}))["modules"]
+        [status] = [row["status"] for row in rows if row["name"] == "state"]
+        return status["scopes"], status["keys"]
+
+    with trio.fail_after(10):
+        while await counts() != (1, 2):
+            await trio.sleep(0.01)
 
 
 async def test_the_state_trigger_fires_after_each_write(engine: Engine, iii: III) -> None:

@@ -89,6 +89,15 @@ async def held(engine: Engine, nursery: trio.Nursery) -> AsyncIterator[Held]:
             await holder.answered.wait()
 
 
+def seconds_in(cell: str) -> float:
+    """A duration cell of the table ("523ms", "4.5s") in seconds."""
+    text = cell.strip()
+    if text.endswith("ms"):
+        return float(text[:-2]) / 1000
+    assert text.endswith("s"), text
+    return float(text[:-1])
+
+
 async def test_invocations_show_each_live_call_until_it_is_done(engine: Engine, held: Held) -> None:
     rows = (await cli_json(engine, "invocations"))["invocations"]
     [row] = [r for r in rows if r["function_id"] == "slow::hold"]
@@ -104,11 +113,13 @@ async def test_invocations_show_each_live_call_until_it_is_done(engine: Engine, 
     assert f"caller ({held.caller.worker_id[:8]})" in line
     assert f"slow ({held.target.worker_id[:8]})" in line
     assert "running" in line
-    age, left = (float(cell.strip().rstrip("s")) for cell in line.split("│")[5:7])
+    age, left = (seconds_in(cell) for cell in line.split("│")[5:7])
     assert abs(age + left - DEADLINE_MS / 1000) <= 0.2  # age and time left share one deadline
 
     filtered = await cli_json(engine, "invocations", "--function", "other::fn")
     assert filtered["invocations"] == []
+    by_function = await cli_json(engine, "invocations", "--function", "slow::hold")
+    assert [r["id"] for r in by_function["invocations"]] == [row["id"]]
     by_worker = await cli_json(engine, "invocations", "--worker", held.target.worker_id[:8])
     assert [r["id"] for r in by_worker["invocations"]] == [row["id"]]
 

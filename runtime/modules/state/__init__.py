@@ -41,6 +41,9 @@ log = logging.getLogger("iii_trio.state")
 EVENT_QUEUE_CAPACITY = 1024
 # Events being delivered at once (each calls its matching bindings one after another).
 DELIVERIES_IN_FLIGHT = 64
+# Stores that cannot count their keys for a sync snapshot (SQLite, Redis) are recounted in
+# the background, at most this often while writes happen.
+COUNTS_REFRESH_SECONDS = 1.0
 
 
 SUPPORTED_ADAPTERS = (KvStoreConfig, RedisAdapterConfig)
@@ -128,6 +131,8 @@ class StateModule(EngineModule):
             EVENT_QUEUE_CAPACITY
         )
         self.dropped_events = 0
+        self.counted: dict[str, int] = {}  # the last background count (SQLite, Redis)
+        self._written = trio.Event()
 
     def functions(self) -> dict[str, tuple[LocalHandler, str]]:
         return {
@@ -143,11 +148,11 @@ class StateModule(EngineModule):
         return [self.trigger]
 
     def introspect(self) -> dict[str, Any]:
-        counts = self.store.counts() if self.store is not None else {}
+        counts = self.store.counts() if self.store is not None else None
         adapter = self.adapter
         return {
             "adapter": adapter.store_method if isinstance(adapter, KvStoreConfig) else "redis",
-            **counts,
+            **(self.counted if counts is None else counts),
             "bindings": len(self.trigger.bindings),
             "events_waiting": self._events_out.statistics().current_buffer_used,
             "events_dropped": self.dropped_events,
@@ -162,8 +167,22 @@ class StateModule(EngineModule):
                     await store.aclose()
 
             stack.push_async_callback(close_store)
-            task_status.started()
-            await self._deliver_events()
+            async with trio.open_nursery() as nursery:
+                if store.counts() is None:
+                    nursery.start_soon(self._recount, store)
+                task_status.started()
+                await self._deliver_events()
+
+    async def _recount(self, store: KvStore) -> None:
+        while True:
+            try:
+                sizes = await store.scope_sizes()
+                self.counted = {"scopes": len(sizes), "keys": sum(sizes.values())}
+            except STORE_ERRORS as exc:
+                log.debug("state: counting keys failed: %s", exc)
+            await self._written.wait()
+            self._written = trio.Event()
+            await trio.sleep(COUNTS_REFRESH_SECONDS)
 
     async def _open(self, stack: contextlib.AsyncExitStack) -> KvStore:
         adapter = self.adapter
@@ -237,6 +256,7 @@ class StateModule(EngineModule):
     # --- the state trigger -------------------------------------------------------------------
 
     def _emit(self, event_type: str, scope: str, key: str, old: Any, new: Any) -> None:
+        self._written.set()
         if not self.trigger.bindings:
             return
         try:

@@ -45,7 +45,8 @@ class KvStore(Protocol):
     async def scope_sizes(self) -> dict[str, int]:
         """Number of keys of every non-empty scope."""
 
-    def counts(self) -> dict[str, int]: ...
+    def counts(self) -> dict[str, int] | None:
+        """Scopes and keys, if the store can count them without I/O; else None."""
 
     async def aclose(self) -> None: ...
 
@@ -213,8 +214,8 @@ class SqliteStore:
         sizes: dict[str, int] = await self._run(operation)
         return sizes
 
-    def counts(self) -> dict[str, int]:
-        return {}  # counting means a query on the writer thread: not for a sync snapshot
+    def counts(self) -> None:
+        return None  # counting means a query on the writer thread: not for a sync snapshot
 
     async def aclose(self) -> None:
         await trio.to_thread.run_sync(self._db.close, limiter=self._writer)
@@ -325,8 +326,8 @@ class RedisStore:
         sizes = await self._redis.execute_many([["HLEN", self._hash(s)] for s in scopes])
         return {scope: size for scope, size in zip(scopes, sizes, strict=True) if size}
 
-    def counts(self) -> dict[str, int]:
-        return {}
+    def counts(self) -> None:
+        return None  # counting means round trips to Redis
 
     async def aclose(self) -> None:
         pass  # the connection belongs to the module, which closes it
