@@ -107,6 +107,19 @@ async def test_bad_input_is_refused_and_changes_nothing(
     assert await iii.trigger("state::list_groups", {}) == {"groups": ["s"]}
 
 
+async def test_ops_that_need_an_object_leave_a_non_object_value_as_it_is(iii: III) -> None:
+    await iii.trigger("state::set", {"scope": "s", "key": "n", "value": 5})
+    ops = [
+        {"type": "set", "path": "a", "value": 1},
+        {"type": "increment", "path": "a", "by": 1},
+        {"type": "remove", "path": "a"},
+        {"type": "merge", "path": "", "value": {"b": 2}},
+    ]
+    result = await iii.trigger("state::update", {"scope": "s", "key": "n", "ops": ops})
+    assert result == {"old_value": 5, "new_value": 5}
+    assert await iii.trigger("state::get", {"scope": "s", "key": "n"}) == 5
+
+
 async def test_concurrent_increments_from_64_workers_are_never_lost(engine: Engine) -> None:
     async def worker(n: int) -> None:
         async with III(worker_url(engine), worker_name=f"w{n}").connect() as client:

@@ -28,8 +28,8 @@ CLI = str(Path(sys.executable).with_name("iii-trio"))
 DEADLINE_MS = 60_000
 
 
-async def cli(*args: str) -> subprocess.CompletedProcess[bytes]:
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+async def cli(*args: str, **env_vars: str) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", **env_vars}
     with trio.fail_after(30):
         return await trio.run_process(
             [CLI, *args], capture_stdout=True, capture_stderr=True, check=False, env=env
@@ -194,6 +194,17 @@ async def test_functions_workers_triggers_and_call(engine: Engine, held: Held) -
     assert {"slow", "caller"} <= {w["name"] for w in workers}
     assert held.target.worker_id in await cli_text(engine, "workers")
     assert (await cli_json(engine, "triggers"))["triggers"] == []
+    handle = held.target.register_trigger("engine::functions-available", "slow::hold")
+    with trio.fail_after(10):
+        while not (await held.caller.trigger("engine::triggers::list", {}))["triggers"]:
+            pass  # each round trip lets the registration frame arrive
+    [binding] = (await cli_json(engine, "triggers"))["triggers"]
+    assert (binding["id"], binding["function_id"]) == (handle.id, "slow::hold")
+    assert binding["trigger_type"] == "engine::functions-available"
+    table = (await cli_text(engine, "triggers")).splitlines()
+    [line] = [line for line in table if handle.id[:8] in line]
+    assert "engine::functions-available" in line
+    assert "slow::hold" in line
 
     done = await cli("call", "engine::workers::list", "{}", "--engine", worker_url(engine))
     assert done.returncode == 0, done.stderr
@@ -220,6 +231,10 @@ async def test_unreachable_and_refusing_engines_are_one_line(start_engine: Start
     assert b"refused the connection (HTTP 401): pass --token or set III_TOKEN" in refused.stderr
     allowed = await cli("workers", "--engine", worker_url(guarded), "--token", "s3cret")
     assert allowed.returncode == 0, allowed.stderr
+    from_env = await cli("workers", "--json", III_URL=worker_url(guarded), III_TOKEN="s3cret")
+    assert from_env.returncode == 0, from_env.stderr
+    # The CLI's own connection registers nothing, so it is not listed.
+    assert orjson.loads(from_env.stdout)["workers"] == []
 
 
 async def test_top_renders_and_refreshes_in_a_terminal(engine: Engine, held: Held) -> None:
