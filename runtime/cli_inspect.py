@@ -253,11 +253,17 @@ async def cmd_modules(client: EngineClient, args: argparse.Namespace, console: C
     result = await client.call("engine::modules::list", {})
     if args.json:
         return print_json(result)
-    rows = [
-        [row["name"], orjson.dumps(row["status"], option=orjson.OPT_SORT_KEYS).decode()]
-        for row in result["modules"]
-    ]
-    console.print(simple_table("modules", ["module", "status"], rows))
+    # One row per counter, so a module with many counters grows down, not off the screen.
+    table = Table(title="modules", title_justify="left")
+    table.add_column("module")
+    table.add_column("counter")
+    table.add_column("value", overflow="fold")
+    for row in result["modules"]:
+        for n, (counter, value) in enumerate(sorted(row["status"].items())):
+            text = value if isinstance(value, str) else orjson.dumps(value).decode()
+            table.add_row(row["name"] if n == 0 else "", counter, text, end_section=False)
+        table.add_section()
+    console.print(table)
 
 
 async def cmd_call(client: EngineClient, args: argparse.Namespace, console: Console) -> None:

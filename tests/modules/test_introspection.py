@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from calendar import timegm
 from pathlib import Path
@@ -78,3 +79,14 @@ async def test_every_module_reports_its_counters(start_engine: StartEngine) -> N
     assert status["queue"]["streams"] == {"jobs -> t::fail": {"waiting": 0, "in_flight": 0}}
     assert status["pubsub"]["subscriptions"] == 1
     assert status["cron"]["jobs"] == {"c": "2026-01-02T00:00:00Z"}
+
+    shown = await trio.run_process(
+        [CLI, "modules", "--engine", worker_url(engine)],
+        capture_stdout=True,
+        env={**os.environ, "COLUMNS": "80", "NO_COLOR": "1"},
+    )
+    lines = [line.split("│")[1:4] for line in shown.stdout.decode().splitlines() if "│" in line]
+    cells = [[cell.strip() for cell in line] for line in lines]
+    assert ["queue", "backlog", '{"nobody":1}'] in cells  # one row per counter
+    assert ["", "dlq", '{"jobs":1}'] in cells
+    assert ["", "keys", "1"] in cells
