@@ -120,19 +120,26 @@ async def test_ops_that_need_an_object_leave_a_non_object_value_as_it_is(iii: II
     assert await iii.trigger("state::get", {"scope": "s", "key": "n"}) == 5
 
 
-async def test_concurrent_increments_from_64_workers_are_never_lost(engine: Engine) -> None:
-    async def worker(n: int) -> None:
+async def increment_concurrently(engines: list[Engine], workers: int, times: int) -> Any:
+    """``workers`` workers, spread over ``engines``, each incrementing one counter ``times``
+    times; the counter's value afterwards."""
+
+    async def worker(engine: Engine, n: int) -> None:
         async with III(worker_url(engine), worker_name=f"w{n}").connect() as client:
             op = {"type": "increment", "path": "count", "by": 1}
-            for _ in range(100):
+            for _ in range(times):
                 await client.trigger("state::update", {"scope": "c", "key": "k", "ops": [op]})
 
     with trio.fail_after(120):
         async with trio.open_nursery() as nursery:
-            for n in range(64):
-                nursery.start_soon(worker, n)
-    async with III(worker_url(engine), worker_name="reader").connect() as client:
-        assert await client.trigger("state::get", {"scope": "c", "key": "k"}) == {"count": 6400}
+            for n in range(workers):
+                nursery.start_soon(worker, engines[n % len(engines)], n)
+    async with III(worker_url(engines[-1]), worker_name="reader").connect() as client:
+        return await client.trigger("state::get", {"scope": "c", "key": "k"})
+
+
+async def test_concurrent_increments_from_64_workers_are_never_lost(engine: Engine) -> None:
+    assert await increment_concurrently([engine], workers=64, times=100) == {"count": 6400}
 
 
 async def test_introspection_counts_scopes_and_keys(
@@ -273,19 +280,7 @@ async def test_two_engines_on_one_redis_never_lose_an_increment(
     raced with the other engine's read again instead of overwriting it."""
     async with redis_server(tmp_path) as url:
         engines = [await start_engine(modules=(state_entry("redis", tmp_path, url),)) for _ in "ab"]
-
-        async def worker(engine: Engine, n: int) -> None:
-            async with III(worker_url(engine), worker_name=f"w{n}").connect() as client:
-                op = {"type": "increment", "path": "count", "by": 1}
-                for _ in range(50):
-                    await client.trigger("state::update", {"scope": "c", "key": "k", "ops": [op]})
-
-        with trio.fail_after(120):
-            async with trio.open_nursery() as nursery:
-                for n in range(32):
-                    nursery.start_soon(worker, engines[n % 2], n)
-        async with III(worker_url(engines[1]), worker_name="reader").connect() as client:
-            assert await client.trigger("state::get", {"scope": "c", "key": "k"}) == {"count": 1600}
+        assert await increment_concurrently(engines, workers=32, times=50) == {"count": 1600}
 
 
 async def test_a_lost_redis_answers_the_operations_error_code(
