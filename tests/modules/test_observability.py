@@ -15,7 +15,6 @@ import trio
 
 from iii_trio.runtime.config import (
     ModuleEntry,
-    OtelConfig,
     QueueConfig,
     RestApiConfig,
     StateConfig,
@@ -24,14 +23,9 @@ from iii_trio.runtime.engine import Engine
 from iii_trio.sdk import III
 from tests.conformance.harness import sdk_worker
 from tests.conftest import StartEngine, worker_url
+from tests.modules.otel_support import call, otel_entry
 from tests.support.raw_worker import raw_worker
 from tests.support.ws import open_ws
-
-
-def otel_entry(**config: Any) -> ModuleEntry:
-    settings = OtelConfig(**{"exporter": "memory", "logs_console_output": False, **config})
-    kind, declared = "observability", "modules::observability::OtelModule"
-    return ModuleEntry(kind, declared, "modules[2]", settings)
 
 
 def http_entry() -> ModuleEntry:
@@ -46,10 +40,6 @@ def queue_entry() -> ModuleEntry:
 def state_entry() -> ModuleEntry:
     config = StateConfig()  # KvStore in memory
     return ModuleEntry("state", "modules::state::StateModule", "modules[1]", config)
-
-
-async def call(engine: Engine, function_id: str, data: Any = None) -> Any:
-    return await engine.router.call(function_id, data or {}, caller_module="test")
 
 
 def http_base(engine: Engine) -> str:

@@ -23,12 +23,14 @@ from iii_trio.runtime.invocation import LocalHandler
 from iii_trio.runtime.modules.base import EngineModule
 from iii_trio.runtime.modules.observability import prometheus
 from iii_trio.runtime.modules.observability.export import OtlpExporter
+from iii_trio.runtime.modules.observability.log_trigger import LogTrigger
 from iii_trio.runtime.modules.observability.observer import SEVERITIES, EngineObserver, Settings
 from iii_trio.runtime.modules.observability.queries import Queries, now_ms
 
 if TYPE_CHECKING:
     from iii_trio.runtime.config import ModuleEntry
     from iii_trio.runtime.engine import Engine
+    from iii_trio.runtime.registry import EngineTriggerType
 
 log = logging.getLogger("iii_trio.otel")
 
@@ -47,6 +49,7 @@ class OtelModule(EngineModule):
         self.settings = Settings.from_config(config)
         self.observer = EngineObserver(engine, self.settings)
         self.queries = Queries(self.observer)
+        self.log_trigger = LogTrigger(engine)
 
     def functions(self) -> dict[str, tuple[LocalHandler, str]]:
         if not self.settings.enabled:
@@ -70,10 +73,14 @@ class OtelModule(EngineModule):
         )
         return functions
 
+    def trigger_types(self) -> list[EngineTriggerType]:
+        return [self.log_trigger] if self.settings.enabled else []
+
     def introspect(self) -> dict[str, Any]:
         observer = self.observer
         return {
             "enabled": self.settings.enabled,
+            "log_trigger": self.log_trigger.stats(),
             "logs": observer.logs.stats(),
             "spans": observer.spans.stats(),
             "metrics": observer.sdk_metrics.stats(),
@@ -90,14 +97,17 @@ class OtelModule(EngineModule):
         exporter = self._exporter()
         self.observer.exporter = exporter
         engine.observer = self.observer
+        self.observer.log_sink = self.log_trigger.offer
         engine.http_endpoints[METRICS_PATH] = self._prometheus
         try:
             async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.log_trigger.run)
                 if exporter is not None:
                     nursery.start_soon(exporter.run)
                 task_status.started()
                 await trio.sleep_forever()
         finally:
+            self.observer.log_sink = None
             if engine.observer is self.observer:
                 engine.observer = None
             if engine.http_endpoints.get(METRICS_PATH) == self._prometheus:

@@ -11,6 +11,7 @@ import fnmatch
 import logging
 import random
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -166,6 +167,8 @@ class EngineObserver:
         self.telemetry_frames = 0
         self.telemetry_rejected = 0
         self._log_sampler = random.Random()
+        # The ``log`` trigger's intake (log_trigger.py), set while the module runs.
+        self.log_sink: Callable[[dict[str, Any]], None] | None = None
 
     # --- spans ------------------------------------------------------------------------------
 
@@ -285,6 +288,8 @@ class EngineObserver:
             if console.isEnabledFor(level):
                 service = record.get("service_name") or settings.service_name
                 console.log(level, "[%s] %s", service, record["body"])
+        if self.log_sink is not None:
+            self.log_sink(record)
 
     def engine_log(self, severity: str, data: dict[str, Any]) -> dict[str, Any]:
         """A record for ``engine::log::<severity>`` (spec §9.3), stored and returned."""
