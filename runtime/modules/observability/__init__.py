@@ -22,6 +22,11 @@ from iii_trio.runtime.config_modules import OtelConfig
 from iii_trio.runtime.invocation import LocalHandler
 from iii_trio.runtime.modules.base import EngineModule
 from iii_trio.runtime.modules.observability import prometheus
+from iii_trio.runtime.modules.observability.alerts import (
+    EVALUATION_INTERVAL_S,
+    AlertManager,
+    Windows,
+)
 from iii_trio.runtime.modules.observability.export import OtlpExporter
 from iii_trio.runtime.modules.observability.log_trigger import LogTrigger
 from iii_trio.runtime.modules.observability.observer import SEVERITIES, EngineObserver, Settings
@@ -48,7 +53,8 @@ class OtelModule(EngineModule):
         self.config = config
         self.settings = Settings.from_config(config)
         self.observer = EngineObserver(engine, self.settings)
-        self.queries = Queries(self.observer)
+        self.alerts = AlertManager(self.observer, config.alerts)
+        self.queries = Queries(self.observer, self.alerts)
         self.log_trigger = LogTrigger(engine)
 
     def functions(self) -> dict[str, tuple[LocalHandler, str]]:
@@ -69,6 +75,9 @@ class OtelModule(EngineModule):
                 "engine::metrics::list": (q.metrics_list, "Engine and worker metrics"),
                 "engine::health::check": (q.health_check, "Observability health"),
                 "engine::sampling::rules": (q.sampling_rules, "Trace and log sampling"),
+                "engine::alerts::list": (q.alerts_list, "Alert rules and their state"),
+                "engine::alerts::evaluate": (q.alerts_evaluate, "Evaluate the alert rules now"),
+                "engine::rollups::list": (q.rollups_list, "Pre-aggregated metric rollups"),
             }
         )
         return functions
@@ -81,6 +90,8 @@ class OtelModule(EngineModule):
         return {
             "enabled": self.settings.enabled,
             "log_trigger": self.log_trigger.stats(),
+            "alerts": self.alerts.stats(),
+            "rollups": observer.rollups.stats(),
             "logs": observer.logs.stats(),
             "spans": observer.spans.stats(),
             "metrics": observer.sdk_metrics.stats(),
@@ -91,6 +102,11 @@ class OtelModule(EngineModule):
     async def serve(self, task_status: trio.TaskStatus[Any]) -> None:
         if not self.settings.enabled:
             log.info("observability disabled: telemetry frames are discarded")
+            if self.config.alerts:
+                log.warning(
+                    "observability disabled: its %d alert rules are not evaluated",
+                    len(self.config.alerts),
+                )
             task_status.started()
             await trio.sleep_forever()
         engine = self.engine
@@ -98,10 +114,21 @@ class OtelModule(EngineModule):
         self.observer.exporter = exporter
         engine.observer = self.observer
         self.observer.log_sink = self.log_trigger.offer
+        window = self.alerts.window_seconds
+        self.observer.windows = Windows(window) if window else None
         engine.http_endpoints[METRICS_PATH] = self._prometheus
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self.log_trigger.run)
+                if self.alerts.rules:
+                    enabled = sum(rule.enabled for rule in self.alerts.rules)
+                    log.info(
+                        "observability: %d alert rules (%d enabled), evaluated every %g s",
+                        len(self.alerts.rules),
+                        enabled,
+                        EVALUATION_INTERVAL_S,
+                    )
+                    nursery.start_soon(self.alerts.run)
                 if exporter is not None:
                     nursery.start_soon(exporter.run)
                 task_status.started()

@@ -20,7 +20,9 @@ import orjson
 from iii_trio.runtime import tracing
 from iii_trio.runtime.config_modules import OtelConfig
 from iii_trio.runtime.modules.observability import ingest
+from iii_trio.runtime.modules.observability.alerts import Windows
 from iii_trio.runtime.modules.observability.metrics import EngineMetrics
+from iii_trio.runtime.modules.observability.rollups import Rollups
 from iii_trio.runtime.modules.observability.stores import DEFAULT_MAX_SPANS, Ring
 from iii_trio.runtime.tracing import Span, current_span, new_span_id, new_trace_id
 
@@ -169,6 +171,12 @@ class EngineObserver:
         self._log_sampler = random.Random()
         # The ``log`` trigger's intake (log_trigger.py), set while the module runs.
         self.log_sink: Callable[[dict[str, Any]], None] | None = None
+        # Time-bucketed aggregates (rollups, alert windows) use this clock, Unix ns; tests
+        # tie it to trio's clock.
+        self.clock: Callable[[], int] = time.time_ns
+        self.rollups = Rollups()
+        # Per-second counts for alert windows; None unless an enabled rule needs them.
+        self.windows: Windows | None = None
 
     # --- spans ------------------------------------------------------------------------------
 
@@ -251,22 +259,41 @@ class EngineObserver:
         elif outcome is None:
             span.fail("invocation_stopped")
         self.end_span(span)
-        self.metrics.record(
-            invocation.function_id,
-            (span.end_ns - span.start_ns) / 1e6,
-            span.status != "error",
-        )
+        duration_ms = (span.end_ns - span.start_ns) / 1e6
+        ok = span.status != "error"
+        self.metrics.record(invocation.function_id, duration_ms, ok)
+        outcome_name = "iii.invocations.success" if ok else "iii.invocations.error"
+        now_s = self.clock() // 1_000_000_000
+        rollups = self.rollups
+        rollups.add("iii.invocations.total", 1, now_s)
+        rollups.add(outcome_name, 1, now_s)
+        rollups.add("iii.invocation.duration", duration_ms, now_s)
+        windows = self.windows
+        if windows is not None:
+            windows.add("iii.invocations.total", now_s)
+            windows.add(outcome_name, now_s)
+            windows.duration(duration_ms, now_s)
+
+    def _count(self, name: str) -> None:
+        """One event of an engine counter, for rollups and alert windows."""
+        now_s = self.clock() // 1_000_000_000
+        self.rollups.add(name, 1, now_s)
+        if self.windows is not None:
+            self.windows.add(name, now_s)
 
     # --- workers ------------------------------------------------------------------------------
 
     def worker_event(self, event: str) -> None:
         if event == "worker_connected":
             self.metrics.spawns += 1
+            self._count("iii.workers.spawns")
         elif event == "worker_disconnected":
             self.metrics.deaths += 1
+            self._count("iii.workers.deaths")
 
     def call_deferred(self) -> None:
         self.metrics.deferred += 1
+        self._count("iii.invocations.deferred")
 
     # --- logs ---------------------------------------------------------------------------------
 
@@ -340,8 +367,12 @@ class EngineObserver:
         self, conn: WorkerConnection | None, points: list[dict[str, Any]], now: int
     ) -> None:
         latest: dict[str, dict[str, Any]] = {}
+        now_s = self.clock() // 1_000_000_000
         for point in points:
             self.sdk_metrics.append(point, now)
+            value = point["value"]
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                self.rollups.add(point["name"], value, now_s)
             worker_id = point["worker_id"] or (conn.worker_id if conn is not None else None)
             if worker_id is not None:
                 latest.setdefault(worker_id, {})[point["name"]] = point["value"]
