@@ -21,7 +21,7 @@ import trio
 from iii_trio.runtime.config_modules import OtelConfig
 from iii_trio.runtime.invocation import LocalHandler
 from iii_trio.runtime.modules.base import EngineModule
-from iii_trio.runtime.modules.observability import prometheus
+from iii_trio.runtime.modules.observability import baggage, prometheus
 from iii_trio.runtime.modules.observability.alerts import (
     EVALUATION_INTERVAL_S,
     AlertManager,
@@ -78,6 +78,9 @@ class OtelModule(EngineModule):
                 "engine::alerts::list": (q.alerts_list, "Alert rules and their state"),
                 "engine::alerts::evaluate": (q.alerts_evaluate, "Evaluate the alert rules now"),
                 "engine::rollups::list": (q.rollups_list, "Pre-aggregated metric rollups"),
+                "engine::baggage::get": (baggage.get, "A baggage entry of the calling invocation"),
+                "engine::baggage::set": (baggage.set_, "The caller's baggage with an entry set"),
+                "engine::baggage::get_all": (baggage.get_all, "The calling invocation's baggage"),
             }
         )
         return functions
