@@ -27,6 +27,7 @@ from iii_trio.runtime.modules.observability.alerts import (
     AlertManager,
     Windows,
 )
+from iii_trio.runtime.modules.observability.engine_logging import engine_log_output
 from iii_trio.runtime.modules.observability.export import OtlpExporter
 from iii_trio.runtime.modules.observability.log_trigger import LogTrigger
 from iii_trio.runtime.modules.observability.observer import SEVERITIES, EngineObserver, Settings
@@ -103,6 +104,10 @@ class OtelModule(EngineModule):
         }
 
     async def serve(self, task_status: trio.TaskStatus[Any]) -> None:
+        with engine_log_output(self.config.level, self.config.format):
+            await self._serve(task_status)
+
+    async def _serve(self, task_status: trio.TaskStatus[Any]) -> None:
         if not self.settings.enabled:
             log.info("observability disabled: telemetry frames are discarded")
             if self.config.alerts:

@@ -53,7 +53,11 @@ def _attributes(values: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"key": str(k), "value": _value(v)} for k, v in values.items() if v is not None]
 
 
-def _resource(service: str) -> dict[str, Any]:
+def _resource(service: str, engine_resource: dict[str, str]) -> dict[str, Any]:
+    """The engine's own resource (name, version, namespace) for its service; only the
+    name for a worker's."""
+    if service == engine_resource["service.name"]:
+        return {"attributes": _attributes(engine_resource)}
     return {"attributes": _attributes({"service.name": service})}
 
 
@@ -64,7 +68,8 @@ def _grouped(items: list[Any], service_of: Callable[[Any], str]) -> dict[str, li
     return groups
 
 
-def spans_body(spans: list[Span], default_service: str) -> bytes:
+def spans_body(spans: list[Span], engine_resource: dict[str, str]) -> bytes:
+    default_service = engine_resource["service.name"]
     resource_spans = []
     for service, group in _grouped(spans, lambda s: s.service_name or default_service).items():
         rows = []
@@ -87,14 +92,15 @@ def spans_body(spans: list[Span], default_service: str) -> bytes:
             rows.append(row)
         resource_spans.append(
             {
-                "resource": _resource(service),
+                "resource": _resource(service, engine_resource),
                 "scopeSpans": [{"scope": {"name": "iii-trio"}, "spans": rows}],
             }
         )
     return orjson.dumps({"resourceSpans": resource_spans})
 
 
-def logs_body(records: list[dict[str, Any]], default_service: str) -> bytes:
+def logs_body(records: list[dict[str, Any]], engine_resource: dict[str, str]) -> bytes:
+    default_service = engine_resource["service.name"]
     resource_logs = []
     by_service = _grouped(records, lambda r: r.get("service_name") or default_service)
     for service, group in by_service.items():
@@ -115,7 +121,7 @@ def logs_body(records: list[dict[str, Any]], default_service: str) -> bytes:
             rows.append(row)
         resource_logs.append(
             {
-                "resource": _resource(service),
+                "resource": _resource(service, engine_resource),
                 "scopeLogs": [{"scope": {"name": "iii-trio"}, "logRecords": rows}],
             }
         )
@@ -152,7 +158,9 @@ def metrics_body(observer: EngineObserver, now_ns: int) -> bytes:
         {
             "resourceMetrics": [
                 {
-                    "resource": _resource(observer.settings.service_name),
+                    "resource": _resource(
+                        observer.settings.service_name, observer.settings.resource
+                    ),
                     "scopeMetrics": [{"scope": {"name": "iii-trio"}, "metrics": rows}],
                 }
             ]
@@ -218,13 +226,13 @@ class OtlpExporter:
             await self.flush()
 
     async def flush(self) -> None:
-        default_service = self.observer.settings.service_name
+        resource = self.observer.settings.resource
         while self.spans.items:
             batch = _take(self.spans, self.batch_size)
-            await self._post("traces", spans_body(batch, default_service), len(batch))
+            await self._post("traces", spans_body(batch, resource), len(batch))
         while self.logs.items:
             batch = _take(self.logs, self.batch_size)
-            await self._post("logs", logs_body(batch, default_service), len(batch))
+            await self._post("logs", logs_body(batch, resource), len(batch))
         if self.metrics:
             await self._post("metrics", metrics_body(self.observer, time.time_ns()), 1)
 

@@ -69,6 +69,9 @@ class Settings:
     rules: tuple[tuple[str | None, str | None, float], ...]
     max_traces_per_second: int | None
     logs_sampling_ratio: float
+    # service.name, and service.version / service.namespace when configured: the resource
+    # of the engine's own spans, logs and metrics.
+    resource: dict[str, str]
 
     @classmethod
     def from_config(cls, config: OtelConfig) -> Settings:
@@ -106,6 +109,15 @@ class Settings:
             if sampling and sampling.rate_limit
             else None,
             logs_sampling_ratio=config.logs_sampling_ratio,
+            resource={
+                key: value
+                for key, value in (
+                    ("service.name", config.service_name or DEFAULT_SERVICE_NAME),
+                    ("service.version", config.service_version),
+                    ("service.namespace", config.service_namespace),
+                )
+                if value
+            },
         )
 
 
@@ -336,7 +348,7 @@ class EngineObserver:
             "attributes": attributes,
             "trace_id": data.get("trace_id") or (enclosing.trace_id if enclosing else None),
             "span_id": data.get("span_id") or (enclosing.span_id if enclosing else None),
-            "resource": {"service.name": self.settings.service_name},
+            "resource": dict(self.settings.resource),
             "service_name": service if isinstance(service, str) else self.settings.service_name,
             "instrumentation_scope_name": "iii_trio.engine",
             "instrumentation_scope_version": None,
