@@ -7,8 +7,13 @@ and runs, and worker telemetry frames (``OTLP`` / ``LOGS`` / ``MTRC``, D1) are i
 Logs, spans and worker metrics are kept in bounded rings (stores.py); ``GET /metrics`` is
 served on the RestApiModule's port; OTLP/HTTP export runs when ``endpoint`` is set.
 
-Not in this build: ``engine::baggage::*``, alerts (``engine::alerts::*``), rollups
-(``engine::rollups::list``), the ``log`` trigger type and ``aggregate_interval``.
+Also: the ``log`` trigger type (log_trigger.py), alert rules (alerts.py), rollups
+(rollups.py), ``engine::baggage::*`` (baggage.py) and the engine's own log level and format
+(engine_logging.py).
+
+Not in this build: gRPC export (OTLP/HTTP JSON only), links from a queue job's span to the
+trace that enqueued it, and an SSRF guard on alert webhooks (their URLs come from the
+operator's config file).
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ class Agg:
         self.last = 0.0
 
     def add(self, value: float) -> None:
+        value = float(value)
         self.count += 1
         self.sum += value
         self.min = min(self.min, value)
