@@ -45,6 +45,7 @@ class CallContext:
     caller: WorkerConnection | None  # None for engine-originated calls
     caller_module: str | None = None
     metadata: Any = None
+    baggage: str | None = None  # the call's W3C baggage header, as the caller sent it
 
 
 class LocalHandler(Protocol):
@@ -190,7 +191,14 @@ class Invocation(Actor):
 
     async def _run_local(self, function: EngineFunction) -> None:
         self.state = "running"
-        ctx = CallContext(self.id, self.function_id, self.caller, self.caller_module, self.metadata)
+        ctx = CallContext(
+            self.id,
+            self.function_id,
+            self.caller,
+            self.caller_module,
+            self.metadata,
+            self.baggage,
+        )
         if self.span is not None:
             current_span.set(self.span)  # calls this function makes are its children
         try:

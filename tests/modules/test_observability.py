@@ -12,26 +12,24 @@ import h11
 import httpx
 import orjson
 import trio
+import trio.testing
 
 from iii_trio.runtime.config import (
+    CronConfig,
     ModuleEntry,
-    OtelConfig,
     QueueConfig,
     RestApiConfig,
     StateConfig,
 )
 from iii_trio.runtime.engine import Engine
+from iii_trio.runtime.invocation import CallContext, EngineFunction
+from iii_trio.runtime.registry import Binding
 from iii_trio.sdk import III
 from tests.conformance.harness import sdk_worker
 from tests.conftest import StartEngine, worker_url
+from tests.modules.otel_support import call, otel_entry
 from tests.support.raw_worker import raw_worker
 from tests.support.ws import open_ws
-
-
-def otel_entry(**config: Any) -> ModuleEntry:
-    settings = OtelConfig(**{"exporter": "memory", "logs_console_output": False, **config})
-    kind, declared = "observability", "modules::observability::OtelModule"
-    return ModuleEntry(kind, declared, "modules[2]", settings)
 
 
 def http_entry() -> ModuleEntry:
@@ -46,10 +44,6 @@ def queue_entry() -> ModuleEntry:
 def state_entry() -> ModuleEntry:
     config = StateConfig()  # KvStore in memory
     return ModuleEntry("state", "modules::state::StateModule", "modules[1]", config)
-
-
-async def call(engine: Engine, function_id: str, data: Any = None) -> Any:
-    return await engine.router.call(function_id, data or {}, caller_module="test")
 
 
 def http_base(engine: Engine) -> str:
@@ -482,3 +476,59 @@ async def test_otlp_export_posts_spans_and_logs(
     assert [(r["body"], r["severityNumber"]) for r in logs] == [({"stringValue": "exported"}, 17)]
     health = await call(engine, "engine::health::check")
     assert health["components"]["otel"]["details"]["otlp_export"]["failed_batches"] == 0
+
+
+# --- cron runs and official-SDK telemetry ----------------------------------------------------
+
+
+async def test_a_cron_run_is_a_span_over_its_delivery(
+    start_engine: StartEngine, autojump_clock: trio.testing.MockClock
+) -> None:
+    entry = ModuleEntry("cron", "modules::cron::CronModule", "modules[0]", CronConfig())
+    engine = await start_engine(modules=(entry, otel_entry()))
+    ran = trio.Event()
+
+    async def record(data: Any, ctx: CallContext) -> None:
+        ran.set()
+
+    engine.registry.add_engine_function(EngineFunction("test::tick", record))
+    engine.triggers.bind(
+        Binding(None, "every-second", "cron", "test::tick", {"expression": "* * * * * *"})
+    )
+    await ran.wait()
+    await trio.sleep(0.01)  # the run's span ends after its delivery returns
+    listed = await call(engine, "engine::traces::list", {"name": "cron every-second"})
+    run = listed["spans"][0]
+    assert (run["name"], run["status"]) == ("cron every-second", "ok")
+    assert run["attributes"] == {"iii.cron.job_id": "every-second", "iii.function_id": "test::tick"}
+    [tree] = (await call(engine, "engine::traces::tree", {"trace_id": run["trace_id"]}))["roots"]
+    assert [child["name"] for child in tree["children"]] == ["handle_invocation test::tick"]
+
+
+async def test_official_sdk_spans_and_metrics_are_ingested(start_engine: StartEngine) -> None:
+    engine = await start_engine(modules=(otel_entry(),))
+    async with sdk_worker("P25", worker_url(engine), "p25") as worker:
+        with trio.fail_after(20):
+            while "p25::echo" not in engine.registry.functions:
+                await trio.sleep(0.01)
+        # The engine calls a P25 function: P25 sends its "execute" span as an OTLP frame.
+        assert await call(engine, "p25::echo", {"n": 1}) == {"n": 1}
+        reply = await worker.request("metric", name="p25.jobs.done", value=3)
+        assert reply["ok"], reply
+        assert reply["result"]["flushed"], reply
+        with trio.fail_after(20):  # spans leave P25 in 100 ms batches
+            while True:
+                spans = await call(engine, "engine::traces::list", {"search_all_spans": True})
+                sdk_spans = [s for s in spans["spans"] if s["service_name"] != "iii-trio"]
+                metrics = await call(
+                    engine, "engine::metrics::list", {"metric_name": "p25.jobs.done"}
+                )
+                if sdk_spans and metrics["sdk_metrics"]:
+                    break
+                await trio.sleep(0.05)
+    [engine_span] = [s for s in spans["spans"] if s["name"] == "handle_invocation p25::echo"]
+    same_trace = [s for s in sdk_spans if s["trace_id"] == engine_span["trace_id"]]
+    assert same_trace, sdk_spans  # P25 continued the engine's trace
+    assert same_trace[0]["parent_span_id"] == engine_span["span_id"]
+    [point] = metrics["sdk_metrics"]
+    assert (point["type"], point["value"]) == ("sum", 3)

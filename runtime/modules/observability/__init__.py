@@ -7,8 +7,13 @@ and runs, and worker telemetry frames (``OTLP`` / ``LOGS`` / ``MTRC``, D1) are i
 Logs, spans and worker metrics are kept in bounded rings (stores.py); ``GET /metrics`` is
 served on the RestApiModule's port; OTLP/HTTP export runs when ``endpoint`` is set.
 
-Not in this build: ``engine::baggage::*``, alerts (``engine::alerts::*``), rollups
-(``engine::rollups::list``), the ``log`` trigger type and ``aggregate_interval``.
+Also: the ``log`` trigger type (log_trigger.py), alert rules (alerts.py), rollups
+(rollups.py), ``engine::baggage::*`` (baggage.py) and the engine's own log level and format
+(engine_logging.py).
+
+Not in this build: gRPC export (OTLP/HTTP JSON only), links from a queue job's span to the
+trace that enqueued it, and an SSRF guard on alert webhooks (their URLs come from the
+operator's config file).
 """
 
 from __future__ import annotations
@@ -21,14 +26,22 @@ import trio
 from iii_trio.runtime.config_modules import OtelConfig
 from iii_trio.runtime.invocation import LocalHandler
 from iii_trio.runtime.modules.base import EngineModule
-from iii_trio.runtime.modules.observability import prometheus
+from iii_trio.runtime.modules.observability import baggage, prometheus
+from iii_trio.runtime.modules.observability.alerts import (
+    EVALUATION_INTERVAL_S,
+    AlertManager,
+    Windows,
+)
+from iii_trio.runtime.modules.observability.engine_logging import engine_log_output
 from iii_trio.runtime.modules.observability.export import OtlpExporter
+from iii_trio.runtime.modules.observability.log_trigger import LogTrigger
 from iii_trio.runtime.modules.observability.observer import SEVERITIES, EngineObserver, Settings
 from iii_trio.runtime.modules.observability.queries import Queries, now_ms
 
 if TYPE_CHECKING:
     from iii_trio.runtime.config import ModuleEntry
     from iii_trio.runtime.engine import Engine
+    from iii_trio.runtime.registry import EngineTriggerType
 
 log = logging.getLogger("iii_trio.otel")
 
@@ -46,7 +59,9 @@ class OtelModule(EngineModule):
         self.config = config
         self.settings = Settings.from_config(config)
         self.observer = EngineObserver(engine, self.settings)
-        self.queries = Queries(self.observer)
+        self.alerts = AlertManager(self.observer, config.alerts)
+        self.queries = Queries(self.observer, self.alerts)
+        self.log_trigger = LogTrigger(engine)
 
     def functions(self) -> dict[str, tuple[LocalHandler, str]]:
         if not self.settings.enabled:
@@ -66,14 +81,26 @@ class OtelModule(EngineModule):
                 "engine::metrics::list": (q.metrics_list, "Engine and worker metrics"),
                 "engine::health::check": (q.health_check, "Observability health"),
                 "engine::sampling::rules": (q.sampling_rules, "Trace and log sampling"),
+                "engine::alerts::list": (q.alerts_list, "Alert rules and their state"),
+                "engine::alerts::evaluate": (q.alerts_evaluate, "Evaluate the alert rules now"),
+                "engine::rollups::list": (q.rollups_list, "Pre-aggregated metric rollups"),
+                "engine::baggage::get": (baggage.get, "A baggage entry of the calling invocation"),
+                "engine::baggage::set": (baggage.set_, "The caller's baggage with an entry set"),
+                "engine::baggage::get_all": (baggage.get_all, "The calling invocation's baggage"),
             }
         )
         return functions
+
+    def trigger_types(self) -> list[EngineTriggerType]:
+        return [self.log_trigger] if self.settings.enabled else []
 
     def introspect(self) -> dict[str, Any]:
         observer = self.observer
         return {
             "enabled": self.settings.enabled,
+            "log_trigger": self.log_trigger.stats(),
+            "alerts": self.alerts.stats(),
+            "rollups": observer.rollups.stats(),
             "logs": observer.logs.stats(),
             "spans": observer.spans.stats(),
             "metrics": observer.sdk_metrics.stats(),
@@ -82,22 +109,45 @@ class OtelModule(EngineModule):
         }
 
     async def serve(self, task_status: trio.TaskStatus[Any]) -> None:
+        with engine_log_output(self.config.level, self.config.format):
+            await self._serve(task_status)
+
+    async def _serve(self, task_status: trio.TaskStatus[Any]) -> None:
         if not self.settings.enabled:
             log.info("observability disabled: telemetry frames are discarded")
+            if self.config.alerts:
+                log.warning(
+                    "observability disabled: its %d alert rules are not evaluated",
+                    len(self.config.alerts),
+                )
             task_status.started()
             await trio.sleep_forever()
         engine = self.engine
         exporter = self._exporter()
         self.observer.exporter = exporter
         engine.observer = self.observer
+        self.observer.log_sink = self.log_trigger.offer
+        window = self.alerts.window_seconds
+        self.observer.windows = Windows(window) if window else None
         engine.http_endpoints[METRICS_PATH] = self._prometheus
         try:
             async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.log_trigger.run)
+                if self.alerts.rules:
+                    enabled = sum(rule.enabled for rule in self.alerts.rules)
+                    log.info(
+                        "observability: %d alert rules (%d enabled), evaluated every %g s",
+                        len(self.alerts.rules),
+                        enabled,
+                        EVALUATION_INTERVAL_S,
+                    )
+                    nursery.start_soon(self.alerts.run)
                 if exporter is not None:
                     nursery.start_soon(exporter.run)
                 task_status.started()
                 await trio.sleep_forever()
         finally:
+            self.observer.log_sink = None
             if engine.observer is self.observer:
                 engine.observer = None
             if engine.http_endpoints.get(METRICS_PATH) == self._prometheus:

@@ -12,16 +12,15 @@ Engine metrics are sent as one snapshot per interval when ``metrics_exporter: ot
 from __future__ import annotations
 
 import logging
-import ssl
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import h11
 import orjson
 import trio
 
+from iii_trio.runtime.modules.observability.http_client import REQUEST_ERRORS, Target, post_json
 from iii_trio.runtime.modules.observability.stores import Ring
 from iii_trio.runtime.tracing import Span
 
@@ -54,7 +53,11 @@ def _attributes(values: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"key": str(k), "value": _value(v)} for k, v in values.items() if v is not None]
 
 
-def _resource(service: str) -> dict[str, Any]:
+def _resource(service: str, engine_resource: dict[str, str]) -> dict[str, Any]:
+    """The engine's own resource (name, version, namespace) for its service; only the
+    name for a worker's."""
+    if service == engine_resource["service.name"]:
+        return {"attributes": _attributes(engine_resource)}
     return {"attributes": _attributes({"service.name": service})}
 
 
@@ -65,7 +68,8 @@ def _grouped(items: list[Any], service_of: Callable[[Any], str]) -> dict[str, li
     return groups
 
 
-def spans_body(spans: list[Span], default_service: str) -> bytes:
+def spans_body(spans: list[Span], engine_resource: dict[str, str]) -> bytes:
+    default_service = engine_resource["service.name"]
     resource_spans = []
     for service, group in _grouped(spans, lambda s: s.service_name or default_service).items():
         rows = []
@@ -88,14 +92,15 @@ def spans_body(spans: list[Span], default_service: str) -> bytes:
             rows.append(row)
         resource_spans.append(
             {
-                "resource": _resource(service),
+                "resource": _resource(service, engine_resource),
                 "scopeSpans": [{"scope": {"name": "iii-trio"}, "spans": rows}],
             }
         )
     return orjson.dumps({"resourceSpans": resource_spans})
 
 
-def logs_body(records: list[dict[str, Any]], default_service: str) -> bytes:
+def logs_body(records: list[dict[str, Any]], engine_resource: dict[str, str]) -> bytes:
+    default_service = engine_resource["service.name"]
     resource_logs = []
     by_service = _grouped(records, lambda r: r.get("service_name") or default_service)
     for service, group in by_service.items():
@@ -116,7 +121,7 @@ def logs_body(records: list[dict[str, Any]], default_service: str) -> bytes:
             rows.append(row)
         resource_logs.append(
             {
-                "resource": _resource(service),
+                "resource": _resource(service, engine_resource),
                 "scopeLogs": [{"scope": {"name": "iii-trio"}, "logRecords": rows}],
             }
         )
@@ -153,7 +158,9 @@ def metrics_body(observer: EngineObserver, now_ns: int) -> bytes:
         {
             "resourceMetrics": [
                 {
-                    "resource": _resource(observer.settings.service_name),
+                    "resource": _resource(
+                        observer.settings.service_name, observer.settings.resource
+                    ),
                     "scopeMetrics": [{"scope": {"name": "iii-trio"}, "metrics": rows}],
                 }
             ]
@@ -172,13 +179,11 @@ class OtlpExporter:
         metrics: bool,
     ) -> None:
         self.observer = observer
-        parts = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"OTLP endpoint {endpoint!r} is not an http(s) URL")
-        self.scheme = parts.scheme
-        self.host = parts.hostname
-        self.port = parts.port or (443 if parts.scheme == "https" else 80)
-        self.base_path = parts.path.rstrip("/")
+        try:
+            self.target = Target.parse(endpoint)
+        except ValueError as exc:
+            raise ValueError(f"OTLP endpoint {exc}") from None
+        self.base_path = urlsplit(self.target.url()).path.rstrip("/")
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
         self.metrics = metrics
@@ -188,7 +193,7 @@ class OtlpExporter:
         self.sent = {"traces": 0, "logs": 0, "metrics": 0}
         self.failed_batches = 0
         self.last_error: str | None = None
-        if parts.port == 4317:
+        if self.target.port == 4317:
             log.warning(
                 "OTLP endpoint %s is gRPC's port: this build exports OTLP/HTTP JSON (use 4318)",
                 endpoint,
@@ -196,7 +201,7 @@ class OtlpExporter:
 
     def stats(self) -> dict[str, Any]:
         return {
-            "endpoint": f"{self.scheme}://{self.host}:{self.port}{self.base_path}",
+            "endpoint": self.target.url().rstrip("/"),
             "sent": dict(self.sent),
             "failed_batches": self.failed_batches,
             "last_error": self.last_error,
@@ -221,21 +226,21 @@ class OtlpExporter:
             await self.flush()
 
     async def flush(self) -> None:
-        default_service = self.observer.settings.service_name
+        resource = self.observer.settings.resource
         while self.spans.items:
             batch = _take(self.spans, self.batch_size)
-            await self._post("traces", spans_body(batch, default_service), len(batch))
+            await self._post("traces", spans_body(batch, resource), len(batch))
         while self.logs.items:
             batch = _take(self.logs, self.batch_size)
-            await self._post("logs", logs_body(batch, default_service), len(batch))
+            await self._post("logs", logs_body(batch, resource), len(batch))
         if self.metrics:
             await self._post("metrics", metrics_body(self.observer, time.time_ns()), 1)
 
     async def _post(self, signal: str, body: bytes, count: int) -> None:
         try:
             with trio.fail_after(REQUEST_TIMEOUT_S):
-                status = await self._request(f"{self.base_path}/v1/{signal}", body)
-        except (OSError, trio.TooSlowError, h11.ProtocolError, ssl.SSLError) as exc:
+                status = await post_json(self.target, f"{self.base_path}/v1/{signal}", body)
+        except REQUEST_ERRORS as exc:
             self._failed(signal, f"{type(exc).__name__}: {exc}")
             return
         if 200 <= status < 300:
@@ -248,33 +253,6 @@ class OtlpExporter:
             log.warning("OTLP export of %s failed: %s (batch dropped)", signal, reason)
         self.failed_batches += 1
         self.last_error = reason
-
-    async def _request(self, path: str, body: bytes) -> int:
-        stream: trio.abc.Stream = await trio.open_tcp_stream(self.host, self.port)
-        if self.scheme == "https":
-            stream = trio.SSLStream(stream, ssl.create_default_context(), server_hostname=self.host)
-        async with stream:
-            http = h11.Connection(h11.CLIENT)
-            headers = [
-                ("host", f"{self.host}:{self.port}"),
-                ("content-type", "application/json"),
-                ("content-length", str(len(body))),
-                ("connection", "close"),
-            ]
-            data = http.send(h11.Request(method="POST", target=path, headers=headers)) or b""
-            data += http.send(h11.Data(data=body)) or b""
-            data += http.send(h11.EndOfMessage()) or b""
-            await stream.send_all(data)
-            status = 0
-            while True:
-                event = http.next_event()
-                if event is h11.NEED_DATA:
-                    http.receive_data(bytes(await stream.receive_some(65536)))
-                    continue
-                if isinstance(event, h11.Response):
-                    status = event.status_code
-                elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
-                    return status
 
 
 def _take(ring: Ring[Any], count: int) -> list[Any]:

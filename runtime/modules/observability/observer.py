@@ -11,6 +11,7 @@ import fnmatch
 import logging
 import random
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -19,7 +20,9 @@ import orjson
 from iii_trio.runtime import tracing
 from iii_trio.runtime.config_modules import OtelConfig
 from iii_trio.runtime.modules.observability import ingest
+from iii_trio.runtime.modules.observability.alerts import Windows
 from iii_trio.runtime.modules.observability.metrics import EngineMetrics
+from iii_trio.runtime.modules.observability.rollups import Rollups
 from iii_trio.runtime.modules.observability.stores import DEFAULT_MAX_SPANS, Ring
 from iii_trio.runtime.tracing import Span, current_span, new_span_id, new_trace_id
 
@@ -66,6 +69,9 @@ class Settings:
     rules: tuple[tuple[str | None, str | None, float], ...]
     max_traces_per_second: int | None
     logs_sampling_ratio: float
+    # service.name, and service.version / service.namespace when configured: the resource
+    # of the engine's own spans, logs and metrics.
+    resource: dict[str, str]
 
     @classmethod
     def from_config(cls, config: OtelConfig) -> Settings:
@@ -103,6 +109,15 @@ class Settings:
             if sampling and sampling.rate_limit
             else None,
             logs_sampling_ratio=config.logs_sampling_ratio,
+            resource={
+                key: value
+                for key, value in (
+                    ("service.name", config.service_name or DEFAULT_SERVICE_NAME),
+                    ("service.version", config.service_version),
+                    ("service.namespace", config.service_namespace),
+                )
+                if value
+            },
         )
 
 
@@ -166,6 +181,14 @@ class EngineObserver:
         self.telemetry_frames = 0
         self.telemetry_rejected = 0
         self._log_sampler = random.Random()
+        # The ``log`` trigger's intake (log_trigger.py), set while the module runs.
+        self.log_sink: Callable[[dict[str, Any]], None] | None = None
+        # Time-bucketed aggregates (rollups, alert windows) use this clock, Unix ns; tests
+        # tie it to trio's clock.
+        self.clock: Callable[[], int] = time.time_ns
+        self.rollups = Rollups()
+        # Per-second counts for alert windows; None unless an enabled rule needs them.
+        self.windows: Windows | None = None
 
     # --- spans ------------------------------------------------------------------------------
 
@@ -248,22 +271,41 @@ class EngineObserver:
         elif outcome is None:
             span.fail("invocation_stopped")
         self.end_span(span)
-        self.metrics.record(
-            invocation.function_id,
-            (span.end_ns - span.start_ns) / 1e6,
-            span.status != "error",
-        )
+        duration_ms = (span.end_ns - span.start_ns) / 1e6
+        ok = span.status != "error"
+        self.metrics.record(invocation.function_id, duration_ms, ok)
+        outcome_name = "iii.invocations.success" if ok else "iii.invocations.error"
+        now_s = self.clock() // 1_000_000_000
+        rollups = self.rollups
+        rollups.add("iii.invocations.total", 1, now_s)
+        rollups.add(outcome_name, 1, now_s)
+        rollups.add("iii.invocation.duration", duration_ms, now_s)
+        windows = self.windows
+        if windows is not None:
+            windows.add("iii.invocations.total", now_s)
+            windows.add(outcome_name, now_s)
+            windows.duration(duration_ms, now_s)
+
+    def _count(self, name: str) -> None:
+        """One event of an engine counter, for rollups and alert windows."""
+        now_s = self.clock() // 1_000_000_000
+        self.rollups.add(name, 1, now_s)
+        if self.windows is not None:
+            self.windows.add(name, now_s)
 
     # --- workers ------------------------------------------------------------------------------
 
     def worker_event(self, event: str) -> None:
         if event == "worker_connected":
             self.metrics.spawns += 1
+            self._count("iii.workers.spawns")
         elif event == "worker_disconnected":
             self.metrics.deaths += 1
+            self._count("iii.workers.deaths")
 
     def call_deferred(self) -> None:
         self.metrics.deferred += 1
+        self._count("iii.invocations.deferred")
 
     # --- logs ---------------------------------------------------------------------------------
 
@@ -285,6 +327,8 @@ class EngineObserver:
             if console.isEnabledFor(level):
                 service = record.get("service_name") or settings.service_name
                 console.log(level, "[%s] %s", service, record["body"])
+        if self.log_sink is not None:
+            self.log_sink(record)
 
     def engine_log(self, severity: str, data: dict[str, Any]) -> dict[str, Any]:
         """A record for ``engine::log::<severity>`` (spec §9.3), stored and returned."""
@@ -304,7 +348,7 @@ class EngineObserver:
             "attributes": attributes,
             "trace_id": data.get("trace_id") or (enclosing.trace_id if enclosing else None),
             "span_id": data.get("span_id") or (enclosing.span_id if enclosing else None),
-            "resource": {"service.name": self.settings.service_name},
+            "resource": dict(self.settings.resource),
             "service_name": service if isinstance(service, str) else self.settings.service_name,
             "instrumentation_scope_name": "iii_trio.engine",
             "instrumentation_scope_version": None,
@@ -335,8 +379,12 @@ class EngineObserver:
         self, conn: WorkerConnection | None, points: list[dict[str, Any]], now: int
     ) -> None:
         latest: dict[str, dict[str, Any]] = {}
+        now_s = self.clock() // 1_000_000_000
         for point in points:
             self.sdk_metrics.append(point, now)
+            value = point["value"]
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                self.rollups.add(point["name"], value, now_s)
             worker_id = point["worker_id"] or (conn.worker_id if conn is not None else None)
             if worker_id is not None:
                 latest.setdefault(worker_id, {})[point["name"]] = point["value"]

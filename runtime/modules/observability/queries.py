@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from iii_trio.runtime.errors import InvocationError, deserialization_error
 from iii_trio.runtime.modules.observability.observer import SEVERITIES
+from iii_trio.runtime.modules.observability.rollups import LEVELS
 
 if TYPE_CHECKING:
+    from iii_trio.runtime.modules.observability.alerts import AlertManager
     from iii_trio.runtime.modules.observability.observer import EngineObserver
     from iii_trio.runtime.tracing import Span
 
@@ -72,8 +74,9 @@ def span_row(span: Span, default_service: str) -> dict[str, Any]:
 
 
 class Queries:
-    def __init__(self, observer: EngineObserver) -> None:
+    def __init__(self, observer: EngineObserver, alerts: AlertManager) -> None:
         self.observer = observer
+        self.alerts = alerts
 
     # --- logs -------------------------------------------------------------------------------
 
@@ -230,6 +233,11 @@ class Queries:
             and (end is None or point["timestamp_unix_nano"] <= end)
             and (not name or point["name"] == name)
         ]
+        interval = data.get("aggregate_interval")
+        if interval is not None and (
+            isinstance(interval, bool) or not isinstance(interval, int) or interval <= 0
+        ):
+            raise deserialization_error(fid, "`aggregate_interval` must be a positive integer (s)")
         result: dict[str, Any] = {
             "engine_metrics": {
                 "invocations": {
@@ -260,9 +268,54 @@ class Queries:
             "sdk_metrics": sdk,
             "timestamp": now_ms(),
         }
+        if interval is not None:
+            result["aggregated_metrics"] = aggregate(sdk, interval)
         if data:
             result["query"] = data
         return result
+
+    # --- alerts and rollups -----------------------------------------------------------------
+
+    def _alerts_result(self) -> dict[str, Any]:
+        alerts = self.alerts
+        return {
+            "alerts": alerts.rows(),
+            "firing_count": alerts.firing_count(),
+            "timestamp": now_ms(),
+        }
+
+    async def alerts_list(self, data: Any, ctx: Any) -> dict[str, Any]:
+        return self._alerts_result()
+
+    async def alerts_evaluate(self, data: Any, ctx: Any) -> dict[str, Any]:
+        triggered = self.alerts.evaluate()
+        return {**self._alerts_result(), "evaluated": True, "triggered": triggered}
+
+    async def rollups_list(self, data: Any, ctx: Any) -> dict[str, Any]:
+        fid = "engine::rollups::list"
+        data = _object(fid, data)
+        level = _int(data, "level", 0, fid)
+        if level >= len(LEVELS):
+            raise deserialization_error(fid, "`level` is 0 (1 min), 1 (5 min) or 2 (1 h)")
+        start = _as_ns(data.get("start_time"), fid, "start_time")
+        end = _as_ns(data.get("end_time"), fid, "end_time")
+        name = data.get("metric_name")
+        if name is not None and not isinstance(name, str):
+            raise deserialization_error(fid, "`metric_name` must be a string")
+        rollups = self.observer.rollups
+        rows = rollups.rows(
+            level,
+            start / 1e9 if start is not None else None,
+            end / 1e9 if end is not None else None,
+            name,
+        )
+        return {
+            "rollups": rows,
+            "level": level,
+            "interval_seconds": LEVELS[level][0],
+            "query": data,
+            "timestamp": now_ms(),
+        }
 
     async def health_check(self, data: Any, ctx: Any) -> dict[str, Any]:
         observer = self.observer
@@ -306,6 +359,34 @@ class Queries:
             "logs": {"sampling_ratio": settings.logs_sampling_ratio},
             "timestamp": now_ms(),
         }
+
+
+def aggregate(points: list[dict[str, Any]], interval_s: int) -> list[dict[str, Any]]:
+    """Numeric SDK metric points grouped by name and ``interval_s``-second bucket (by the
+    point's timestamp): count, sum, min, max, avg; oldest bucket first."""
+    width = interval_s * 1_000_000_000
+    groups: dict[tuple[str, int], list[float]] = {}
+    for point in points:
+        value = point["value"]
+        if isinstance(value, dict):
+            value = value.get("sum")
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            continue
+        start = point["timestamp_unix_nano"] // width * width
+        groups.setdefault((point["name"], start), []).append(float(value))
+    return [
+        {
+            "metric_name": name,
+            "interval_seconds": interval_s,
+            "start_time": start // 1_000_000,
+            "count": len(values),
+            "sum": sum(values),
+            "min": min(values),
+            "max": max(values),
+            "avg": sum(values) / len(values),
+        }
+        for (name, start), values in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0]))
+    ]
 
 
 def build_tree(spans: Iterable[Span], default_service: str) -> list[dict[str, Any]]:

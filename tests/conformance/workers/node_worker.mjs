@@ -7,6 +7,7 @@
 // (`III_SDK_DIR=<dir> node node_worker.mjs URL NAME` works too.) The SDK is loaded from the
 // given folder's node_modules. Two API generations are covered: `init` (0.2.x-0.3.x, N3) and
 // `registerWorker` (0.9 and later, N11, N22). Commands run concurrently; replies carry `seq`.
+// Node only: on_log {config?} calls the SDK's onLog; each record arrives as {"event": "log", "record"}.
 import { createRequire } from 'node:module'
 import path from 'node:path'
 import readline from 'node:readline'
@@ -232,6 +233,11 @@ async function handle(command) {
       return null
     case 'channel_fill':
       return channelFill(command.function_id, command.bytes)
+    case 'on_log':
+      // onLog (0.3.x): the SDK binds the engine's `log` trigger; each record becomes an event.
+      if (typeof iii.onLog !== 'function') throw new Error('this SDK version has no onLog')
+      iii.onLog((record) => reply({ event: 'log', record }), command.config)
+      return null
     default:
       throw new Error(`unknown op ${JSON.stringify(command.op)}`)
   }

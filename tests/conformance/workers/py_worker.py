@@ -20,6 +20,7 @@ Commands: register {id, behavior: echo|boom|sleep|count|read_count, sleep_ms?, m
 counter?, description?} · unregister_function {id} · call {function_id, data, timeout_ms?} ·
 call_void (alias void) {function_id, data} · enqueue {function_id, data, queue} ·
 call_many {function_id, datas} · list_functions · list_workers · log {level, message, data?} ·
+metric {name, value?} (an OpenTelemetry counter, flushed at once) ·
 register_trigger_type {id, description?} · unregister_trigger_type {id} ·
 register_trigger {trigger_type, function_id, config} -> {handle} · unregister_trigger {handle}
 · on_functions_available · channel_fill {function_id, bytes} · shutdown.
@@ -416,6 +417,15 @@ class Worker:
             return None
         if op == "channel_fill":
             return self.channel_fill(command["function_id"], command["bytes"])
+        if op == "metric":
+            # An OpenTelemetry counter on the SDK's meter provider, flushed now: the SDK
+            # sends it as an MTRC frame (otherwise every metrics_export_interval_ms, 60 s).
+            from opentelemetry import metrics
+
+            provider: Any = metrics.get_meter_provider()
+            counter = provider.get_meter("py-worker").create_counter(command["name"])
+            counter.add(command.get("value", 1))
+            return {"flushed": bool(provider.force_flush())}
         if op == "log":
             getattr(sdk_logger(), command.get("level", "info"))(
                 command["message"], command.get("data")
