@@ -234,44 +234,6 @@ async def test_two_replicas_serve_one_route(engine: Engine) -> None:
     assert served["r2"] > 0
 
 
-async def test_admission_runs_n_queues_n_and_refuses_the_rest(start_engine: StartEngine) -> None:
-    engine = await start_engine(modules=(http_entry(concurrency_request_limit=2),))
-    worker = III(worker_url(engine), worker_name="api")
-    inside = [0, 0]  # now, most at once
-    release = trio.Event()
-
-    @worker.function(id="api::hold")
-    async def hold(data: Any) -> Any:
-        inside[0] += 1
-        inside[1] = max(inside)
-        await release.wait()
-        inside[0] -= 1
-        return {"body": "done"}
-
-    worker.register_trigger("http", "api::hold", {"api_path": "hold"})
-    module: Any = engine.modules["rest_api"]
-    statuses: list[int] = []
-    async with worker.connect(), client(engine) as http:
-        await routed(engine, 1)
-
-        async def get() -> None:
-            statuses.append((await http.get("/hold")).status_code)
-
-        async with trio.open_nursery() as nursery:
-            for _ in range(4):  # 2 run, 2 wait
-                nursery.start_soon(get)
-            with trio.fail_after(10):
-                while inside[0] < 2 or module._waiting < 2:
-                    await trio.sleep(0.01)
-            refused = await http.get("/hold")
-            assert refused.status_code == 503
-            assert refused.headers["retry-after"] == "1"
-            assert refused.json()["error"]["code"] == "overloaded"
-            release.set()
-    assert statuses == [200, 200, 200, 200]
-    assert inside[1] == 2  # never more than N at once
-
-
 async def test_a_slow_client_is_closed_at_the_header_deadline(engine: Engine) -> None:
     module: Any = engine.modules["rest_api"]
     worker = III(worker_url(engine), worker_name="api")

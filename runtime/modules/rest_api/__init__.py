@@ -33,7 +33,7 @@ from iii_trio.runtime.router import not_found
 if TYPE_CHECKING:
     from iii_trio.runtime.config import ModuleEntry
     from iii_trio.runtime.engine import Engine
-    from iii_trio.runtime.invocation import Invocation
+    from iii_trio.runtime.invocation import Invocation, QueuedCall
     from iii_trio.runtime.registry import Binding, EngineTriggerType
 
 log = logging.getLogger("iii_trio.http")
@@ -214,9 +214,10 @@ class RestApiModule(EngineModule):
         self._executing.release()
 
     async def start_route(
-        self, binding: Binding, data: dict[str, Any], deadline: float
+        self, binding: Binding, data: dict[str, Any], queued: QueuedCall, deadline: float
     ) -> Invocation:
-        """The route's condition (awaited), then its function's invocation, started."""
+        """The route's condition (awaited), then its function's invocation, started under
+        the id, start and deadline the request was listed with while queued."""
         router = self.engine.router
         condition = (binding.config or {}).get("condition_function_id")
         try:
@@ -227,9 +228,15 @@ class RestApiModule(EngineModule):
                     raise HttpError(422, "condition_not_met", "the request condition was not met")
         except InvocationError as exc:
             raise _http_error(exc) from None
-        left_ms = max(1, int((deadline - trio.current_time()) * 1000))
         invocation = router.start(
-            binding.function_id, data, caller_module="http", reply=False, timeout_ms=left_ms
+            binding.function_id,
+            data,
+            invocation_id=queued.id,
+            caller_module="http",
+            reply=False,
+            timeout_ms=queued.timeout_ms,
+            deadline=deadline,
+            started_at_ms=queued.started_at_ms,
         )
         if invocation is None:
             raise HttpError(500, "function_not_found", not_found(binding.function_id).message)
