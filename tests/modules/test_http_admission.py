@@ -1,5 +1,5 @@
-"""RestApiModule admission (D5) and live requests in ``engine::invocations::list``, with
-real trio-SDK workers and a real HTTP client (§3.6)."""
+"""RestApiModule admission (D5), live requests in ``engine::invocations::list`` and the
+choice between replicas, with real trio-SDK workers and a real HTTP client (§3.2, §3.6)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import trio
+import trio.testing
 
 from iii_trio.runtime.config import CorsConfig
 from iii_trio.runtime.engine import Engine
@@ -178,3 +180,75 @@ async def test_waiting_and_running_requests_are_listed_with_their_deadlines(
         assert await http_rows(worker) == []  # answered: gone from the list
         gone = await worker.trigger("engine::invocations::list", {})
         assert all(row["id"] != queued["id"] for row in gone["invocations"])
+
+
+async def test_waiters_are_admitted_in_arrival_order(start_engine: StartEngine) -> None:
+    engine = await start_engine(modules=(http_entry(concurrency_request_limit=3),))
+    worker = III(worker_url(engine), worker_name="api")
+    held = Held(worker)
+    async with worker.connect(), client(engine) as http:
+        await routed(engine, 1)
+        async with trio.open_nursery() as nursery:
+            for n in "012":  # the 3 slots, each held
+                nursery.start_soon(http.get, f"/hold?n={n}")
+                await held.inside(n)
+            for count, n in enumerate("345", start=1):  # each waiting before the next comes
+                nursery.start_soon(http.get, f"/hold?n={n}")
+                await waiting(engine, count)
+            for freed, expected in zip("012", "345", strict=True):
+                held.release[freed].set()  # one slot free: the oldest waiter takes it
+                await held.entering(len(held.entered) + 1)
+                assert held.entered[-1] == expected
+            held.release_all()
+    assert held.entered == list("012345")
+
+
+async def test_the_wait_counts_against_default_timeout(
+    start_engine: StartEngine, autojump_clock: trio.testing.MockClock
+) -> None:
+    engine = await start_engine(
+        modules=(http_entry(concurrency_request_limit=1, default_timeout=3000),)
+    )
+    worker = III(worker_url(engine), worker_name="api")
+    held = Held(worker)  # nothing is released: both requests run into their deadline
+    ended: dict[str, float] = {}
+    async with worker.connect(), client(engine) as http:
+        await routed(engine, 1)
+
+        async def get(n: str) -> None:
+            response = await http.get("/hold", params={"n": n})
+            assert response.status_code == 504
+            assert response.json()["error"]["code"] == "timeout"
+            ended[n] = trio.current_time()
+
+        async with trio.open_nursery() as nursery:
+            a_arrived = trio.current_time()
+            nursery.start_soon(get, "a")
+            await held.inside("a")
+            await trio.sleep(1)
+            b_arrived = trio.current_time()
+            nursery.start_soon(get, "b")  # waits 2 s for a's slot, then runs 1 s
+        held.release_all()
+    assert ended["a"] == pytest.approx(a_arrived + 3, abs=0.05)
+    # At its arrival + default_timeout, not 3 s after its admission (a_arrived + 6).
+    assert ended["b"] == pytest.approx(b_arrived + 3, abs=0.05)
+    assert held.entered == ["a", "b"]  # b ran once a's slot was free
+
+
+async def test_the_least_loaded_replica_gets_the_next_request(start_engine: StartEngine) -> None:
+    engine = await start_engine(modules=(http_entry(),))
+    replicas = [III(worker_url(engine), worker_name=name) for name in ("r1", "r2")]
+    held = Held(replicas[0], "r1")
+    held.add(replicas[1], "r2")
+    async with replicas[0].connect(), replicas[1].connect(), client(engine) as http:
+        await routed(engine, 2)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(http.get, "/hold?n=held")
+            await held.inside("held")
+            [(_, busy)] = held.served_by
+            for n in range(4):  # round-robin would send every other one to the busy replica
+                quick = await http.get("/hold", params={"n": str(n), "hold": "0"})
+                assert quick.json() == str(n)
+            held.release_all()
+    idle = {"r1": "r2", "r2": "r1"}[busy]
+    assert held.served_by[1:] == [(str(n), idle) for n in range(4)]
