@@ -16,6 +16,7 @@ flight finish (answered with ``connection: close``) within the engine's drain ti
 from __future__ import annotations
 
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 import h11
@@ -40,6 +41,7 @@ log = logging.getLogger("iii_trio.http")
 
 HEADER_DEADLINE_SECONDS = 10.0  # a client must send its request head within this
 RETRY_AFTER_SECONDS = 1
+METHOD_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 9110 §5.6.2)
 
 
 def create(engine: Engine, entry: ModuleEntry) -> RestApiModule:
@@ -78,8 +80,14 @@ class HttpTrigger:
 class Cors:
     def __init__(self, config: CorsConfig | None) -> None:
         self.origins = list(config.allowed_origins or []) if config else []
-        self.methods = [m.upper() for m in (config.allowed_methods or [])] if config else []
         self.headers = list(config.allowed_headers or []) if config else []
+        listed = [m.upper() for m in (config.allowed_methods or [])] if config else []
+        # None: any method. A list of only invalid names allows none rather than any.
+        self.methods: list[str] | None = None
+        if listed and "*" not in listed:
+            self.methods = [m for m in listed if METHOD_NAME.fullmatch(m)]
+            for dropped in sorted(set(listed) - set(self.methods)):
+                log.warning("cors.allowed_methods: %r is not an HTTP method name; dropped", dropped)
 
     def response_headers(self, origin: str | None) -> list[tuple[str, str]]:
         if not self.origins or "*" in self.origins:
@@ -89,16 +97,16 @@ class Cors:
         return [("vary", "Origin")]
 
     def preflight(self, origin: str | None, requested_headers: str | None) -> list[tuple[str, str]]:
-        methods = ", ".join(self.methods) if self.methods else "*"
         if not self.headers or "*" in self.headers:
             allowed = requested_headers or "*"
         else:
             allowed = ", ".join(self.headers)
-        return [
-            *self.response_headers(origin),
-            ("access-control-allow-methods", methods),
-            ("access-control-allow-headers", allowed),
-        ]
+        headers = [*self.response_headers(origin), ("access-control-allow-headers", allowed)]
+        if self.methods is None:
+            headers.append(("access-control-allow-methods", "*"))
+        elif self.methods:
+            headers.append(("access-control-allow-methods", ", ".join(self.methods)))
+        return headers
 
 
 class RestApiModule(EngineModule):
