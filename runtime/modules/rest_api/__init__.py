@@ -5,8 +5,10 @@ The request's ``default_timeout`` starts once its head is in, so a body that tri
 counts against it too (408 when it is not complete in time).
 Each request is matched in the route table, admitted (at most ``concurrency_request_limit``
 execute, as many more wait in FIFO order, beyond that 503), then its condition and function
-are called through the router, so the request is a live invocation whose deadline is what is
-left of ``default_timeout``. Every answer, errors included, carries the CORS headers. How one
+are called through the router. From its arrival the request is listed by
+``engine::invocations::list``: queued while it waits, then as its function's invocation under
+the same id, deadline arrival + ``default_timeout``. Every answer, errors included, carries
+the CORS headers. How one
 request's body and answer flow, streamed ones included, is in :mod:`.exchange`.
 
 Shutdown drains: the listener closes, idle keep-alive connections close, and requests in
