@@ -102,6 +102,17 @@ async def measure_level(port: int, pid: int, path: str, calls: int, flight: int)
     }
 
 
+async def routes_registered(worker: III, count: int, seconds: float = 30.0) -> None:
+    """Until the engine lists ``count`` http bindings (the measured paths' and the extra
+    routes), polling engine::triggers::list; fails after ``seconds``."""
+    with trio.fail_after(seconds):
+        while True:
+            rows = await worker.list_triggers(include_internal=True)  # /direct's is engine::
+            if sum(row["trigger_type"] == "http" for row in rows) >= count:
+                return
+            await trio.sleep(0.05)
+
+
 async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="iii-bench-http-") as tmpdir:
@@ -128,7 +139,7 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
                                 "bench::echo",
                                 {"api_path": f"r/{n}/:id/x", "http_method": "POST"},
                             )
-                        await trio.sleep(1.0)
+                    await routes_registered(worker, 2 if routes == 1 else 1000)
                     for path, label in (
                         ("/direct", "engine answers itself"),
                         ("/echo", "to a trio-SDK worker"),

@@ -162,7 +162,7 @@ class WorkerModule(EngineModule):
         invocation_id = body.get("id")
         if not isinstance(invocation_id, str):
             raise deserialization_error("engine::invocations::get", "missing field 'id'")
-        invocation = self.engine.router.live.get(invocation_id)
-        if invocation is None:
+        row = self.engine.router.row(invocation_id, now_ms())
+        if row is None:
             raise InvocationError("invocation_not_found", f"Invocation {invocation_id} not found")
-        return invocation.row(now_ms())
+        return row

@@ -87,6 +87,7 @@ class Invocation(Actor):
         traceparent: str | None = None,
         baggage: str | None = None,
         metadata: Any = None,
+        started_at_ms: int | None = None,
         on_done: Callable[[Invocation], None],
     ) -> None:
         super().__init__(function_id)
@@ -105,7 +106,7 @@ class Invocation(Actor):
         self.metadata = metadata
         self.span: Span | None = None  # set by the observer, when there is one
         self.state = "queued"
-        self.started_at_ms = int(time.time() * 1000)
+        self.started_at_ms = wall_ms() if started_at_ms is None else started_at_ms
         self.outcome: Outcome | None = None
         self.finished = trio.Event()
         self._on_done = on_done
@@ -285,14 +286,73 @@ class Invocation(Actor):
         if self.caller is not None:
             caller = {"kind": "worker", "id": self.caller.worker_id}
         else:
-            caller = {"kind": "module", "id": self.caller_module or "engine"}
-        return {
-            "id": self.id,
-            "function_id": self.function_id,
-            "caller": caller,
-            "target_worker": self.target.worker_id if self.target is not None else None,
-            "started_at": self.started_at_ms,
-            "age_ms": max(0, now_ms - self.started_at_ms),
-            "deadline_ms": self.started_at_ms + self.timeout_ms,
-            "state": self.state,
-        }
+            caller = module_caller(self.caller_module)
+        target = self.target.worker_id if self.target is not None else None
+        return call_row(
+            self.id,
+            self.function_id,
+            caller,
+            target,
+            self.started_at_ms,
+            self.timeout_ms,
+            self.state,
+            now_ms,
+        )
+
+
+@attrs.define(eq=False)
+class QueuedCall:
+    """A call a module has accepted but not routed yet: an HTTP request waiting for one of
+    the module's execution slots (D5), or for its condition. Listed like an invocation, in
+    state ``queued``, until :meth:`Router.start` routes it under the same id."""
+
+    id: str
+    function_id: str
+    caller_module: str
+    started_at_ms: int
+    timeout_ms: int
+
+    def row(self, now_ms: int) -> dict[str, Any]:
+        caller = module_caller(self.caller_module)
+        return call_row(
+            self.id,
+            self.function_id,
+            caller,
+            None,
+            self.started_at_ms,
+            self.timeout_ms,
+            "queued",
+            now_ms,
+        )
+
+
+def module_caller(name: str | None) -> dict[str, Any]:
+    return {"kind": "module", "id": name or "engine"}
+
+
+def call_row(
+    call_id: str,
+    function_id: str,
+    caller: dict[str, Any],
+    target_worker: str | None,
+    started_at_ms: int,
+    timeout_ms: int,
+    state: str,
+    now_ms: int,
+) -> dict[str, Any]:
+    """One row of ``engine::invocations::list`` (spec/protocol.md §5.6), one shape for all."""
+    return {
+        "id": call_id,
+        "function_id": function_id,
+        "caller": caller,
+        "target_worker": target_worker,
+        "started_at": started_at_ms,
+        "age_ms": max(0, now_ms - started_at_ms),
+        "deadline_ms": started_at_ms + timeout_ms,
+        "state": state,
+    }
+
+
+def wall_ms() -> int:
+    """Unix ms, the clock of the rows' `started_at` and `deadline_ms`."""
+    return int(time.time() * 1000)

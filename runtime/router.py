@@ -2,7 +2,9 @@
 
 Used for worker calls (``invokefunction`` frames) and for engine-originated calls (trigger
 delivery, module calls). Every routed call is a live :class:`Invocation` actor under the
-``invocations`` supervisor, listed by ``engine::invocations::list`` (D12).
+``invocations`` supervisor, listed by ``engine::invocations::list`` (D12). A call a module
+has accepted but not routed yet (an HTTP request waiting for admission) is listed too, as a
+:class:`QueuedCall` that its invocation replaces under the same id.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import trio
 
 from iii_trio.runtime import protocol
 from iii_trio.runtime.errors import InvocationError
-from iii_trio.runtime.invocation import Invocation, Outcome
+from iii_trio.runtime.invocation import Invocation, Outcome, QueuedCall, wall_ms
 
 if TYPE_CHECKING:
     from iii_trio.actors.supervisor import Supervisor
@@ -35,6 +37,7 @@ class Router:
         self.registry = registry
         self.default_timeout_ms = default_timeout_ms
         self.live: dict[str, Invocation] = {}
+        self.queued: dict[str, QueuedCall] = {}  # accepted by a module, not routed yet
         self._idle: trio.Event | None = None
         self.supervisor: Supervisor | None = None
         # The observability module's hooks (engine.observer); None: nothing is recorded.
@@ -53,8 +56,14 @@ class Router:
         traceparent: str | None = None,
         baggage: str | None = None,
         metadata: Any = None,
+        deadline: float | None = None,
+        started_at_ms: int | None = None,
     ) -> Invocation | None:
-        """Spawn the invocation actor for one call; None when the function is unknown."""
+        """Spawn the invocation actor for one call; None when the function is unknown.
+
+        ``deadline`` (trio time) and ``started_at_ms`` (Unix ms) let a call that was queued
+        keep the start and deadline it had when accepted; ``timeout_ms`` is then its whole
+        timeout from that start."""
         target = local = None
         local = self.registry.engine_functions.get(function_id)
         if local is None:
@@ -68,7 +77,7 @@ class Router:
             invocation_id=invocation_id or str(uuid.uuid4()),
             function_id=function_id,
             data=data,
-            deadline=trio.current_time() + timeout_ms / 1000,
+            deadline=trio.current_time() + timeout_ms / 1000 if deadline is None else deadline,
             timeout_ms=timeout_ms,
             caller=caller,
             caller_module=caller_module,
@@ -78,8 +87,10 @@ class Router:
             traceparent=traceparent,
             baggage=baggage,
             metadata=metadata,
+            started_at_ms=started_at_ms,
             on_done=self._finished,
         )
+        self.queued.pop(invocation.id, None)  # routed now: the invocation's row replaces it
         self.live[invocation.id] = invocation
         if target is not None:
             target.assigned.add(invocation)
@@ -143,8 +154,35 @@ class Router:
         if self.start(function_id, data, caller_module=caller_module, reply=False) is None:
             log.info("%s: cannot deliver to %s: function not found", caller_module, function_id)
 
+    def queue(
+        self,
+        function_id: str,
+        *,
+        caller_module: str,
+        timeout_ms: int,
+        started_at_ms: int | None = None,
+    ) -> QueuedCall:
+        """List a call the module has accepted but cannot route yet; :meth:`start` with its
+        id routes it, :meth:`unqueue` drops it."""
+        started = wall_ms() if started_at_ms is None else started_at_ms
+        call = QueuedCall(str(uuid.uuid4()), function_id, caller_module, started, timeout_ms)
+        self.queued[call.id] = call
+        return call
+
+    def unqueue(self, call: QueuedCall) -> None:
+        if self.queued.get(call.id) is call:
+            del self.queued[call.id]
+
     def rows(self, now_ms: int) -> list[dict[str, Any]]:
-        return [invocation.row(now_ms) for invocation in self.live.values()]
+        rows = [call.row(now_ms) for call in self.queued.values()]
+        return rows + [invocation.row(now_ms) for invocation in self.live.values()]
+
+    def row(self, call_id: str, now_ms: int) -> dict[str, Any] | None:
+        """One live or queued call's row; None when there is none with that id."""
+        found: Invocation | QueuedCall | None = self.live.get(call_id)
+        if found is None:
+            found = self.queued.get(call_id)
+        return found.row(now_ms) if found is not None else None
 
 
 def _fields(error: protocol.ErrorBody) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from iii_trio.runtime.config import CorsConfig, ModuleEntry, RestApiConfig, load
 from iii_trio.runtime.engine import Engine
 from iii_trio.sdk import III
 from tests.conftest import StartEngine, worker_url
+from tests.support.raw_worker import raw_worker
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -105,13 +107,46 @@ async def test_slashes_static_precedence_and_raw_bodies(engine: Engine) -> None:
     async with worker.connect(), client(engine) as http:
         await routed(engine, 5)
         assert (await http.get("/items")).json() == "plain"
-        assert (await http.get("items")).json() == "plain"  # the leading slash is optional
         assert (await http.get("/items/")).json() == "slash"  # a trailing slash is not
         assert (await http.get("/items/special")).json() == "static"
         assert (await http.get("/items/other")).json() == "param"
         text = await http.get("/text")
         assert text.text == "hi there"
         assert text.headers["content-type"] == "text/plain"
+
+
+def who(name: str) -> Any:
+    async def handler(request: dict[str, Any]) -> Any:
+        return {"body": {"who": name, "path": request["path"]}}
+
+    return handler
+
+
+async def test_a_leading_slash_is_optional_items_and_slash_items_are_one_route(
+    engine: Engine,
+) -> None:
+    bare = III(worker_url(engine), worker_name="bare")
+    slashed = III(worker_url(engine), worker_name="slashed")
+    bare.register_function("bare::items", who("bare"))
+    bare.register_trigger("http", "bare::items", {"api_path": "items"})
+    slashed.register_function("slashed::items", who("slashed"))
+    slashed.register_trigger("http", "slashed::items", {"api_path": "/items"})
+    bare_answer = {"who": "bare", "path": "items"}  # `path`: the pattern as registered
+    slashed_answer = {"who": "slashed", "path": "/items"}
+    async with client(engine) as http:
+        async with bare.connect():
+            await routed(engine, 1)
+            assert (await http.get("/items")).json() == bare_answer  # `items` serves /items
+            async with slashed.connect():
+                await routed(engine, 2)
+                # One route: the newer binding took it over (two routes could not both match).
+                assert (await http.get("/items")).json() == slashed_answer
+            await routed(engine, 1)
+            assert (await http.get("/items")).json() == bare_answer  # and handed it back
+        await routed(engine, 0)
+        async with slashed.connect():
+            await routed(engine, 1)
+            assert (await http.get("/items")).json() == slashed_answer  # `/items` alone too
 
 
 async def test_errors_share_one_envelope_with_cors(start_engine: StartEngine) -> None:
@@ -206,6 +241,74 @@ async def test_routes_follow_their_bindings(engine: Engine) -> None:
         assert (await http.get("/hello")).status_code == 404
 
 
+async def test_a_failing_condition_answers_500_with_its_error_code(engine: Engine) -> None:
+    worker = III(worker_url(engine), worker_name="api")
+    calls: list[Any] = []
+    worker.register_function("api::guarded", lambda request: calls.append(request))
+    worker.register_trigger(
+        "http", "api::guarded", {"api_path": "guarded", "condition_function_id": "auth::check"}
+    )
+    async with raw_worker(worker_url(engine)) as auth, worker.connect(), client(engine) as http:
+        await auth.register("auth::check")
+        await routed(engine, 1)
+        with trio.fail_after(10):
+            while "auth::check" not in engine.registry.functions:
+                await trio.sleep(0.01)
+        async with trio.open_nursery() as nursery:
+            answered: list[httpx.Response] = []
+
+            async def get() -> None:
+                answered.append(await http.get("/guarded", headers={"Origin": "https://x.example"}))
+
+            nursery.start_soon(get)
+            check = await auth.expect("invokefunction")
+            assert check["function_id"] == "auth::check"
+            assert check["data"]["path"] == "guarded"  # the payload the handler would get
+            error = {"code": "auth_unavailable", "message": "the auth backend is down"}
+            await auth.answer(check, error=error)
+    [response] = answered
+    assert response.status_code == 500
+    assert response.headers["access-control-allow-origin"] == "*"
+    body = response.json()["error"]
+    assert (body["code"], body["message"]) == ("auth_unavailable", "the auth backend is down")
+    assert calls == []  # the handler did not run
+
+
+async def test_an_http_binding_without_api_path_is_refused(engine: Engine) -> None:
+    async with raw_worker(worker_url(engine)) as owner:
+        binding = {
+            "type": "registertrigger",
+            "id": "b-1",
+            "trigger_type": "http",
+            "function_id": "api::anything",
+            "config": {"http_method": "GET"},
+        }
+        await owner.send(binding)
+        refused = await owner.expect("triggerregistrationresult")
+        assert refused["id"] == "b-1"
+        assert refused["error"] == {
+            "code": "trigger_registration_failed",
+            "message": "api_path is required for http triggers",
+        }
+        listed = await owner.call("engine::triggers::list", {})
+        assert listed["result"]["triggers"] == []  # not stored
+    module: Any = engine.modules["rest_api"]
+    assert module.trigger.routes.count == 0
+
+
+async def test_accepted_sockets_use_tcp_nodelay(engine: Engine) -> None:
+    module: Any = engine.modules["rest_api"]
+    async with await trio.open_tcp_stream("127.0.0.1", module.port) as stream:
+        await stream.send_all(b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n")
+        with trio.fail_after(10):
+            assert (await stream.receive_some(65536)).startswith(b"HTTP/1.1 404 ")
+        # Kept alive: the server's side of this connection is still open; ask its socket.
+        # (trio's SocketStream enables TCP_NODELAY by default too; the module sets it anyway.)
+        [conn] = module._connections
+        server_side = conn.stream.socket
+        assert server_side.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
 def counting(served: dict[str, int], name: str) -> Any:
     async def hello(data: Any) -> Any:
         served[name] += 1
@@ -232,44 +335,6 @@ async def test_two_replicas_serve_one_route(engine: Engine) -> None:
     assert served["r1"] + served["r2"] == 10
     assert served["r1"] > 0
     assert served["r2"] > 0
-
-
-async def test_admission_runs_n_queues_n_and_refuses_the_rest(start_engine: StartEngine) -> None:
-    engine = await start_engine(modules=(http_entry(concurrency_request_limit=2),))
-    worker = III(worker_url(engine), worker_name="api")
-    inside = [0, 0]  # now, most at once
-    release = trio.Event()
-
-    @worker.function(id="api::hold")
-    async def hold(data: Any) -> Any:
-        inside[0] += 1
-        inside[1] = max(inside)
-        await release.wait()
-        inside[0] -= 1
-        return {"body": "done"}
-
-    worker.register_trigger("http", "api::hold", {"api_path": "hold"})
-    module: Any = engine.modules["rest_api"]
-    statuses: list[int] = []
-    async with worker.connect(), client(engine) as http:
-        await routed(engine, 1)
-
-        async def get() -> None:
-            statuses.append((await http.get("/hold")).status_code)
-
-        async with trio.open_nursery() as nursery:
-            for _ in range(4):  # 2 run, 2 wait
-                nursery.start_soon(get)
-            with trio.fail_after(10):
-                while inside[0] < 2 or module._waiting < 2:
-                    await trio.sleep(0.01)
-            refused = await http.get("/hold")
-            assert refused.status_code == 503
-            assert refused.headers["retry-after"] == "1"
-            assert refused.json()["error"]["code"] == "overloaded"
-            release.set()
-    assert statuses == [200, 200, 200, 200]
-    assert inside[1] == 2  # never more than N at once
 
 
 async def test_a_slow_client_is_closed_at_the_header_deadline(engine: Engine) -> None:

@@ -5,8 +5,10 @@ The request's ``default_timeout`` starts once its head is in, so a body that tri
 counts against it too (408 when it is not complete in time).
 Each request is matched in the route table, admitted (at most ``concurrency_request_limit``
 execute, as many more wait in FIFO order, beyond that 503), then its condition and function
-are called through the router, so the request is a live invocation whose deadline is what is
-left of ``default_timeout``. Every answer, errors included, carries the CORS headers. How one
+are called through the router. From its arrival the request is listed by
+``engine::invocations::list``: queued while it waits, then as its function's invocation under
+the same id, deadline arrival + ``default_timeout``. Every answer, errors included, carries
+the CORS headers. How one
 request's body and answer flow, streamed ones included, is in :mod:`.exchange`.
 
 Shutdown drains: the listener closes, idle keep-alive connections close, and requests in
@@ -16,6 +18,7 @@ flight finish (answered with ``connection: close``) within the engine's drain ti
 from __future__ import annotations
 
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 import h11
@@ -33,13 +36,14 @@ from iii_trio.runtime.router import not_found
 if TYPE_CHECKING:
     from iii_trio.runtime.config import ModuleEntry
     from iii_trio.runtime.engine import Engine
-    from iii_trio.runtime.invocation import Invocation
+    from iii_trio.runtime.invocation import Invocation, QueuedCall
     from iii_trio.runtime.registry import Binding, EngineTriggerType
 
 log = logging.getLogger("iii_trio.http")
 
 HEADER_DEADLINE_SECONDS = 10.0  # a client must send its request head within this
 RETRY_AFTER_SECONDS = 1
+METHOD_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 9110 §5.6.2)
 
 
 def create(engine: Engine, entry: ModuleEntry) -> RestApiModule:
@@ -78,8 +82,14 @@ class HttpTrigger:
 class Cors:
     def __init__(self, config: CorsConfig | None) -> None:
         self.origins = list(config.allowed_origins or []) if config else []
-        self.methods = [m.upper() for m in (config.allowed_methods or [])] if config else []
         self.headers = list(config.allowed_headers or []) if config else []
+        listed = [m.upper() for m in (config.allowed_methods or [])] if config else []
+        # None: any method. A list of only invalid names allows none rather than any.
+        self.methods: list[str] | None = None
+        if listed and "*" not in listed:
+            self.methods = [m for m in listed if METHOD_NAME.fullmatch(m)]
+            for dropped in sorted(set(listed) - set(self.methods)):
+                log.warning("cors.allowed_methods: %r is not an HTTP method name; dropped", dropped)
 
     def response_headers(self, origin: str | None) -> list[tuple[str, str]]:
         if not self.origins or "*" in self.origins:
@@ -89,16 +99,16 @@ class Cors:
         return [("vary", "Origin")]
 
     def preflight(self, origin: str | None, requested_headers: str | None) -> list[tuple[str, str]]:
-        methods = ", ".join(self.methods) if self.methods else "*"
         if not self.headers or "*" in self.headers:
             allowed = requested_headers or "*"
         else:
             allowed = ", ".join(self.headers)
-        return [
-            *self.response_headers(origin),
-            ("access-control-allow-methods", methods),
-            ("access-control-allow-headers", allowed),
-        ]
+        headers = [*self.response_headers(origin), ("access-control-allow-headers", allowed)]
+        if self.methods is None:
+            headers.append(("access-control-allow-methods", "*"))
+        elif self.methods:
+            headers.append(("access-control-allow-methods", ", ".join(self.methods)))
+        return headers
 
 
 class RestApiModule(EngineModule):
@@ -214,9 +224,10 @@ class RestApiModule(EngineModule):
         self._executing.release()
 
     async def start_route(
-        self, binding: Binding, data: dict[str, Any], deadline: float
+        self, binding: Binding, data: dict[str, Any], queued: QueuedCall, deadline: float
     ) -> Invocation:
-        """The route's condition (awaited), then its function's invocation, started."""
+        """The route's condition (awaited), then its function's invocation, started under
+        the id, start and deadline the request was listed with while queued."""
         router = self.engine.router
         condition = (binding.config or {}).get("condition_function_id")
         try:
@@ -227,9 +238,15 @@ class RestApiModule(EngineModule):
                     raise HttpError(422, "condition_not_met", "the request condition was not met")
         except InvocationError as exc:
             raise _http_error(exc) from None
-        left_ms = max(1, int((deadline - trio.current_time()) * 1000))
         invocation = router.start(
-            binding.function_id, data, caller_module="http", reply=False, timeout_ms=left_ms
+            binding.function_id,
+            data,
+            invocation_id=queued.id,
+            caller_module="http",
+            reply=False,
+            timeout_ms=queued.timeout_ms,
+            deadline=deadline,
+            started_at_ms=queued.started_at_ms,
         )
         if invocation is None:
             raise HttpError(500, "function_not_found", not_found(binding.function_id).message)

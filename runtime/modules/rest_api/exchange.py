@@ -27,11 +27,12 @@ import orjson
 import trio
 
 from iii_trio.runtime import tracing
+from iii_trio.runtime.invocation import wall_ms
 from iii_trio.runtime.modules.rest_api.http_io import HttpConnection, HttpError, too_large
 
 if TYPE_CHECKING:
     from iii_trio.runtime.channels import Channel
-    from iii_trio.runtime.invocation import Invocation
+    from iii_trio.runtime.invocation import Invocation, QueuedCall
     from iii_trio.runtime.modules.rest_api import RestApiModule
     from iii_trio.runtime.modules.rest_api.routes import Match
     from iii_trio.runtime.registry import Binding
@@ -95,6 +96,7 @@ class Exchange:
         self.started = False  # a streamed response head went out: no error answer is possible
         self.status: int | None = None  # of the answer sent, for the request's span
         self.deadline = trio.CancelScope()  # default_timeout, from the head to the decision
+        self.queued: QueuedCall | None = None  # the request's row until its function is called
 
     @property
     def _without_body(self) -> bool:
@@ -177,6 +179,8 @@ class Exchange:
             raise HttpError(404, "not_found", f"no route for {url.path}")
         _name_server_span(self.method, match)
         deadline = trio.current_time() + config.default_timeout / 1000
+        arrived_ms = wall_ms()
+        router = self.module.engine.router
         json_body = "application/json" in self.headers.get("content-type", "")
         # One deadline up to the decision; a streamed response lifts it (see _stream).
         body_read = not json_body
@@ -184,11 +188,21 @@ class Exchange:
             body = await self.conn.read_body(config.body_limit) if json_body else None
             body_read = True
             data = request_input(self.method, url.query, self.headers, body, match)
-            await self.module.admit()
+            # Listed (queued) from here, from its head on; its invocation takes over the row.
+            self.queued = router.queue(
+                match.binding.function_id,
+                caller_module="http",
+                timeout_ms=config.default_timeout,
+                started_at_ms=arrived_ms,
+            )
             try:
-                await self._exchange(match.binding, data, stream_body=not json_body)
+                await self.module.admit()
+                try:
+                    await self._exchange(match.binding, data, stream_body=not json_body)
+                finally:
+                    self.module.release()
             finally:
-                self.module.release()
+                router.unqueue(self.queued)
         if not body_read:  # a slow sender, not a slow function
             message = f"the body did not arrive within {config.default_timeout} ms"
             raise HttpError(408, "request_timeout", message)
@@ -251,7 +265,10 @@ class Exchange:
         """The function's result, unless the worker writes to the response channel first."""
         module = self.module
         try:
-            invocation = await module.start_route(binding, data, self.deadline.deadline)
+            assert self.queued is not None
+            invocation = await module.start_route(
+                binding, data, self.queued, self.deadline.deadline
+            )
             if not response.writer_taken:
                 # The common case: a result and no channel. A writer arriving on the response
                 # channel stops this wait, and the slower race below decides.
