@@ -1,8 +1,10 @@
 """Routing of calls: resolve the function, pick a provider, spawn the invocation actor.
 
 Used for worker calls (``invokefunction`` frames) and for engine-originated calls (trigger
-delivery, module calls). Every routed call is a live :class:`Invocation` actor under the
-``invocations`` supervisor, listed by ``engine::invocations::list`` (D12).
+delivery, module calls). Every routed call is a live :class:`Invocation`, listed by
+``engine::invocations::list`` (D12): an actor under the ``invocations`` supervisor, or, when
+its frame went to the target at once, a call without a task whose deadline the router's
+:class:`Deadlines` timer watches (see :mod:`iii_trio.runtime.invocation`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from iii_trio.runtime import protocol
+from iii_trio.runtime.deadlines import Deadlines
 from iii_trio.runtime.errors import InvocationError
 from iii_trio.runtime.invocation import Invocation, Outcome
 
@@ -37,6 +40,9 @@ class Router:
         self.live: dict[str, Invocation] = {}
         self._idle: trio.Event | None = None
         self.supervisor: Supervisor | None = None
+        # Run by the invocations supervisor (a child of it): the deadlines of calls
+        # without a task.
+        self.deadlines = Deadlines()
         # The observability module's hooks (engine.observer); None: nothing is recorded.
         self.observer: Observer | None = None
 
@@ -79,6 +85,7 @@ class Router:
             baggage=baggage,
             metadata=metadata,
             on_done=self._finished,
+            spawn=self._spawn,
         )
         self.live[invocation.id] = invocation
         if target is not None:
@@ -87,11 +94,16 @@ class Router:
             caller.outgoing.add(invocation)
         if self.observer is not None:  # before the frame is built: it carries the span
             self.observer.invocation_started(invocation)
+        if invocation.try_send_now():
+            self.deadlines.add(invocation)
+        else:
+            self._spawn(invocation)
+        return invocation
+
+    def _spawn(self, invocation: Invocation) -> None:
         supervisor = self.supervisor
         assert supervisor is not None, "the invocations supervisor is not running"
-        invocation.try_send_now()
         supervisor.spawn(invocation)
-        return invocation
 
     async def wait_idle(self) -> None:
         """Until no invocation is live (graceful drain)."""
@@ -100,6 +112,7 @@ class Router:
             await self._idle.wait()
 
     def _finished(self, invocation: Invocation) -> None:
+        self.deadlines.discard(invocation)
         if invocation.span is not None and self.observer is not None:
             self.observer.invocation_finished(invocation)
         if self.live.get(invocation.id) is invocation:
