@@ -98,7 +98,12 @@ class ClientWebSocket:
         return client
 
     async def send(self, text: str) -> None:
-        data = ws_frames.masked_frame(ws_frames.OP_TEXT, text.encode())
+        await self.send_texts([text.encode()])
+
+    async def send_texts(self, payloads: Sequence[bytes]) -> None:
+        """Text messages whose payloads are UTF-8 already (orjson output), in one write:
+        one ``send_all`` for a batch costs less than one per frame."""
+        data = b"".join([ws_frames.masked_frame(ws_frames.OP_TEXT, p) for p in payloads])
         async with self._send_lock:
             try:
                 await self._stream.send_all(data)
