@@ -10,7 +10,6 @@ its frame went to the target at once, a call without a task whose deadline the r
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -71,7 +70,7 @@ class Router:
         if timeout_ms is None:
             timeout_ms = self.default_timeout_ms
         invocation = Invocation(
-            invocation_id=invocation_id or str(uuid.uuid4()),
+            invocation_id=invocation_id or protocol.new_uuid(),
             function_id=function_id,
             data=data,
             deadline=trio.current_time() + timeout_ms / 1000,

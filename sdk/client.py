@@ -224,7 +224,7 @@ class III:
             await self.trigger_void(function_id, data, timeout=timeout)
             return None
         seconds = self.default_timeout if timeout is None else timeout
-        invocation_id = str(uuid.uuid4())
+        invocation_id = protocol.new_uuid()
         frame: dict[str, Any] = {
             "type": "invokefunction",
             "invocation_id": invocation_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import orjson
@@ -235,3 +236,13 @@ def test_the_fast_path_of_calls_decodes_like_the_converter(obj: dict[str, Any]) 
     except p.FrameRejected:
         got = p.FrameRejected
     assert got == expected
+
+
+def test_new_uuid_is_a_canonical_random_uuid() -> None:
+    ids = [p.new_uuid() for _ in range(1000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
