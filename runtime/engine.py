@@ -2,7 +2,7 @@
 
     engine (supervisor, one_for_one)
     ├── registry       the functions-available notifier over the registry data
-    ├── invocations    supervisor of the live invocation actors
+    ├── invocations    supervisor of the live invocation actors and their deadline timer
     ├── channels       expiry of unconnected channels
     ├── modules        supervisor, the always-loaded WorkerModule, then config order
     └── listener       the worker port; one connection actor per socket
@@ -146,7 +146,8 @@ class Engine:
 
     def _tree(self) -> Supervisor:
         def invocations() -> Supervisor:
-            supervisor = Supervisor("invocations")
+            deadlines = ChildSpec("deadlines", lambda: self.router.deadlines)
+            supervisor = Supervisor("invocations", [deadlines])
             self.router.supervisor = supervisor
             return supervisor
 

@@ -6,6 +6,13 @@ delivered: it waits for an in-flight slot on its target (state ``queued``), send
 engine-side deadline. Anything that settles the call from outside (the target's result, the
 target disconnecting, the caller going away) calls :meth:`Invocation.settle` or
 :meth:`Invocation.abandon`, which wake the actor by cancelling its wait.
+
+A call whose frame went to its target the moment it was routed (a free slot, room in the
+outbox: the usual case) gets no task at all: its deadline is watched by the router's one
+:class:`~iii_trio.runtime.deadlines.Deadlines` timer, and whatever settles it answers the
+caller and cleans up right there. It is spawned as an actor only if its answer has to wait
+for room in the caller's outbox. Spawning a task per call only to hold its deadline cost
+about a fifth of the engine's CPU per routed call (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -89,6 +96,7 @@ class Invocation(Actor):
         metadata: Any = None,
         started_at_ms: int | None = None,
         on_done: Callable[[Invocation], None],
+        spawn: Callable[[Invocation], None],
     ) -> None:
         super().__init__(function_id)
         self.id = invocation_id
@@ -110,7 +118,9 @@ class Invocation(Actor):
         self.outcome: Outcome | None = None
         self.finished = trio.Event()
         self._on_done = on_done
+        self._spawn = spawn
         self._wait_scope: trio.CancelScope | None = None
+        self._armed = False  # sent at once, no task: settling it finishes it (see above)
         self._abandoned = False
         self._holds_slot = False
         self._sent = False
@@ -124,6 +134,13 @@ class Invocation(Actor):
             self.outcome = outcome
             if self._wait_scope is not None:
                 self._wait_scope.cancel()
+            elif self._armed:
+                self._armed = False
+                self._finish_without_task()
+
+    def expire(self) -> None:
+        """The router's deadline timer: this call (one without a task) is out of time."""
+        self.settle(self._timeout_outcome())
 
     def complete(self, outcome: Outcome) -> None:
         """The target answered: settle and, when the caller's outbox has room, answer it
@@ -138,16 +155,19 @@ class Invocation(Actor):
                 self._delivered = True  # the caller is gone: nobody to answer
         self.settle(outcome)
 
-    def try_send_now(self) -> None:
+    def try_send_now(self) -> bool:
         """Called as the call is routed: when the target has a free slot and outbox room,
-        send at once, so the frame does not wait for this actor to be scheduled."""
+        send at once, so the frame does not wait for this actor to be scheduled.
+
+        True when it was sent: then the call needs no task, only its deadline watched (the
+        caller of this method arranges that); False: spawn it as an actor."""
         target = self.target
         if target is None:
-            return
+            return False
         try:
             target.slots.acquire_nowait()
         except trio.WouldBlock:
-            return
+            return False
         self._holds_slot = True
         self.state = "running"
         target.pending[self.id] = self
@@ -155,6 +175,9 @@ class Invocation(Actor):
             self._sent = target.try_deliver(self._invoke_frame())
         except MailboxClosed:
             self.settle(Outcome(error=STOPPED))
+            return False
+        self._armed = self._sent
+        return self._sent
 
     def abandon(self) -> None:
         """The caller went away: stop waiting and deliver nothing (D4.2)."""
@@ -177,18 +200,36 @@ class Invocation(Actor):
                     else:
                         raise AssertionError("an invocation needs a target")
             if self.outcome is None:
-                self.outcome = Outcome(
-                    error=protocol.ErrorBody(
-                        "timeout",
-                        f"invocation of {self.function_id} timed out after {self.timeout_ms} ms",
-                    )
-                )
+                self.outcome = self._timeout_outcome()
             if not self._abandoned:
                 await self._deliver(self.outcome)
         finally:
-            self._release_target()  # also when settled before _run_remote ever ran
-            self._on_done(self)
-            self.finished.set()
+            self._done()  # releases the target also when settled before _run_remote ran
+
+    def _finish_without_task(self) -> None:
+        """Settled while armed (no task): answer the caller now if its outbox has room,
+        otherwise become an actor that waits for room (:meth:`run` then only delivers)."""
+        assert self.outcome is not None
+        caller = self.caller
+        if self.reply and caller is not None and not self._abandoned and not self._delivered:
+            try:
+                self._delivered = caller.try_deliver(self._result_frame(self.outcome))
+            except MailboxClosed:
+                self._delivered = True  # the caller is gone: nobody to answer
+            if not self._delivered:
+                self._spawn(self)
+                return
+        self._log_failure(self.outcome)
+        self._done()
+
+    def _done(self) -> None:
+        self._release_target()
+        self._on_done(self)
+        self.finished.set()
+
+    def _timeout_outcome(self) -> Outcome:
+        message = f"invocation of {self.function_id} timed out after {self.timeout_ms} ms"
+        return Outcome(error=protocol.ErrorBody("timeout", message))
 
     async def _run_local(self, function: EngineFunction) -> None:
         self.state = "running"
@@ -266,9 +307,12 @@ class Invocation(Actor):
             )
         )
 
-    async def _deliver(self, outcome: Outcome) -> None:
+    def _log_failure(self, outcome: Outcome) -> None:
         if outcome.error is not None and not self.reply:
             log.info("call of %s failed: %s", self.function_id, outcome.error.message)
+
+    async def _deliver(self, outcome: Outcome) -> None:
+        self._log_failure(outcome)
         caller = self.caller
         if not self.reply or caller is None or self._delivered:
             return

@@ -1,8 +1,10 @@
 """Routing of calls: resolve the function, pick a provider, spawn the invocation actor.
 
 Used for worker calls (``invokefunction`` frames) and for engine-originated calls (trigger
-delivery, module calls). Every routed call is a live :class:`Invocation` actor under the
-``invocations`` supervisor, listed by ``engine::invocations::list`` (D12). A call a module
+delivery, module calls). Every routed call is a live :class:`Invocation`, listed by
+``engine::invocations::list`` (D12): an actor under the ``invocations`` supervisor, or, when
+its frame went to the target at once, a call without a task whose deadline the router's
+:class:`Deadlines` timer watches (see :mod:`iii_trio.runtime.invocation`). A call a module
 has accepted but not routed yet (an HTTP request waiting for admission) is listed too, as a
 :class:`QueuedCall` that its invocation replaces under the same id.
 """
@@ -10,12 +12,12 @@ has accepted but not routed yet (an HTTP request waiting for admission) is liste
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from iii_trio.runtime import protocol
+from iii_trio.runtime.deadlines import Deadlines
 from iii_trio.runtime.errors import InvocationError
 from iii_trio.runtime.invocation import Invocation, Outcome, QueuedCall, wall_ms
 
@@ -40,6 +42,9 @@ class Router:
         self.queued: dict[str, QueuedCall] = {}  # accepted by a module, not routed yet
         self._idle: trio.Event | None = None
         self.supervisor: Supervisor | None = None
+        # Run by the invocations supervisor (a child of it): the deadlines of calls
+        # without a task.
+        self.deadlines = Deadlines()
         # The observability module's hooks (engine.observer); None: nothing is recorded.
         self.observer: Observer | None = None
 
@@ -74,7 +79,7 @@ class Router:
         if timeout_ms is None:
             timeout_ms = self.default_timeout_ms
         invocation = Invocation(
-            invocation_id=invocation_id or str(uuid.uuid4()),
+            invocation_id=invocation_id or protocol.new_uuid(),
             function_id=function_id,
             data=data,
             deadline=trio.current_time() + timeout_ms / 1000 if deadline is None else deadline,
@@ -89,6 +94,7 @@ class Router:
             metadata=metadata,
             started_at_ms=started_at_ms,
             on_done=self._finished,
+            spawn=self._spawn,
         )
         self.queued.pop(invocation.id, None)  # routed now: the invocation's row replaces it
         self.live[invocation.id] = invocation
@@ -98,11 +104,16 @@ class Router:
             caller.outgoing.add(invocation)
         if self.observer is not None:  # before the frame is built: it carries the span
             self.observer.invocation_started(invocation)
+        if invocation.try_send_now():
+            self.deadlines.add(invocation)
+        else:
+            self._spawn(invocation)
+        return invocation
+
+    def _spawn(self, invocation: Invocation) -> None:
         supervisor = self.supervisor
         assert supervisor is not None, "the invocations supervisor is not running"
-        invocation.try_send_now()
         supervisor.spawn(invocation)
-        return invocation
 
     async def wait_idle(self) -> None:
         """Until no invocation is live (graceful drain)."""
@@ -111,6 +122,7 @@ class Router:
             await self._idle.wait()
 
     def _finished(self, invocation: Invocation) -> None:
+        self.deadlines.discard(invocation)
         if invocation.span is not None and self.observer is not None:
             self.observer.invocation_finished(invocation)
         if self.live.get(invocation.id) is invocation:
@@ -165,7 +177,7 @@ class Router:
         """List a call the module has accepted but cannot route yet; :meth:`start` with its
         id routes it, :meth:`unqueue` drops it."""
         started = wall_ms() if started_at_ms is None else started_at_ms
-        call = QueuedCall(str(uuid.uuid4()), function_id, caller_module, started, timeout_ms)
+        call = QueuedCall(protocol.new_uuid(), function_id, caller_module, started, timeout_ms)
         self.queued[call.id] = call
         return call
 

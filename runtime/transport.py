@@ -4,7 +4,8 @@ This is the one place that knows how frames travel, so it can be tuned or replac
 own (see docs/performance.md). Choices, each measured against trio-websocket:
 
 - Reads are 64 KiB at a time and every complete message in a read is handled before the
-  next read, instead of one channel hop per message.
+  next read, instead of one channel hop per message; after a short read the next one
+  waits for readability first (:mod:`iii_trio.runtime.socket_reads`).
 - Server frames are never masked, so outbound frames are built here (a 2-10 byte header
   and the payload) rather than through wsproto's generic encoder, and the connection's
   writer sends every frame that is ready in one ``send_all``.
@@ -26,6 +27,7 @@ from wsproto.events import AcceptConnection, RejectConnection, RejectData, Reque
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from iii_trio.runtime import ws_frames
+from iii_trio.runtime.socket_reads import SocketReader
 
 READ_SIZE = 65536
 
@@ -160,6 +162,7 @@ class ServerWebSocket:
 
     def __init__(self, stream: trio.abc.Stream, max_message_size: int) -> None:
         self.stream = stream
+        self._reader = SocketReader(stream, READ_SIZE)
         self._parser = ws_frames.FrameParser(max_message_size)
         self._ready: collections.deque[str | bytes] = collections.deque()
         # Raised by receive() once the messages before it are taken.
@@ -179,13 +182,10 @@ class ServerWebSocket:
         while not self._ready:
             if self._closed is not None:
                 raise self._closed
-            try:
-                data = await self.stream.receive_some(READ_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                data = b""
+            data = await self._reader.receive_some()
             if not data:
                 raise WebSocketClosed(1006, "connection dropped")
-            self._feed(bytes(data))
+            self._feed(data)
         return self._ready.popleft()
 
     def _feed(self, data: bytes) -> None:

@@ -33,6 +33,8 @@ log = logging.getLogger("iii_trio.sdk")
 
 Handler = Callable[..., Any]
 OUTBOX_CAPACITY = 1024
+# Largest write the writer assembles from queued frames.
+_WRITE_BATCH_BYTES = 256 * 1024
 
 # The trace context (traceparent, baggage) of the invocation a handler is serving: calls
 # the handler makes carry it, so the engine links them into the caller's trace.
@@ -222,7 +224,7 @@ class III:
             await self.trigger_void(function_id, data, timeout=timeout)
             return None
         seconds = self.default_timeout if timeout is None else timeout
-        invocation_id = str(uuid.uuid4())
+        invocation_id = protocol.new_uuid()
         frame: dict[str, Any] = {
             "type": "invokefunction",
             "invocation_id": invocation_id,
@@ -423,16 +425,37 @@ class III:
         frames: trio.MemoryReceiveChannel[bytes],
         connection: trio.CancelScope,
     ) -> None:
+        # Every frame that is ready goes out in one write (one send_all per batch instead
+        # of one per frame: with many calls in flight, most frames share a write).
         try:
-            async for frame in frames:
-                if not frame:
-                    self._flushed.set()
-                    continue
-                await ws.send(frame.decode())
+            async for first in frames:
+                batch = [first]
+                size = len(first)
+                while size < _WRITE_BATCH_BYTES:
+                    try:
+                        frame = frames.receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                    batch.append(frame)
+                    size += len(frame)
+                await self._write_batch(ws, batch)
         except ConnectionClosed as closed:
             # A reset seen while sending ends this connection only; the loop reconnects.
             log.info("connection lost while sending (%s)", closed.code)
             connection.cancel()
+
+    async def _write_batch(self, ws: ClientWebSocket, batch: list[bytes]) -> None:
+        # An empty frame marks a flush (see _drain): it is set once what came before it
+        # is written.
+        start = 0
+        for end, frame in enumerate(batch):
+            if not frame:
+                if end > start:
+                    await ws.send_texts(batch[start:end])
+                self._flushed.set()
+                start = end + 1
+        if start < len(batch):
+            await ws.send_texts(batch[start:] if start else batch)
 
     async def _read_loop(self, ws: ClientWebSocket, nursery: trio.Nursery) -> None:
         while True:
@@ -489,13 +512,7 @@ class III:
                 _trace_context.set((call.traceparent, call.baggage))  # this task only
             self._running_handlers += 1
             try:
-                async with self._handler_limit:
-                    if function.is_async:
-                        result = await function.handler(*args)
-                    else:
-                        result = await trio.to_thread.run_sync(
-                            function.handler, *args, limiter=self._thread_limit
-                        )
+                result = await self._run_handler(function, args)
             except Exception as exc:
                 reply["error"] = {
                     "code": "invocation_failed",
@@ -523,6 +540,24 @@ class III:
         finally:
             if not self._running_handlers:
                 self._handlers_idle.set()
+
+    async def _run_handler(self, function: _Function, args: list[Any]) -> Any:
+        """The handler, in one of max_concurrent_handlers slots. A free slot is taken
+        without waiting (CapacityLimiter's ``async with`` yields to the scheduler even
+        then: a trip per call saved)."""
+        limit = self._handler_limit
+        try:
+            limit.acquire_nowait()
+        except trio.WouldBlock:
+            await limit.acquire()
+        try:
+            if function.is_async:
+                return await function.handler(*args)
+            return await trio.to_thread.run_sync(
+                function.handler, *args, limiter=self._thread_limit
+            )
+        finally:
+            limit.release()
 
     async def _binding_changed(
         self, message: protocol.RegisterTrigger | protocol.UnregisterTrigger
@@ -570,7 +605,12 @@ class III:
                 await self._connected.wait()
                 continue
             try:
-                await outbox.send(frame)
+                # With room in the outbox (the usual case) the frame is queued without
+                # the trip through the scheduler that send() always makes.
+                try:
+                    outbox.send_nowait(frame)
+                except trio.WouldBlock:
+                    await outbox.send(frame)
                 return
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 if not wait:

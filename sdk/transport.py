@@ -20,6 +20,7 @@ import h11
 import trio
 
 from iii_trio.runtime import ws_frames
+from iii_trio.runtime.socket_reads import SocketReader
 
 READ_SIZE = 65536
 # Engine frames are bounded by the engine's max_message_size (64 MiB by default).
@@ -72,6 +73,7 @@ async def _upgrade(
 class ClientWebSocket:
     def __init__(self, stream: trio.SocketStream) -> None:
         self._stream = stream
+        self._reader = SocketReader(stream, READ_SIZE)
         self._parser = ws_frames.FrameParser(MAX_MESSAGE_SIZE, masked=False)
         self._send_lock = trio.Lock()
         self._ready: collections.deque[str | bytes] = collections.deque()
@@ -98,7 +100,12 @@ class ClientWebSocket:
         return client
 
     async def send(self, text: str) -> None:
-        data = ws_frames.masked_frame(ws_frames.OP_TEXT, text.encode())
+        await self.send_texts([text.encode()])
+
+    async def send_texts(self, payloads: Sequence[bytes]) -> None:
+        """Text messages whose payloads are UTF-8 already (orjson output), in one write:
+        one ``send_all`` for a batch costs less than one per frame."""
+        data = b"".join([ws_frames.masked_frame(ws_frames.OP_TEXT, p) for p in payloads])
         async with self._send_lock:
             try:
                 await self._stream.send_all(data)
@@ -109,13 +116,10 @@ class ClientWebSocket:
         while not self._ready:
             if self._closed is not None:
                 raise self._closed
-            try:
-                data = await self._stream.receive_some(READ_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                data = b""
+            data = await self._reader.receive_some()
             if not data:
                 raise ConnectionClosed(1006, "connection dropped")
-            self._feed(bytes(data))
+            self._feed(data)
             if self._pongs:
                 await self._flush_pongs()
         return self._ready.popleft()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import orjson
@@ -202,3 +203,46 @@ def test_the_codec_does_no_io() -> None:
 
     code = "import sys, iii_trio.runtime.protocol; sys.exit('trio' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {"type": "invokefunction", "function_id": "f", "invocation_id": UUID, "data": {"a": [1]}},
+        {"type": "invokefunction", "function_id": "f"},
+        {"type": "invokefunction", "function_id": "f", "invocation_id": None, "data": None},
+        {"type": "invokefunction", "function_id": "f", "traceparent": "00-a", "baggage": "k=v"},
+        {"type": "invokefunction", "function_id": "f", "metadata": {"m": 1}, "extra": 1},
+        {"type": "invokefunction", "function_id": "f", "action": {"type": "void"}},
+        {"type": "invokefunction", "function_id": "f", "traceparent": 5},
+        {"type": "invokefunction", "function_id": "f", "invocation_id": True},
+        {"type": "invokefunction", "function_id": None},
+        {"type": "invocationresult", "invocation_id": "a", "function_id": "f", "result": [1]},
+        {"type": "invocationresult", "invocation_id": "a"},
+        {"type": "invocationresult", "invocation_id": "a", "error": {"code": "x"}},
+        {"type": "invocationresult", "invocation_id": "a", "baggage": "k=v", "traceparent": None},
+        {"type": "invocationresult", "invocation_id": "a", "function_id": 1},
+        {"type": "invocationresult", "invocation_id": 7, "result": 1},
+    ],
+)
+def test_the_fast_path_of_calls_decodes_like_the_converter(obj: dict[str, Any]) -> None:
+    cls = p.InvokeFunction if obj["type"] == "invokefunction" else p.InvocationResult
+    try:
+        expected: Any = p.converter.structure(obj, cls)
+    except Exception:
+        expected = p.FrameRejected
+    try:
+        got: Any = p.decode_object(obj)
+    except p.FrameRejected:
+        got = p.FrameRejected
+    assert got == expected
+
+
+def test_new_uuid_is_a_canonical_random_uuid() -> None:
+    ids = [p.new_uuid() for _ in range(1000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
