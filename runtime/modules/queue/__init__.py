@@ -11,27 +11,32 @@ A failed delivery waits ``backoff_ms * 2^(n-1)`` and is delivered again; after
 one order per group and retry a failed job in place, blocking only its group.
 
 - :mod:`.module`: the trigger, the functions and the consumer both adapters share;
-- :mod:`.builtin`: ``BuiltinQueueAdapter``, jobs in memory or SQLite (:mod:`.jobs`).
+- :mod:`.builtin`: ``BuiltinQueueAdapter``, jobs in memory or SQLite (:mod:`.jobs`);
+- :mod:`.redis_adapter`: ``RedisAdapter``, jobs in Redis streams shared by every engine on
+  that Redis, at least once (its layout in :mod:`.redis_layout`).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from iii_trio.runtime.config_modules import BuiltinQueueConfig, QueueConfig
+from iii_trio.runtime.config_modules import BuiltinQueueConfig, QueueConfig, RedisQueueConfig
 from iii_trio.runtime.modules.queue.builtin import BuiltinQueue
 from iii_trio.runtime.modules.queue.module import QueueModule
+from iii_trio.runtime.modules.queue.redis_adapter import RedisQueue
 
 if TYPE_CHECKING:
     from iii_trio.runtime.config import ModuleEntry
     from iii_trio.runtime.engine import Engine
 
-SUPPORTED_ADAPTERS = (BuiltinQueueConfig,)
-ADAPTER_HINT = "modules::queue::BuiltinQueueAdapter"
+SUPPORTED_ADAPTERS = (BuiltinQueueConfig, RedisQueueConfig)
+ADAPTER_HINT = "modules::queue::BuiltinQueueAdapter or modules::queue::RedisAdapter"
 
 __all__ = ["QueueModule", "create"]
 
 
 def create(engine: Engine, entry: ModuleEntry) -> QueueModule:
     assert isinstance(entry.config, QueueConfig)  # its adapter is checked by the loader
+    if isinstance(entry.config.adapter, RedisQueueConfig):
+        return RedisQueue(engine, entry.kind, entry.config)
     return BuiltinQueue(engine, entry.kind, entry.config)

@@ -146,11 +146,14 @@ class QueueModule(EngineModule):
     def lease_ms(self) -> int:
         return self.adapter.visibility_timeout_ms or self.engine.router.default_timeout_ms
 
+    def _make_stream(self, queue: str, function_id: str, concurrency: int, fifo: bool) -> Stream:
+        return Stream(queue, function_id, concurrency=concurrency, fifo=fifo)
+
     def _stream_for(self, queue: str, function_id: str) -> Stream:
         stream = self.streams.get((queue, function_id))
         if stream is None:
             concurrency, fifo, _, _ = self._settings(queue, function_id)
-            stream = Stream(queue, function_id, concurrency=concurrency, fifo=fifo)
+            stream = self._make_stream(queue, function_id, concurrency, fifo)
             self.streams[(queue, function_id)] = stream
         return stream
 
@@ -175,19 +178,23 @@ class QueueModule(EngineModule):
             self._stop_consumer(stream)
 
     async def _consume(self, stream: Stream, scope: trio.CancelScope) -> None:
+        with scope:
+            async with stream.consuming:
+                await self._consume_locked(stream)
+
+    async def _consume_locked(self, stream: Stream) -> None:
         try:
-            with scope:
-                async with trio.open_nursery() as deliveries:
-                    self._stream_tasks(stream, deliveries)
-                    while True:
-                        await stream.slots.acquire()
-                        try:
-                            job = await stream.next_job()
-                        except BaseException:
-                            stream.slots.release()
-                            raise
-                        stream.in_flight += 1
-                        deliveries.start_soon(self._deliver, stream, job)
+            async with trio.open_nursery() as deliveries:
+                self._stream_tasks(stream, deliveries)
+                while True:
+                    await stream.slots.acquire()
+                    try:
+                        job = await stream.next_job()
+                    except BaseException:
+                        stream.slots.release()
+                        raise
+                    stream.in_flight += 1
+                    deliveries.start_soon(self._deliver, stream, job)
         finally:
             with trio.CancelScope(shield=True):
                 await self._consumer_stopped(stream)
@@ -391,7 +398,13 @@ class QueueModule(EngineModule):
     async def redrive_message(self, data: Any, ctx: CallContext) -> Any:
         queue = self._queue_name("iii::queue::redrive_message", data)
         message_id = data.get("message_id")
-        if not isinstance(message_id, str) or not await self._redrive(queue, message_id):
+        try:
+            redriven = isinstance(message_id, str) and await self._redrive(queue, message_id)
+        except InvocationError:
+            raise
+        except Exception as exc:
+            raise InvocationError("redrive_failed", f"Failed to redrive: {exc}") from exc
+        if not redriven:
             raise InvocationError("message_not_found", f"Message {message_id} not found")
         return {"queue": queue, "message_id": message_id, "redriven": True}
 

@@ -125,6 +125,9 @@ class Stream:
         self.in_flight = 0
         self.changed = trio.Event()
         self.consumer: trio.CancelScope | None = None
+        # Held by the running consumer, so a restarted one waits for its predecessor's
+        # clean-up to finish.
+        self.consuming = trio.Lock()
 
     @property
     def waiting(self) -> int:
@@ -137,6 +140,11 @@ class Stream:
 
     def forget(self, job: Job) -> None:
         self.order.pop(job.id, None)
+
+    def clear(self) -> None:
+        """Drop every waiting job (they are somewhere else too)."""
+        self.line = GroupedLine() if self.fifo else TimedLine()
+        self.order.clear()
 
     async def next_job(self) -> Job:
         """Wait until a job may be delivered and take it."""
