@@ -135,6 +135,13 @@ async def test_retries_back_off_then_the_dlq_holds_the_job_until_redriven(
         return len(await dead_letters(engine)) == 1
 
     await eventually(dead)
+
+    async def counted() -> bool:  # introspection shows the DLQ size its consumer last saw
+        rows = (await call(engine, "engine::modules::list", {}))["modules"]
+        status = next(row["status"] for row in rows if row["name"] == "queue")
+        return bool(status["dlq"] == {"t": 1})
+
+    await eventually(counted)
     [entry] = await dead_letters(engine)
     assert set(entry) == {"message_id", "function_id", "job", "error", "failed_at"}
     assert entry["function_id"] == "a::fn"

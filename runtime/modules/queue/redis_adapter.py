@@ -112,6 +112,7 @@ class RedisQueue(QueueModule):
 
     def introspect(self) -> dict[str, Any]:
         info = super().introspect()
+        dlq: dict[str, int] = {}
         for (queue, function_id), stream in self.streams.items():
             assert isinstance(stream, RedisStream)
             info["streams"][f"{queue} -> {function_id}"] |= {
@@ -119,7 +120,10 @@ class RedisQueue(QueueModule):
                 "delayed": stream.delayed,
                 "owner": stream.owner if stream.fifo else None,
             }
+            dlq[queue] = stream.dead
+        # Last seen by this engine's consumers (introspection must not wait for Redis).
         return info | {
+            "dlq": dlq,
             "consumer": self.consumer_name,
             "connected": self.redis.connected,
             "reconnects": self.redis.reconnects,
@@ -274,11 +278,11 @@ class RedisQueue(QueueModule):
         keys = stream.keys
         reply = await layout.FETCH(
             self.redis,
-            [keys.jobs, keys.delayed, keys.attempts],
+            [keys.jobs, keys.delayed, keys.attempts, QueueKeys(stream.queue).dlq_order],
             [self.consumer_name, count, claim_idle_ms, PROMOTE_LIMIT, stream.cursor],
         )
         self._outage_logged = False
-        entries, attempts, wait_ms, stream.depth, stream.delayed, cursor = reply
+        entries, attempts, wait_ms, stream.depth, stream.delayed, cursor, stream.dead = reply
         stream.cursor = text(cursor)
         for entry, made in zip(entries, attempts, strict=True):
             if text(entry[0]) in stream.held:

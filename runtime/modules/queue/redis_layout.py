@@ -143,12 +143,12 @@ redis.call('SADD', KEYS[3], ARGV[2])
 return id
 """)
 
-# KEYS jobs, delayed, attempts; ARGV consumer, count, claim idle ms (-1: no claiming),
+# KEYS jobs, delayed, attempts, dlq order; ARGV consumer, count, claim idle ms (-1: none),
 # promote limit, claim cursor. Moves due retries into the stream, claims entries idle
 # longer than the lease (their consumer crashed or hung), then reads new ones (while a
 # claiming pass is under way only once it went round, so older entries come first).
 # Returns {entries, FIFO attempts per entry, ms until the next retry is due (-1: none),
-# stream length, retries waiting, next claim cursor}.
+# stream length, retries waiting, next claim cursor, dead letters of the queue}.
 FETCH = _script(r"""
 local now = now_ms()
 ensure_group(KEYS[1])
@@ -185,7 +185,7 @@ local wait = -1
 local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 if #first > 0 then wait = math.max(0, tonumber(first[2]) - now) end
 return {entries, attempts, wait, redis.call('XLEN', KEYS[1]), redis.call('ZCARD', KEYS[2]),
-        cursor}
+        cursor, redis.call('ZCARD', KEYS[4])}
 """)
 
 # KEYS jobs, attempts; ARGV entry id. The job was handled: gone for good.
@@ -284,6 +284,7 @@ class RedisStream(Stream):
         self.cursor = "0-0"  # where the next XAUTOCLAIM scan starts
         self.depth = 0  # entries in the stream (waiting anywhere or in flight), last seen
         self.delayed = 0  # retries waiting for their time, last seen
+        self.dead = 0  # dead letters of the whole queue, last seen
         self.owner = False  # FIFO: this engine consumes the stream
 
 
