@@ -346,23 +346,25 @@ async def test_fifo_streams_run_on_one_engine_at_a_time_and_change_hands(
     start_engine: StartEngine, redis_url: str
 ) -> None:
     two = await start_engine(modules=(redis_entry(redis_url),))
-    handler = GroupHandler(two, "lanes::fn", work=0.05)  # one handler serving both engines
+    lanes = ("lanes", "lanes::fn")
     async with trio.open_nursery() as nursery:
         config = EngineConfig(port=0, host="127.0.0.1", modules=(redis_entry(redis_url),))
         one: Engine = await nursery.start(Engine(config).run)
-        one.registry.add_engine_function(EngineFunction("lanes::fn", handler.handle))
+        handler = GroupHandler(one, "lanes::fn", work=0.05)  # one handler for both engines
         await enqueue_lanes(one, [(group, n) for n in range(3) for group in "ab"])
+        with trio.fail_after(DEADLINE):
+            while not queue_module(one).streams[lanes].owner:
+                await trio.sleep(0.01)
+        two.registry.add_engine_function(EngineFunction("lanes::fn", handler.handle))
         await enqueue_lanes(two, [(group, n) for n in range(3, 6) for group in "ab"])
         with trio.fail_after(DEADLINE):
             await handler.wait_for(3)
-        # Engine one enqueued first, so it owns the stream; engine two waits for its turn.
-        lanes = ("lanes", "lanes::fn")
-        assert queue_module(one).streams[lanes].owner
-        assert not queue_module(two).streams[lanes].owner
+        assert not queue_module(two).streams[lanes].owner  # two waits for its turn
         nursery.cancel_scope.cancel()  # engine one stops: engine two takes the stream over
     with trio.fail_after(DEADLINE):
         while {(g, n) for _, g, n in handler.starts} != {(g, n) for g in "ab" for n in range(6)}:
             await handler.wait_for(handler.finished + 1)
+    assert queue_module(two).streams[lanes].owner
     for group in "ab":  # a job cut off by the stop may run twice, right after itself
         assert list(dict.fromkeys(handler.order(group))) == list(range(6))
     assert not handler.groups_overlapped  # never two jobs of one group, across both engines

@@ -247,21 +247,26 @@ class QueueModule(EngineModule):
             return error
 
     async def _attempt_once(self, job: Job) -> str | None:
-        router = self.engine.router
-        lease = self.lease_ms()
         binding = self.trigger.binding_for(job.queue, job.function_id)
         condition = (binding.config or {}).get("condition_function_id") if binding else None
         try:
-            if (
-                condition
-                and await router.call(condition, job.data, caller_module="queue", timeout_ms=lease)
-                is False
-            ):
+            if condition and await self._invoke(condition, job.data) is False:
                 return None  # acked and dropped for this function
-            await router.call(job.function_id, job.data, caller_module="queue", timeout_ms=lease)
+            await self._invoke(job.function_id, job.data)
         except InvocationError as exc:
             return f"{exc.code}: {exc.message}"
         return None
+
+    async def _invoke(self, function_id: str, data: Any) -> Any:
+        # A delivery cut off (its consumer stopped) abandons its invocation, so the job it
+        # hands back is not still running here when it is delivered again.
+        return await self.engine.router.call(
+            function_id,
+            data,
+            caller_module="queue",
+            timeout_ms=self.lease_ms(),
+            abandon_on_cancel=True,
+        )
 
     async def _failed(self, stream: Stream, job: Job, error: str) -> float | None:
         """Count the failure; the seconds until the retry, or None once dead-lettered."""
