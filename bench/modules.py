@@ -1,6 +1,6 @@
 """Module throughput through a real engine process: state ops, queue jobs, pub/sub fan-out.
 
-    .venv/bin/python bench/modules.py [--quick] [--json PATH]
+    .venv/bin/python bench/modules.py [--quick] [--only state|queue|pubsub ...] [--json PATH]
 
 The engine runs as ``iii-trio serve`` in its own process; the workers (trio SDK clients)
 run together in this process, so at 8+ workers this process's CPU can be the limit: the
@@ -153,10 +153,15 @@ async def bench_state(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any
 # --- queue --------------------------------------------------------------------------------
 
 
-def queue_module(store: str, tmp: Path) -> str:
+def queue_module(store: str, tmp: Path, redis_url: str) -> str:
+    head = "  - class: modules::queue::QueueModule\n    config:\n      adapter:\n"
+    if store == "redis":
+        return (
+            head + "        class: modules::queue::RedisAdapter\n"
+            f"        config: {{redis_url: '{redis_url}', concurrency: 32}}\n"
+        )
     return (
-        "  - class: modules::queue::QueueModule\n    config:\n      adapter:\n"
-        "        class: modules::queue::BuiltinQueueAdapter\n"
+        head + "        class: modules::queue::BuiltinQueueAdapter\n"
         f"        config: {{store_method: {store}, file_path: '{tmp / f'queue-{store}.db'}',"
         " concurrency: 32}\n"
     )
@@ -198,8 +203,10 @@ async def queue_run(args: argparse.Namespace, ws: str, pid: int) -> dict[str, An
 
 async def bench_queue(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
     rows = []
-    for store in ("in_memory", "file_based"):
-        async with engine(tmp, queue_module(store, tmp)) as (ws, pid):
+    for store in ("in_memory", "file_based", "redis"):
+        async with contextlib.AsyncExitStack() as stack:
+            url = await stack.enter_async_context(redis(tmp)) if store == "redis" else ""
+            ws, pid = await stack.enter_async_context(engine(tmp, queue_module(store, tmp, url)))
             rows.append({"store": store, **await queue_run(args, ws, pid)})
     return rows
 
@@ -248,35 +255,40 @@ async def bench_pubsub(args: argparse.Namespace, tmp: Path) -> list[dict[str, An
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="iii-bench-modules-") as tmpdir:
         tmp = Path(tmpdir)
-        return {
-            "state": await bench_state(args, tmp),
-            "queue": await bench_queue(args, tmp),
-            "pubsub": await bench_pubsub(args, tmp),
-        }
+        benches = {"state": bench_state, "queue": bench_queue, "pubsub": bench_pubsub}
+        chosen = [name for name in benches if name in args.only]
+        return {name: await benches[name](args, tmp) for name in chosen}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=("state", "queue", "pubsub"),
+        help="run only this part (repeatable; default: all)",
+    )
     args = parser.parse_args()
+    args.only = args.only or ["state", "queue", "pubsub"]
     args.state_ops, args.jobs, args.messages = (400, 200, 20) if args.quick else (4000, 3000, 200)
     args.fan_out = [1, 8] if args.quick else [1, 8, 32, 128]
     figures = trio.run(main_async, args)
     print(f"{'state':<10}{'adapter':>12}{'workers':>9}{'op':>8}{'ops/s':>9}{'engine µs/op':>14}")
-    for row in figures["state"]:
+    for row in figures.get("state", ()):
         print(
             f"{'':<10}{row['adapter']:>12}{row['workers']:>9}{row['op']:>8}"
             f"{row['ops_per_s']:>9.0f}{row['engine_cpu_us_per_op']:>14.0f}"
         )
     print(f"\n{'queue':<10}{'store':>12}{'jobs':>9}{'jobs/s':>9}{'engine µs/job':>15}")
-    for row in figures["queue"]:
+    for row in figures.get("queue", ()):
         print(
             f"{'':<10}{row['store']:>12}{row['ops']:>9}{row['ops_per_s']:>9.0f}"
             f"{row['engine_cpu_us_per_op']:>15.0f}"
         )
     print(f"\n{'pubsub':<10}{'subscribers':>12}{'deliveries':>11}{'/s':>9}{'engine µs/each':>16}")
-    for row in figures["pubsub"]:
+    for row in figures.get("pubsub", ()):
         print(
             f"{'':<10}{row['subscribers']:>12}{row['ops']:>11}{row['ops_per_s']:>9.0f}"
             f"{row['engine_cpu_us_per_op']:>16.0f}"

@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import TypeVar
 
 import trio
 
@@ -23,11 +24,14 @@ from iii_trio.runtime import cli_inspect
 from iii_trio.runtime.config import ConfigError, EngineConfig, default_config, load_config
 from iii_trio.runtime.engine import Engine
 from iii_trio.runtime.modules import BUILT_IN, is_available, startup_problem
+from iii_trio.runtime.redis import RedisConnectionError
 from iii_trio.runtime.taskdump import write_task_tree
 
 log = logging.getLogger("iii_trio.cli")
 
 EXIT_STARTUP_ERROR = 2
+
+_E = TypeVar("_E", bound=BaseException)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -70,7 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     except Exception as exc:
-        bind_error = _find_os_error(exc)
+        unreachable = _find_error(exc, RedisConnectionError)
+        if unreachable is not None:  # a module's Redis adapter could not connect at startup
+            print(f"iii-trio: {unreachable} (is redis-server running?)", file=sys.stderr)
+            return EXIT_STARTUP_ERROR
+        bind_error = _find_error(exc, OSError)
         if bind_error is None:
             raise
         print(f"iii-trio: {_bind_error(config, bind_error)}", file=sys.stderr)
@@ -105,17 +113,17 @@ def _dump_tasks() -> None:
     log.warning("SIGUSR1: task tree (%d tasks) written to %s", count, path)
 
 
-def _find_os_error(exc: BaseException) -> OSError | None:
-    """The OSError behind a startup failure, through any exception groups and causes."""
-    if isinstance(exc, OSError):
+def _find_error(exc: BaseException, kind: type[_E]) -> _E | None:
+    """The ``kind`` error behind a startup failure, through exception groups and causes."""
+    if isinstance(exc, kind):
         return exc
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:
-            found = _find_os_error(inner)
+            found = _find_error(inner, kind)
             if found is not None:
                 return found
     if exc.__cause__ is not None:
-        return _find_os_error(exc.__cause__)
+        return _find_error(exc.__cause__, kind)
     return None
 
 

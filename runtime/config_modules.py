@@ -76,6 +76,21 @@ class BuiltinQueueConfig:
 
 
 @attrs.frozen(kw_only=True)
+class RedisQueueConfig:
+    """Queue RedisAdapter (§6.6; at-least-once in this build): the builtin adapter's
+    delivery settings, with the jobs in Redis at ``redis_url`` instead of this engine."""
+
+    redis_url: str = "redis://localhost:6379"
+    max_attempts: int = attrs.field(default=3, metadata=POSITIVE)  # total deliveries per job
+    backoff_ms: int = attrs.field(default=1000, metadata=NON_NEGATIVE)
+    concurrency: int = attrs.field(default=10, metadata=POSITIVE)
+    poll_interval_ms: int = attrs.field(default=100, metadata=POSITIVE)
+    mode: Literal["concurrent", "fifo"] = "concurrent"
+    #: lease of one delivery; ``None`` means the engine's ``default_timeout``
+    visibility_timeout_ms: int | None = attrs.field(default=None, metadata=POSITIVE)
+
+
+@attrs.frozen(kw_only=True)
 class RabbitMQConfig:
     """RabbitMQ queue adapter (§6.6, optional; defaults unverified)."""
 
@@ -100,7 +115,7 @@ class KvCronConfig:
 
 StateAdapter = KvStoreConfig | RedisAdapterConfig | BridgeAdapterConfig
 StreamAdapter = StreamKvStoreConfig | RedisAdapterConfig | BridgeAdapterConfig
-QueueAdapter = BuiltinQueueConfig | RedisAdapterConfig | RabbitMQConfig | BridgeAdapterConfig
+QueueAdapter = BuiltinQueueConfig | RedisQueueConfig | RabbitMQConfig | BridgeAdapterConfig
 PubSubAdapter = LocalPubSubConfig | RedisAdapterConfig
 CronAdapter = KvCronConfig | RedisAdapterConfig
 
@@ -116,7 +131,7 @@ STREAM_ADAPTERS = (
 )
 QUEUE_ADAPTERS = (
     Choice("builtin", BuiltinQueueConfig, ("modules::queue::BuiltinQueueAdapter",), ("builtin",)),
-    Choice("redis", RedisAdapterConfig, ("modules::queue::RedisAdapter",), ("redis",)),
+    Choice("redis", RedisQueueConfig, ("modules::queue::RedisAdapter",), ("redis",)),
     Choice("rabbitmq", RabbitMQConfig, ("modules::queue::RabbitMQAdapter",)),
     Choice("bridge", BridgeAdapterConfig, ("modules::queue::adapters::Bridge",)),
 )

@@ -2,7 +2,8 @@
 
 One TCP connection carries any number of concurrent commands: each caller writes its command
 and waits for its reply, which a single reader task hands out in order (Redis answers in
-order). A connection in subscribe mode is a separate object, :class:`RedisSubscription`.
+order). A connection in subscribe mode is a separate object, :class:`RedisSubscription`;
+:class:`ReconnectingRedis` reopens a connection that failed; :class:`Script` runs Lua.
 
     async with open_redis("redis://127.0.0.1:6379/0") as redis:
         await redis.execute("SET", "k", "v")
@@ -17,13 +18,16 @@ from __future__ import annotations
 
 import collections
 import hashlib
-from collections.abc import AsyncIterator, Sequence
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 import attrs
 import trio
+
+log = logging.getLogger("iii_trio.redis")
 
 READ_SIZE = 65536
 # Commands written but not yet answered, per connection: a bound so a stalled server cannot
@@ -162,6 +166,7 @@ class Redis:
         self._send_lock = trio.Lock()
         self._room = trio.Semaphore(MAX_PENDING)
         self._failure: RedisConnectionError | None = None
+        self.failed = trio.Event()  # set once the connection is unusable
 
     async def execute(self, *args: Arg) -> Any:
         """Send one command and return its reply (an error reply raises)."""
@@ -198,6 +203,11 @@ class Redis:
         self._check()
         return [slot.reply for slot in slots]
 
+    @property
+    def failure(self) -> RedisConnectionError | None:
+        """Why the connection is unusable, once it is."""
+        return self._failure
+
     def _check(self) -> None:
         if self._failure is not None:
             raise RedisConnectionError(str(self._failure))
@@ -205,6 +215,7 @@ class Redis:
     def _fail(self, error: RedisConnectionError) -> None:
         if self._failure is None:
             self._failure = error
+            self.failed.set()
         while self._waiting:
             self._waiting.popleft().done.set()
 
@@ -230,26 +241,6 @@ class Redis:
             self._fail(RedisConnectionError(f"{self.url}: {exc}"))
         finally:
             self._fail(RedisConnectionError(f"{self.url}: connection closed"))
-
-
-class Script:
-    """A Lua script run atomically by the server: ``await script.run(redis, keys, args)``.
-
-    Sent by its SHA-1 (``EVALSHA``); a server that has not seen it yet (``NOSCRIPT``: just
-    started, or ``SCRIPT FLUSH``) gets the source once with ``EVAL``, which also caches it.
-    """
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
-
-    async def run(self, redis: Redis, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
-        try:
-            return await redis.execute("EVALSHA", self.sha, len(keys), *keys, *args)
-        except RedisError as exc:
-            if isinstance(exc, RedisConnectionError) or not str(exc).startswith("NOSCRIPT"):
-                raise
-        return await redis.execute("EVAL", self.source, len(keys), *keys, *args)
 
 
 async def _connect(url: str) -> trio.SocketStream:
@@ -297,6 +288,114 @@ async def open_redis(url: str) -> AsyncIterator[Redis]:
                 nursery.cancel_scope.cancel()
     finally:
         await stream.aclose()
+
+
+class Commands(Protocol):
+    """What :class:`Redis` and :class:`ReconnectingRedis` both offer."""
+
+    async def execute(self, *args: Arg) -> Any: ...
+
+    async def execute_many(self, commands: Sequence[Sequence[Arg]]) -> list[Any]: ...
+
+
+class ReconnectingRedis:
+    """A :class:`Redis` connection that :meth:`run` keeps open: after a failure it is
+    opened again every ``retry_seconds``. Commands sent while it is down fail at once with
+    :class:`RedisConnectionError` (callers decide whether to retry)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str,
+        retry_seconds: float = 1.0,
+        on_reconnect: Callable[[], None] | None = None,
+    ) -> None:
+        self.url = url
+        self.name = name
+        self.retry_seconds = retry_seconds
+        self.on_reconnect = on_reconnect  # e.g. to restore state a restarted server lost
+        self.reconnects = 0
+        self._redis: Redis | None = None
+        self._up = trio.Event()
+
+    @property
+    def connected(self) -> bool:
+        return self._redis is not None
+
+    def _current(self) -> Redis:
+        if self._redis is None:
+            raise RedisConnectionError(f"{self.url}: not connected (reconnecting)")
+        return self._redis
+
+    async def execute(self, *args: Arg) -> Any:
+        return await self._current().execute(*args)
+
+    async def execute_many(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
+        return await self._current().execute_many(commands)
+
+    async def wait_connected(self) -> None:
+        await self._up.wait()
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Until cancelled. The first connection must succeed (its error is raised before
+        ``started``): a wrong URL at startup is a configuration error, not an outage."""
+        started = False
+        while True:
+            lost: Exception | None = None
+            try:
+                async with open_redis(self.url) as redis:
+                    self._redis = redis
+                    self._up.set()
+                    if started:
+                        self.reconnects += 1
+                        log.warning("%s: reconnected to %s", self.name, self.url)
+                        if self.on_reconnect is not None:
+                            self.on_reconnect()
+                    else:
+                        task_status.started()
+                        started = True
+                    await redis.failed.wait()
+                    lost = redis.failure
+            except (RedisConnectionError, OSError) as exc:
+                if not started:
+                    raise RedisConnectionError(f"{self.name}: {exc}") from None
+                lost = exc
+            finally:
+                self._redis = None
+                self._up = trio.Event()
+            log.warning(
+                "%s: Redis connection lost (%s); retrying in %.1f s",
+                self.name,
+                lost,
+                self.retry_seconds,
+            )
+            await trio.sleep(self.retry_seconds)
+
+
+class Script:
+    """A Lua script run with EVALSHA, sent whole (EVAL) when the server does not know it
+    yet (a fresh or restarted server answers NOSCRIPT)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    def command(self, keys: Sequence[Arg], args: Sequence[Arg]) -> list[Arg]:
+        return ["EVALSHA", self.sha, len(keys), *keys, *args]
+
+    async def load(self, redis: Commands) -> None:
+        await redis.execute("SCRIPT", "LOAD", self.source)
+
+    async def __call__(self, redis: Commands, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
+        try:
+            return await redis.execute(*self.command(keys, args))
+        except RedisConnectionError:
+            raise
+        except RedisError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+        return await redis.execute("EVAL", self.source, len(keys), *keys, *args)
 
 
 class RedisSubscription:

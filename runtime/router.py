@@ -141,15 +141,24 @@ class Router:
         *,
         caller_module: str,
         timeout_ms: int | None = None,
+        abandon_on_cancel: bool = False,
     ) -> Any:
         """An engine-originated call whose result the engine awaits (trigger delivery,
-        condition functions). Raises :class:`InvocationError` with the wire error."""
+        condition functions). Raises :class:`InvocationError` with the wire error.
+        ``abandon_on_cancel``: if the wait is cancelled, abandon the invocation too (an
+        engine function stops, a worker's late result is dropped) instead of letting it
+        run to its deadline with nobody waiting."""
         invocation = self.start(
             function_id, data, caller_module=caller_module, reply=False, timeout_ms=timeout_ms
         )
         if invocation is None:
             raise InvocationError(**_fields(not_found(function_id)))
-        return await self.result(invocation)
+        try:
+            return await self.result(invocation)
+        except trio.Cancelled:
+            if abandon_on_cancel:
+                invocation.abandon()
+            raise
 
     @staticmethod
     async def result(invocation: Invocation) -> Any:

@@ -16,11 +16,11 @@ from iii_trio.runtime.config import (
     NamedQueueConfig,
     QueueConfig,
 )
-from iii_trio.runtime.engine import Engine
 from iii_trio.runtime.errors import InvocationError
 from iii_trio.runtime.invocation import CallContext, EngineFunction
 from iii_trio.runtime.registry import Binding
 from tests.conftest import StartEngine, worker_url
+from tests.modules.queue_support import GroupHandler, Handler, call, enqueue_lanes, subscribe
 from tests.support.raw_worker import raw_worker
 
 
@@ -28,49 +28,12 @@ def queue_entry(**adapter: Any) -> ModuleEntry:
     named = {
         "payment": NamedQueueConfig(max_retries=2),
         "orders": NamedQueueConfig(type="fifo", message_group_field="customer"),
+        "lanes": NamedQueueConfig(
+            type="fifo", message_group_field="customer", concurrency=2, max_retries=3
+        ),
     }
     config = QueueConfig(adapter=BuiltinQueueConfig(**adapter), queue_configs=named)
     return ModuleEntry("queue", "modules::queue::QueueModule", "modules[0]", config)
-
-
-class Handler:
-    """An engine function recording what it receives; fails while ``failing`` says so."""
-
-    def __init__(self, engine: Engine, function_id: str, *, fail_times: int = 0) -> None:
-        self.function_id = function_id
-        self.received: list[tuple[float, Any]] = []
-        self.fail_times = fail_times
-        self.hang = False
-        self.changed = trio.Event()
-        engine.registry.add_engine_function(EngineFunction(function_id, self.handle))
-
-    async def handle(self, data: Any, ctx: CallContext) -> Any:
-        self.received.append((trio.current_time(), data))
-        self.changed.set()
-        if self.hang:
-            await trio.sleep_forever()
-        if self.fail_times:
-            self.fail_times -= 1
-            raise InvocationError("boom", f"{self.function_id} failed")
-        return None
-
-    async def wait_for(self, count: int) -> None:
-        while len(self.received) < count:
-            self.changed = trio.Event()
-            await self.changed.wait()
-
-    def datas(self) -> list[Any]:
-        return [data for _, data in self.received]
-
-
-def subscribe(engine: Engine, binding_id: str, function_id: str, **config: Any) -> Binding:
-    binding = Binding(None, binding_id, "queue", function_id, {"topic": "t", **config})
-    engine.triggers.bind(binding)
-    return binding
-
-
-async def call(engine: Engine, function_id: str, data: Any) -> Any:
-    return await engine.router.call(function_id, data, caller_module="test")
 
 
 async def test_fan_out_per_function_and_replicas_compete(
@@ -286,3 +249,65 @@ async def test_a_job_cut_off_by_unsubscribing_waits_for_the_next_subscriber(
     with trio.fail_after(60):  # (virtual seconds) a lost job never arrives
         await handler.wait_for(2)
     assert handler.datas() == ["kept", "kept"]
+
+
+async def test_fifo_groups_run_side_by_side_each_in_order(
+    start_engine: StartEngine, autojump_clock: trio.testing.MockClock
+) -> None:
+    engine = await start_engine(modules=(queue_entry(),))
+    handler = GroupHandler(engine, "lanes::fn", work=1.0)
+    jobs = [(group, n) for group in "abc" for n in range(3)]  # all of a, then b, then c
+    await enqueue_lanes(engine, jobs)
+    await handler.wait_for(len(jobs))
+    assert {(g, n) for _, g, n in handler.starts[:2]} == {("a", 0), ("b", 0)}  # side by side
+    assert handler.starts[0][0] == handler.starts[1][0]
+    assert [handler.order(g) for g in "abc"] == [[0, 1, 2]] * 3  # each group in order
+    assert handler.peak == 2  # the queue's concurrency
+    assert not handler.groups_overlapped
+
+
+async def test_fifo_failing_job_blocks_only_its_group_until_it_succeeds(
+    start_engine: StartEngine, autojump_clock: trio.testing.MockClock
+) -> None:
+    engine = await start_engine(modules=(queue_entry(backoff_ms=500),))
+    handler = GroupHandler(engine, "lanes::fn", fail={("a", 0): 2})
+    start = trio.current_time()
+    await enqueue_lanes(engine, [("a", 0), ("a", 1), ("b", 0), ("b", 1), ("b", 2)])
+    await handler.wait_for(7)
+    by_job = {(g, n): round(at - start, 3) for at, g, n in handler.starts}  # last start wins
+    assert handler.order("a") == [0, 0, 0, 1]  # retried in place: 0.5 s, then 1 s
+    assert by_job[("a", 0)] == 1.5
+    assert by_job[("a", 1)] == 1.5  # only after a0 succeeded
+    assert [by_job[("b", n)] for n in range(3)] == [0.0, 0.0, 0.0]  # b did not wait
+    assert handler.order("b") == [0, 1, 2]
+
+
+async def test_fifo_job_that_always_fails_blocks_its_group_until_dead_lettered(
+    start_engine: StartEngine, autojump_clock: trio.testing.MockClock
+) -> None:
+    engine = await start_engine(modules=(queue_entry(backoff_ms=1000),))
+    handler = GroupHandler(engine, "lanes::fn", fail={("a", 0): -1})
+    start = trio.current_time()
+    await enqueue_lanes(engine, [("a", 0), ("a", 1), ("b", 0)])
+    await handler.wait_for(5)
+    assert handler.order("a") == [0, 0, 0, 1]  # max_retries 3, then the next of its group
+    assert [round(at - start, 3) for at, g, _ in handler.starts if g == "a"] == [0, 1, 3, 3]
+    assert handler.order("b") == [0]
+    [entry] = (await call(engine, "engine::queue::dlq_messages", {"queue": "lanes"}))["messages"]
+    assert entry["job"]["data"] == {"customer": "a", "n": 0}
+    assert entry["job"]["group_id"] == "a"
+
+
+async def test_fifo_topic_jobs_share_the_default_group_whatever_the_concurrency(
+    start_engine: StartEngine, autojump_clock: trio.testing.MockClock
+) -> None:
+    engine = await start_engine(modules=(queue_entry(),))
+    handler = GroupHandler(engine, "a::fn", work=1.0)
+    subscribe(engine, "a1", "a::fn", queue_config={"type": "fifo", "concurrency": 4})
+    start = trio.current_time()
+    for n in range(4):
+        await call(engine, "enqueue", {"topic": "t", "data": {"customer": f"c{n}", "n": n}})
+    await handler.wait_for(4)
+    assert [n for _, _, n in handler.starts] == [0, 1, 2, 3]
+    assert [round(at - start) for at, _, _ in handler.starts] == [0, 1, 2, 3]
+    assert handler.peak == 1

@@ -83,6 +83,24 @@ def test_busy_port_is_exit_2(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_an_unreachable_redis_at_startup_is_one_message_and_exit_2(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    url = f"redis://127.0.0.1:{free_port()}"  # nothing listens there
+    config.write_text(
+        "port: 0\n"
+        "modules:\n"
+        "  - class: modules::queue::QueueModule\n"
+        "    config:\n"
+        "      adapter:\n"
+        "        class: modules::queue::RedisAdapter\n"
+        f"        config: {{redis_url: '{url}'}}\n"
+    )
+    done = run_serve("--config", str(config))
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert f"iii-trio: queue: cannot connect to {url}" in done.stderr
+
+
 @attrs.define
 class Served:
     process: trio.Process

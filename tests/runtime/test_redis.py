@@ -144,10 +144,10 @@ async def test_pubsub_delivers_published_messages(redis_url: str) -> None:
 async def test_a_script_runs_by_its_sha_and_is_resent_after_a_flush(redis_url: str) -> None:
     script = Script("return redis.call('INCRBY', KEYS[1], ARGV[1])")
     async with open_redis(redis_url) as redis:
-        assert await script.run(redis, ["n"], [2]) == 2  # unknown to the server: sent whole
+        assert await script(redis, ["n"], [2]) == 2  # unknown to the server: sent whole
         assert await redis.execute("SCRIPT", "EXISTS", script.sha) == [1]
-        assert await script.run(redis, ["n"], [3]) == 5
+        assert await script(redis, ["n"], [3]) == 5
         assert await redis.execute("SCRIPT", "FLUSH") == "OK"
-        assert await script.run(redis, ["n"], [1]) == 6
+        assert await script(redis, ["n"], [1]) == 6
         with pytest.raises(RedisError, match="ERR"):
-            await Script("return redis.call('NOPE')").run(redis, [], [])
+            await Script("return redis.call('NOPE')")(redis, [], [])

@@ -19,12 +19,13 @@ START_TIMEOUT = 10.0
 
 
 @asynccontextmanager
-async def redis_server(directory: Path) -> AsyncIterator[str]:
-    """Yields ``redis://127.0.0.1:PORT``."""
+async def redis_server(directory: Path, port: int | None = None) -> AsyncIterator[str]:
+    """Yields ``redis://127.0.0.1:PORT`` (a free port unless ``port`` is given: pass the
+    old one to restart a server where clients expect it)."""
     program = shutil.which("redis-server")
     if program is None:
         raise RuntimeError("redis-server is not installed: run `make test` (or `make services`)")
-    port = free_port()
+    port = port or free_port()
     log = directory / f"redis-{port}.log"
     options = {"port": port, "bind": "127.0.0.1", "save": "", "appendonly": "no"}
     options |= {"dir": directory, "logfile": log}

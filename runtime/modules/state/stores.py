@@ -286,12 +286,12 @@ class RedisStore:
 
     async def set(self, scope: str, key: str, value: Any) -> Any:
         async with self._lock(scope, key):
-            old = await _SET.run(self._redis, self._keys(scope), [key, orjson.dumps(value), scope])
+            old = await _SET(self._redis, self._keys(scope), [key, orjson.dumps(value), scope])
             return None if old is None else orjson.loads(old)
 
     async def delete(self, scope: str, key: str) -> tuple[bool, Any]:
         async with self._lock(scope, key):
-            old = await _DELETE.run(self._redis, self._keys(scope), [key, scope])
+            old = await _DELETE(self._redis, self._keys(scope), [key, scope])
             return (False, None) if old is None else (True, orjson.loads(old))
 
     async def update(self, scope: str, key: str, change: Update) -> tuple[Any, Any]:
@@ -301,7 +301,7 @@ class RedisStore:
                 old = None if raw is None else orjson.loads(raw)
                 new = change(old)
                 args: list[Arg] = [key, orjson.dumps(new), scope, raw or b""]
-                if await _COMPARE_AND_SET.run(self._redis, self._keys(scope), args):
+                if await _COMPARE_AND_SET(self._redis, self._keys(scope), args):
                     return old, new
         raise RedisError(
             f"{scope}/{key} changed under every one of {MAX_UPDATE_ATTEMPTS} attempts "

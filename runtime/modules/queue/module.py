@@ -1,0 +1,428 @@
+"""What both queue adapters share: the ``queue`` trigger, the functions' input checks, the
+settings of each (queue, function) stream and the consumer that delivers its jobs.
+
+An adapter subclasses :class:`QueueModule` and decides where jobs live: how an enqueue is
+stored (and fanned out), and what happens to a job when its delivery succeeded, failed for
+good (DLQ), failed with a retry to come, or was cut off (the ``_...`` hooks below).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from iii_trio.runtime import protocol, tracing
+from iii_trio.runtime.config_modules import (
+    BuiltinQueueConfig,
+    NamedQueueConfig,
+    QueueConfig,
+    RedisQueueConfig,
+)
+from iii_trio.runtime.errors import InvocationError, TriggerConfigError, deserialization_error
+from iii_trio.runtime.invocation import CallContext, LocalHandler
+from iii_trio.runtime.modules.base import EngineModule, required_topic
+from iii_trio.runtime.modules.queue.jobs import Job
+from iii_trio.runtime.modules.queue.streams import Stream
+
+if TYPE_CHECKING:
+    from iii_trio.runtime.connection import WorkerConnection
+    from iii_trio.runtime.engine import Engine
+    from iii_trio.runtime.registry import Binding, EngineTriggerType
+
+log = logging.getLogger("iii_trio.queue")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class QueueTrigger:
+    """The ``queue`` trigger type: ``{topic, queue_config?, condition_function_id?}``."""
+
+    id = "queue"
+    description = "Consumes the jobs enqueued on a topic"
+
+    def __init__(self, module: QueueModule) -> None:
+        self.module = module
+        self.topics: dict[str, list[Binding]] = {}
+
+    def bind(self, binding: Binding) -> None:
+        config = binding.config
+        topic = config.get("topic") if isinstance(config, dict) else None
+        if not isinstance(topic, str) or not topic:
+            raise TriggerConfigError("queue trigger needs a non-empty string 'topic'")
+        queue_config = config.get("queue_config")
+        if queue_config is not None and not isinstance(queue_config, dict):
+            raise TriggerConfigError("queue trigger 'queue_config' must be an object")
+        condition = config.get("condition_function_id")
+        if condition is not None and not isinstance(condition, str):
+            raise TriggerConfigError("queue trigger 'condition_function_id' must be a string")
+        self.topics.setdefault(topic, []).append(binding)
+        self.module.subscribed(topic, binding)
+
+    def unbind(self, binding: Binding) -> None:
+        for topic, bindings in list(self.topics.items()):
+            if binding in bindings:
+                bindings.remove(binding)
+                if not bindings:
+                    del self.topics[topic]
+                self.module.unsubscribed(topic, binding)
+
+    def functions(self, topic: str) -> list[str]:
+        return list(dict.fromkeys(b.function_id for b in self.topics.get(topic, ())))
+
+    def binding_for(self, topic: str, function_id: str) -> Binding | None:
+        return next((b for b in self.topics.get(topic, ()) if b.function_id == function_id), None)
+
+
+class QueueModule(EngineModule):
+    adapter_name = ""
+
+    def __init__(self, engine: Engine, name: str, config: QueueConfig) -> None:
+        super().__init__(engine, name)
+        assert isinstance(config.adapter, BuiltinQueueConfig | RedisQueueConfig)
+        self.adapter = config.adapter
+        self.named: dict[str, NamedQueueConfig] = dict(config.queue_configs)
+        self.trigger = QueueTrigger(self)
+        self.streams: dict[tuple[str, str], Stream] = {}
+        self._order = itertools.count()
+        self._nursery: trio.Nursery | None = None
+
+    # --- module ------------------------------------------------------------------------------
+
+    def functions(self) -> dict[str, tuple[LocalHandler, str]]:
+        return {
+            "enqueue": (self.enqueue, "Enqueue data for every function bound to a topic"),
+            "iii::queue::redrive": (self.redrive, "Move a queue's dead letters back"),
+            "iii::queue::redrive_message": (self.redrive_message, "Move one dead letter back"),
+            "engine::queue::dlq_messages": (self.dlq_messages, "List a queue's dead letters"),
+        }
+
+    def trigger_types(self) -> list[EngineTriggerType]:
+        return [self.trigger]
+
+    def introspect(self) -> dict[str, Any]:
+        return {
+            "adapter": self.adapter_name,
+            "streams": {
+                f"{q} -> {f}": {"waiting": s.waiting, "in_flight": s.in_flight}
+                for (q, f), s in self.streams.items()
+            },
+        }
+
+    # --- streams and consumers ---------------------------------------------------------------
+
+    def _settings(self, queue: str, function_id: str) -> tuple[int, bool, int, int]:
+        """(concurrency, fifo, max attempts, backoff ms) of a stream."""
+        adapter = self.adapter
+        named = self.named.get(queue)
+        if named is not None:
+            fifo = named.type == "fifo"
+            return (
+                named.concurrency or (1 if fifo else adapter.concurrency),
+                fifo,
+                named.max_retries or adapter.max_attempts,
+                named.backoff_ms if named.backoff_ms is not None else adapter.backoff_ms,
+            )
+        concurrency, fifo = adapter.concurrency, adapter.mode == "fifo"
+        binding = self.trigger.binding_for(queue, function_id)
+        queue_config = (binding.config or {}).get("queue_config") if binding else None
+        if isinstance(queue_config, dict):
+            if isinstance(queue_config.get("concurrency"), int):
+                concurrency = max(1, queue_config["concurrency"])
+            fifo = queue_config.get("type", "fifo" if fifo else "standard") == "fifo"
+        return concurrency, fifo, adapter.max_attempts, adapter.backoff_ms
+
+    def poll_interval(self, queue: str) -> float:
+        named = self.named.get(queue)
+        ms = named.poll_interval_ms if named and named.poll_interval_ms else None
+        return (ms or self.adapter.poll_interval_ms) / 1000
+
+    def lease_ms(self) -> int:
+        return self.adapter.visibility_timeout_ms or self.engine.router.default_timeout_ms
+
+    def _make_stream(self, queue: str, function_id: str, concurrency: int, fifo: bool) -> Stream:
+        return Stream(queue, function_id, concurrency=concurrency, fifo=fifo)
+
+    def _stream_for(self, queue: str, function_id: str) -> Stream:
+        stream = self.streams.get((queue, function_id))
+        if stream is None:
+            concurrency, fifo, _, _ = self._settings(queue, function_id)
+            stream = self._make_stream(queue, function_id, concurrency, fifo)
+            self.streams[(queue, function_id)] = stream
+        return stream
+
+    def _start_consumer(self, stream: Stream) -> None:
+        if stream.consumer is None and self._nursery is not None:
+            stream.consumer = trio.CancelScope()
+            self._nursery.start_soon(self._consume, stream, stream.consumer)
+
+    def _stop_consumer(self, stream: Stream) -> None:
+        if stream.consumer is not None:
+            stream.consumer.cancel()  # its jobs wait until the function is bound again
+            stream.consumer = None
+
+    def subscribed(self, topic: str, binding: Binding) -> None:
+        self._start_consumer(self._stream_for(topic, binding.function_id))
+
+    def unsubscribed(self, topic: str, binding: Binding) -> None:
+        if binding.function_id in self.trigger.functions(topic):
+            return  # another binding of the same function still consumes
+        stream = self.streams.get((topic, binding.function_id))
+        if stream is not None:
+            self._stop_consumer(stream)
+
+    async def _consume(self, stream: Stream, scope: trio.CancelScope) -> None:
+        with scope:
+            async with stream.consuming:
+                await self._consume_locked(stream)
+
+    async def _consume_locked(self, stream: Stream) -> None:
+        try:
+            async with trio.open_nursery() as deliveries:
+                self._stream_tasks(stream, deliveries)
+                while True:
+                    await stream.slots.acquire()
+                    try:
+                        job = await stream.next_job()
+                    except BaseException:
+                        stream.slots.release()
+                        raise
+                    stream.in_flight += 1
+                    deliveries.start_soon(self._deliver, stream, job)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._consumer_stopped(stream)
+
+    async def _deliver(self, stream: Stream, job: Job) -> None:
+        settled = False  # handled, dead-lettered or handed over for its retry
+        try:
+            while True:
+                error = await self._attempt(stream, job)
+                if error is None:
+                    with trio.CancelScope(shield=True):  # handled: never deliver it again
+                        await self._succeeded(stream, job)
+                    settled = True
+                    return
+                retry_in = await self._failed(stream, job, error)
+                if retry_in is None:
+                    settled = True
+                    return
+                if not stream.fifo:
+                    await self._retry_later(stream, job, retry_in)
+                    settled = True
+                    return
+                await self._failed_in_place(stream, job)
+                await trio.sleep(retry_in)  # FIFO: retried in place, blocking its group
+        finally:
+            stream.line.done(job)
+            if not settled:  # the consumer stopped mid-delivery
+                self._abandoned(stream, job)
+            stream.in_flight -= 1
+            stream.slots.release()
+            stream.changed.set()
+
+    async def _attempt(self, stream: Stream, job: Job) -> str | None:
+        """One delivery; None when it succeeded (or its condition said no)."""
+        if self.engine.observer is None:
+            return await self._attempt_once(job)
+        attributes = {
+            "messaging.system": "iii",
+            "messaging.destination.name": job.queue,
+            "messaging.message.id": job.message_id,
+            "iii.function_id": job.function_id,
+            "iii.queue.attempt": job.attempts_made + 1,
+        }
+        with tracing.span(
+            self.engine, f"queue {job.queue}", kind="consumer", attributes=attributes
+        ) as span:
+            error = await self._attempt_once(job)
+            if span is not None and error is not None:
+                span.fail(error)
+            return error
+
+    async def _attempt_once(self, job: Job) -> str | None:
+        binding = self.trigger.binding_for(job.queue, job.function_id)
+        condition = (binding.config or {}).get("condition_function_id") if binding else None
+        try:
+            if condition and await self._invoke(condition, job.data) is False:
+                return None  # acked and dropped for this function
+            await self._invoke(job.function_id, job.data)
+        except InvocationError as exc:
+            return f"{exc.code}: {exc.message}"
+        return None
+
+    async def _invoke(self, function_id: str, data: Any) -> Any:
+        # A delivery cut off (its consumer stopped) abandons its invocation, so the job it
+        # hands back is not still running here when it is delivered again.
+        return await self.engine.router.call(
+            function_id,
+            data,
+            caller_module="queue",
+            timeout_ms=self.lease_ms(),
+            abandon_on_cancel=True,
+        )
+
+    async def _failed(self, stream: Stream, job: Job, error: str) -> float | None:
+        """Count the failure; the seconds until the retry, or None once dead-lettered."""
+        job.attempts_made += 1
+        if job.attempts_made >= job.max_attempts:
+            job.error, job.failed_at = error, now_ms()
+            await self._dead_lettered(stream, job)
+            log.info("queue %s: job %s dead-lettered: %s", job.queue, job.id, error)
+            return None
+        delay: float = job.backoff_delay_ms * 2 ** (job.attempts_made - 1) / 1000
+        return delay
+
+    # --- what an adapter decides -------------------------------------------------------------
+
+    def _stream_tasks(self, stream: Stream, nursery: trio.Nursery) -> None:
+        """Start the tasks that run next to a stream's consumer (and stop with it)."""
+
+    async def _consumer_stopped(self, stream: Stream) -> None:
+        """The consumer of ``stream`` ended (shielded)."""
+
+    async def _succeeded(self, stream: Stream, job: Job) -> None:
+        raise NotImplementedError
+
+    async def _dead_lettered(self, stream: Stream, job: Job) -> None:
+        """``job.error`` and ``job.failed_at`` are set."""
+        raise NotImplementedError
+
+    async def _retry_later(self, stream: Stream, job: Job, delay: float) -> None:
+        """A concurrent stream's job failed; deliver it again in ``delay`` seconds."""
+        raise NotImplementedError
+
+    async def _failed_in_place(self, stream: Stream, job: Job) -> None:
+        """A FIFO job failed and will be retried in place: keep its attempt count."""
+        raise NotImplementedError
+
+    def _abandoned(self, stream: Stream, job: Job) -> None:
+        """The delivery of ``job`` was cut off (its consumer stopped)."""
+        raise NotImplementedError
+
+    async def _enqueue_topic(self, topic: str, message_id: str, data: Any) -> None:
+        raise NotImplementedError
+
+    async def _enqueue_job(self, job: Job) -> None:
+        """Store a named queue's job (raise ``InvocationError`` when it cannot be)."""
+        raise NotImplementedError
+
+    async def _redrive(self, queue: str, message_id: str | None) -> int:
+        """Move the queue's dead letters (those of one message) back; how many moved."""
+        raise NotImplementedError
+
+    async def _dead_letters(self, queue: str) -> list[Job]:
+        raise NotImplementedError
+
+    # --- enqueueing --------------------------------------------------------------------------
+
+    def _new_job(self, queue: str, function_id: str, message_id: str, data: Any) -> Job:
+        _, _, max_attempts, backoff_ms = self._settings(queue, function_id)
+        group = None
+        named = self.named.get(queue)
+        if named is not None and named.message_group_field and isinstance(data, dict):
+            group = data.get(named.message_group_field)
+        return Job(
+            id=str(uuid.uuid4()),
+            queue=queue,
+            function_id=function_id,
+            message_id=message_id,
+            data=data,
+            max_attempts=max_attempts,
+            backoff_delay_ms=backoff_ms,
+            created_at=now_ms(),
+            group_id=None if group is None else str(group),
+        )
+
+    async def enqueue(self, data: Any, ctx: CallContext) -> Any:
+        topic = required_topic("enqueue", data)
+        await self._enqueue_topic(topic, str(uuid.uuid4()), data.get("data"))
+        return None
+
+    async def enqueue_named(self, queue: str, function_id: str, data: Any) -> str:
+        """Store a job of the named queue for ``function_id``; its message id (the receipt).
+        Raises ``InvocationError("enqueue_error", ...)`` as the invoke action answers."""
+        named = self.named.get(queue)
+        if named is None:
+            raise InvocationError("enqueue_error", f"Queue '{queue}' not found")
+        if named.type == "fifo" and (
+            not isinstance(data, dict) or data.get(named.message_group_field or "") is None
+        ):
+            message = f"FIFO queue '{queue}' needs the field '{named.message_group_field}'"
+            raise InvocationError("enqueue_error", message)
+        job = self._new_job(queue, function_id, str(uuid.uuid4()), data)
+        try:
+            await self._enqueue_job(job)
+        except InvocationError as exc:
+            raise InvocationError("enqueue_error", exc.message) from None
+        return job.message_id
+
+    async def enqueue_action(self, conn: WorkerConnection, msg: protocol.InvokeFunction) -> None:
+        """The invoke action ``{type: "enqueue", queue}`` (spec §6.1): ``{messageReceiptId}``."""
+        assert msg.action is not None
+        result: Any = None
+        error: protocol.ErrorBody | None = None
+        try:
+            receipt = await self.enqueue_named(msg.action.queue or "", msg.function_id, msg.data)
+        except InvocationError as exc:
+            error = exc.body
+        else:
+            result = {"messageReceiptId": receipt}
+        if msg.invocation_id is not None:
+            await self.engine.dispatcher.reply(
+                conn, msg.invocation_id, msg.function_id, result=result, error=error
+            )
+
+    # --- dead letters ------------------------------------------------------------------------
+
+    @staticmethod
+    def _queue_name(function_id: str, data: Any) -> str:
+        if not isinstance(data, dict):
+            raise deserialization_error(function_id, "expected an object")
+        queue = data.get("queue")
+        if not isinstance(queue, str) or not queue:
+            raise InvocationError("queue_not_set", "Queue is not set")
+        return queue
+
+    async def redrive(self, data: Any, ctx: CallContext) -> Any:
+        queue = self._queue_name("iii::queue::redrive", data)
+        try:
+            redriven = await self._redrive(queue, None)
+        except InvocationError:
+            raise
+        except Exception as exc:
+            raise InvocationError("redrive_failed", f"Failed to redrive: {exc}") from exc
+        return {"queue": queue, "redriven": redriven}
+
+    async def redrive_message(self, data: Any, ctx: CallContext) -> Any:
+        queue = self._queue_name("iii::queue::redrive_message", data)
+        message_id = data.get("message_id")
+        try:
+            redriven = isinstance(message_id, str) and await self._redrive(queue, message_id)
+        except InvocationError:
+            raise
+        except Exception as exc:
+            raise InvocationError("redrive_failed", f"Failed to redrive: {exc}") from exc
+        if not redriven:
+            raise InvocationError("message_not_found", f"Message {message_id} not found")
+        return {"queue": queue, "message_id": message_id, "redriven": True}
+
+    async def dlq_messages(self, data: Any, ctx: CallContext) -> Any:
+        queue = self._queue_name("engine::queue::dlq_messages", data)
+        messages = [
+            {
+                "message_id": job.message_id,
+                "function_id": job.function_id,
+                "job": job.record(),
+                "error": job.error,
+                "failed_at": job.failed_at,
+            }
+            for job in await self._dead_letters(queue)
+        ]
+        return {"queue": queue, "messages": messages}
