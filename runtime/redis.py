@@ -373,6 +373,19 @@ class ReconnectingRedis:
             await trio.sleep(self.retry_seconds)
 
 
+@asynccontextmanager
+async def open_reconnecting(url: str, *, name: str) -> AsyncIterator[ReconnectingRedis]:
+    """A :class:`ReconnectingRedis` kept open for the block; the first connection must
+    succeed (its error is raised here)."""
+    redis = ReconnectingRedis(url, name=name)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(redis.run)
+        try:
+            yield redis
+        finally:
+            nursery.cancel_scope.cancel()
+
+
 class Script:
     """A Lua script run with EVALSHA, sent whole (EVAL) when the server does not know it
     yet (a fresh or restarted server answers NOSCRIPT)."""

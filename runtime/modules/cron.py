@@ -29,7 +29,7 @@ from iii_trio.runtime import tracing
 from iii_trio.runtime.config_modules import CronConfig, KvCronConfig, RedisAdapterConfig
 from iii_trio.runtime.errors import TriggerConfigError
 from iii_trio.runtime.modules.base import EngineModule
-from iii_trio.runtime.redis import Redis, RedisError, open_redis
+from iii_trio.runtime.redis import ReconnectingRedis, RedisError, open_reconnecting
 
 if TYPE_CHECKING:
     from iii_trio.runtime.config import ModuleEntry
@@ -113,7 +113,7 @@ class CronModule(EngineModule):
         self.clock: Callable[[], float] = time.time
         self.next_fire: dict[str, float] = {}  # job id -> next scheduled time (introspection)
         self._fired: dict[str, float] = {}  # job id -> last tick fired (in-process lock)
-        self._redis: Redis | None = None
+        self._redis: ReconnectingRedis | None = None
         self._nursery: trio.Nursery | None = None
 
     def trigger_types(self) -> list[EngineTriggerType]:
@@ -128,7 +128,9 @@ class CronModule(EngineModule):
     async def serve(self, task_status: trio.TaskStatus[Any]) -> None:
         async with contextlib.AsyncExitStack() as stack:
             if self.redis_url is not None:
-                self._redis = await stack.enter_async_context(open_redis(self.redis_url))
+                self._redis = await stack.enter_async_context(
+                    open_reconnecting(self.redis_url, name="cron")
+                )
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 task_status.started()

@@ -21,10 +21,10 @@ from iii_trio.runtime.errors import TriggerConfigError
 from iii_trio.runtime.invocation import CallContext, LocalHandler
 from iii_trio.runtime.modules.base import EngineModule, required_topic
 from iii_trio.runtime.redis import (
-    Redis,
+    ReconnectingRedis,
     RedisConnectionError,
     RedisSubscription,
-    open_redis,
+    open_reconnecting,
     open_subscription,
 )
 
@@ -80,7 +80,7 @@ class PubSubModule(EngineModule):
         super().__init__(engine, name)
         self.redis_url = redis_url
         self.trigger = SubscribeTrigger(self._topics_changed)
-        self._redis: Redis | None = None
+        self._redis: ReconnectingRedis | None = None
         self._topics_changed_event = trio.Event()
         self.published = 0
         self.delivered = 0
@@ -105,7 +105,9 @@ class PubSubModule(EngineModule):
             await super().serve(task_status)
             return
         async with contextlib.AsyncExitStack() as stack:
-            self._redis = await stack.enter_async_context(open_redis(self.redis_url))
+            self._redis = await stack.enter_async_context(
+                open_reconnecting(self.redis_url, name="pubsub")
+            )
             task_status.started()
             while True:
                 try:

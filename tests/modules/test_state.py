@@ -283,7 +283,7 @@ async def test_two_engines_on_one_redis_never_lose_an_increment(
         assert await increment_concurrently(engines, workers=32, times=50) == {"count": 1600}
 
 
-async def test_a_lost_redis_answers_the_operations_error_code(
+async def test_a_lost_redis_answers_error_codes_until_it_is_back(
     start_engine: StartEngine, tmp_path: Path
 ) -> None:
     async with redis_server(tmp_path) as url:
@@ -302,3 +302,16 @@ async def test_a_lost_redis_answers_the_operations_error_code(
                 await caller.trigger(function_id, data)
             assert info.value.code == code
             assert info.value.message.startswith(f"Failed to {code[:-6].lower()}: ")
+
+        async with redis_server(tmp_path, port=int(url.rsplit(":", 1)[1])):  # back, empty
+            codes = []
+            with trio.fail_after(10):  # the module reconnects within a second
+                while True:
+                    try:
+                        await caller.trigger("state::set", {"scope": "s", "key": "k", "value": 3})
+                        break
+                    except InvocationError as exc:
+                        codes.append(exc.code)
+                        await trio.sleep(0.05)
+            assert set(codes) <= {"SET_ERROR"}
+            assert await caller.trigger("state::get", {"scope": "s", "key": "k"}) == 3

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from iii_trio.sdk import III
+import pytest
+import trio
+
+from iii_trio.sdk import III, InvocationError
 from tests.conftest import StartEngine, worker_url
 from tests.modules.stream_support import stream_client, stream_entry, stream_port
 from tests.support.redis_server import redis_server
@@ -49,3 +52,29 @@ async def test_two_engines_share_items_and_events(
                 await iii_one.trigger("stream::list", {"stream_name": "chat", "group_id": "room"})
                 == []
             )
+
+
+async def test_a_restarted_redis_serves_stream_calls_again(
+    start_engine: StartEngine, tmp_path: Path
+) -> None:
+    at = {"stream_name": "chat", "group_id": "room", "item_id": "m1"}
+    async with redis_server(tmp_path) as url:
+        engine = await start_engine(modules=(stream_entry("redis", redis_url=url),))
+        async with III(worker_url(engine)).connect() as iii:
+            await iii.trigger("stream::set", {**at, "data": 1})
+    async with III(worker_url(engine)).connect() as iii:
+        with pytest.raises(InvocationError) as info:  # the server is gone
+            await iii.trigger("stream::set", {**at, "data": 2})
+        assert info.value.code == "STREAM_SET_ERROR"
+        async with redis_server(tmp_path, port=int(url.rsplit(":", 1)[1])):  # back, empty
+            codes = []
+            with trio.fail_after(10):  # the module reconnects within a second
+                while True:
+                    try:
+                        await iii.trigger("stream::set", {**at, "data": 3})
+                        break
+                    except InvocationError as exc:
+                        codes.append(exc.code)
+                        await trio.sleep(0.05)
+            assert set(codes) <= {"STREAM_SET_ERROR"}
+            assert await iii.trigger("stream::get", at) == 3

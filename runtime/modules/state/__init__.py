@@ -28,7 +28,7 @@ from iii_trio.runtime.modules.state.stores import (
     RedisStore,
     SqliteStore,
 )
-from iii_trio.runtime.redis import open_redis
+from iii_trio.runtime.redis import open_reconnecting
 
 if TYPE_CHECKING:
     from iii_trio.runtime.config import ModuleEntry
@@ -187,7 +187,9 @@ class StateModule(EngineModule):
     async def _open(self, stack: contextlib.AsyncExitStack) -> KvStore:
         adapter = self.adapter
         if isinstance(adapter, RedisAdapterConfig):
-            return RedisStore(await stack.enter_async_context(open_redis(adapter.redis_url)))
+            # Reopened after a lost connection (calls meanwhile answer <OP>_ERROR at once).
+            redis = open_reconnecting(adapter.redis_url, name="state")
+            return RedisStore(await stack.enter_async_context(redis))
         if adapter.store_method == "file_based":
             return await SqliteStore.open(adapter.file_path)
         log.warning("state: in_memory store, values are lost when the engine stops")

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import orjson
 import trio
 
-from iii_trio.runtime.redis import Arg, Redis, RedisError, Script
+from iii_trio.runtime.redis import Arg, Commands, RedisError, Script
 
 Update = Callable[[Any], Any]  # old value (None when missing) -> new value
 
@@ -265,7 +265,7 @@ class RedisStore:
     results (and the events the modules emit right after, with no checkpoint in between)
     come in the order the writes were applied."""
 
-    def __init__(self, redis: Redis, *, prefix: str = "state") -> None:
+    def __init__(self, redis: Commands, *, prefix: str = "state") -> None:
         self._redis = redis
         self._prefix = prefix
         self._key_locks = [trio.Lock() for _ in range(KEY_LOCK_STRIPES)]

@@ -50,10 +50,10 @@ from iii_trio.runtime.modules.stream.messages import (
 )
 from iii_trio.runtime.modules.stream.triggers import StreamTrigger, SubscriptionTrigger
 from iii_trio.runtime.redis import (
-    Redis,
+    ReconnectingRedis,
     RedisConnectionError,
     RedisError,
-    open_redis,
+    open_reconnecting,
     open_subscription,
 )
 
@@ -119,7 +119,7 @@ class StreamModule(EngineModule):
         self.clients = ClientServer(
             self, outbox_capacity=outbox, with_auth=config.auth_function is not None
         )
-        self._redis: Redis | None = None
+        self._redis: ReconnectingRedis | None = None
         self._events_in, self._events_out = trio.open_memory_channel[
             tuple[list["Binding"], dict[str, Any]]
         ](EVENT_QUEUE_CAPACITY)
@@ -183,7 +183,9 @@ class StreamModule(EngineModule):
         """The store and the scope prefix of its items (see :mod:`.items`)."""
         adapter = self.config.adapter
         if isinstance(adapter, RedisAdapterConfig):
-            self._redis = await stack.enter_async_context(open_redis(adapter.redis_url))
+            # Reopened after a lost connection (calls meanwhile answer STREAM_*_ERROR).
+            redis = open_reconnecting(adapter.redis_url, name="stream")
+            self._redis = await stack.enter_async_context(redis)
             return RedisStore(self._redis, prefix="stream"), ""
         assert isinstance(adapter, StreamKvStoreConfig)
         if adapter.store_method == "file_based":
