@@ -60,8 +60,8 @@ class BridgeAdapterConfig:
 
 
 @attrs.frozen(kw_only=True)
-class BuiltinQueueConfig:
-    """Builtin queue adapter (§6.2)."""
+class QueueDeliveryConfig:
+    """How jobs are delivered (§6.2): shared by the builtin and the Redis queue adapters."""
 
     max_attempts: int = attrs.field(default=3, metadata=POSITIVE)  # total deliveries per job
     backoff_ms: int = attrs.field(default=1000, metadata=NON_NEGATIVE)
@@ -70,24 +70,23 @@ class BuiltinQueueConfig:
     mode: Literal["concurrent", "fifo"] = "concurrent"
     #: lease of one delivery; ``None`` means the engine's ``default_timeout``
     visibility_timeout_ms: int | None = attrs.field(default=None, metadata=POSITIVE)
+
+
+@attrs.frozen(kw_only=True)
+class BuiltinQueueConfig(QueueDeliveryConfig):
+    """Builtin queue adapter (§6.2): jobs in this engine, durable with ``file_based``."""
+
     store_method: StoreMethod = "in_memory"
     file_path: str = "kv_store_data.db"
     save_interval_ms: int = attrs.field(default=5000, metadata=NON_NEGATIVE)  # no effect
 
 
 @attrs.frozen(kw_only=True)
-class RedisQueueConfig:
+class RedisQueueConfig(QueueDeliveryConfig):
     """Queue RedisAdapter (§6.6; at-least-once in this build): the builtin adapter's
     delivery settings, with the jobs in Redis at ``redis_url`` instead of this engine."""
 
     redis_url: str = "redis://localhost:6379"
-    max_attempts: int = attrs.field(default=3, metadata=POSITIVE)  # total deliveries per job
-    backoff_ms: int = attrs.field(default=1000, metadata=NON_NEGATIVE)
-    concurrency: int = attrs.field(default=10, metadata=POSITIVE)
-    poll_interval_ms: int = attrs.field(default=100, metadata=POSITIVE)
-    mode: Literal["concurrent", "fifo"] = "concurrent"
-    #: lease of one delivery; ``None`` means the engine's ``default_timeout``
-    visibility_timeout_ms: int | None = attrs.field(default=None, metadata=POSITIVE)
 
 
 @attrs.frozen(kw_only=True)

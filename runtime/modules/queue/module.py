@@ -17,12 +17,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from iii_trio.runtime import protocol, tracing
-from iii_trio.runtime.config_modules import (
-    BuiltinQueueConfig,
-    NamedQueueConfig,
-    QueueConfig,
-    RedisQueueConfig,
-)
+from iii_trio.runtime.config_modules import NamedQueueConfig, QueueConfig, QueueDeliveryConfig
 from iii_trio.runtime.errors import InvocationError, TriggerConfigError, deserialization_error
 from iii_trio.runtime.invocation import CallContext, LocalHandler
 from iii_trio.runtime.modules.base import EngineModule, required_topic
@@ -85,7 +80,7 @@ class QueueModule(EngineModule):
 
     def __init__(self, engine: Engine, name: str, config: QueueConfig) -> None:
         super().__init__(engine, name)
-        assert isinstance(config.adapter, BuiltinQueueConfig | RedisQueueConfig)
+        assert isinstance(config.adapter, QueueDeliveryConfig)
         self.adapter = config.adapter
         self.named: dict[str, NamedQueueConfig] = dict(config.queue_configs)
         self.trigger = QueueTrigger(self)
