@@ -70,7 +70,7 @@ bench-deps:
 bench: setup sdks services bench-deps
 	$(PY) bench/run.py
 	$(PY) bench/modules.py
-	$(PY) bench/http.py
+	$(PY) bench/http_routes.py
 	$(PY) bench/observability.py
 
 clean:

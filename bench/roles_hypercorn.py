@@ -1,11 +1,10 @@
 """The HTTP server the RestApiModule was measured against: hypercorn's trio worker serving a
-bare ASGI app, no engine behind it, run by bench/http.py in hypercorn's venv:
+bare ASGI app, no engine behind it, run by bench/http_routes.py in hypercorn's venv:
 
-    .deps/bench-hypercorn/bin/python -P bench/roles_hypercorn.py PORT
+    .deps/bench-hypercorn/bin/python bench/roles_hypercorn.py PORT
 
 It serves in this one process (the ``hypercorn`` command would fork a worker process, whose
-CPU time the benchmark could not see). ``-P``: bench/http.py must not shadow the standard
-library's ``http``, which hypercorn imports.
+CPU time the benchmark could not see).
 
 ``POST /direct`` answers ``{"ok": true}`` after reading the JSON body, the least any
 server must do per request; the engine's row does that plus routing and an invocation.

@@ -49,3 +49,16 @@ def test_wheel_contains_every_package_under_iii_trio(tmp_path: Path) -> None:
         text=True,
     )
     assert out.stdout.startswith(str(target))
+
+
+def test_no_script_folder_shadows_the_standard_library() -> None:
+    """A script run from bench/ or examples/ has its own folder first on sys.path, so a file
+    there named like a standard module (bench/http.py once did) breaks every import of it,
+    e.g. the official SDK's httpx importing http.client."""
+    shadows = [
+        path.relative_to(ROOT).as_posix()
+        for folder in ("bench", "examples", "scripts")
+        for path in (ROOT / folder).glob("*.py")
+        if path.stem in sys.stdlib_module_names
+    ]
+    assert shadows == []

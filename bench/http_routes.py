@@ -2,7 +2,7 @@
 without the worker hop, with 1 and with 1,000 registered routes; and hypercorn's trio worker
 serving a bare ASGI app (roles_hypercorn.py), the server the module's h11 one was chosen over.
 
-    .venv/bin/python bench/http.py [--quick] [--json PATH]
+    .venv/bin/python bench/http_routes.py [--quick] [--json PATH]
 
 The engine runs as ``iii-trio serve``; the worker and the HTTP client run here. The client
 is h11 on keep-alive connections, one per request in flight, so it costs far less than a
@@ -157,7 +157,7 @@ async def hypercorn_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     port = free_port()
     python = ROOT / ".deps" / "bench-hypercorn" / "bin" / "python"
-    argv = [str(python), "-P", str(Path(__file__).with_name("roles_hypercorn.py")), str(port)]
+    argv = [str(python), str(Path(__file__).with_name("roles_hypercorn.py")), str(port)]
     rows = []
     with running(argv) as server:
         wait_listening(port, server)
