@@ -13,7 +13,6 @@ general-purpose client. "No worker hop" binds the route to an engine function
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -25,7 +24,7 @@ import orjson
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import cpu_seconds
+from measure import cpu_seconds, write_results
 from modules import engine
 from run import ROOT, free_port
 
@@ -183,10 +182,7 @@ def main() -> None:
             f"{row['routes']:>7}  {row['path']:<24}{row['in_flight']:>7}{row['req_per_s']:>8.0f}"
             f"{row['p50_us']:>9.0f}{row['p99_us']:>9.0f}{row['engine_cpu_us_per_request']:>15.0f}"
         )
-    out = args.json or ROOT / "bench" / "results" / time.strftime("http-%Y%m%dT%H%M%S.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rows, indent=2))
-    print(f"\nfigures written to {out}")
+    write_results(rows, args.json, "http")
 
 
 if __name__ == "__main__":

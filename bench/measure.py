@@ -17,6 +17,7 @@ import json
 import os
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -143,3 +144,11 @@ async def run_asyncio_levels(
 
         await asyncio.gather(*(lane() for _ in range(in_flight)))
         emit(level.row(payload=size, in_flight=in_flight))
+
+
+def write_results(figures: Any, path: Path | None, prefix: str) -> None:
+    """The JSON of a run: at ``path`` (--json), else bench/results/<prefix>-<time>.json."""
+    out = path or Path(__file__).parent / "results" / time.strftime(f"{prefix}-%Y%m%dT%H%M%S.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(figures, indent=2))
+    print(f"\nfigures written to {out}")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import shutil
 import subprocess
 import sys
@@ -26,8 +25,8 @@ from typing import Any
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import cpu_seconds
-from run import ROOT, free_port
+from measure import cpu_seconds, write_results
+from run import free_port
 
 from iii_trio.sdk import III
 
@@ -293,10 +292,7 @@ def main() -> None:
             f"{'':<10}{row['subscribers']:>12}{row['ops']:>11}{row['ops_per_s']:>9.0f}"
             f"{row['engine_cpu_us_per_op']:>16.0f}"
         )
-    out = args.json or ROOT / "bench" / "results" / time.strftime("modules-%Y%m%dT%H%M%S.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(figures, indent=2))
-    print(f"\nfigures written to {out}")
+    write_results(figures, args.json, "modules")
 
 
 if __name__ == "__main__":

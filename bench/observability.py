@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sys
 import tempfile
 import time
@@ -26,9 +25,8 @@ import trio
 from trio_websocket import open_websocket_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import cpu_seconds, rss_bytes
+from measure import cpu_seconds, rss_bytes, write_results
 from modules import engine
-from run import ROOT
 
 from iii_trio.sdk import III
 
@@ -139,12 +137,7 @@ def main() -> None:
         if "capacity" in details:
             kept = f"{details['count']}/{details['capacity']}"
             print(f"  {name}: {kept} kept, {details['dropped']} dropped")
-    out = args.json or ROOT / "bench" / "results" / time.strftime(
-        "observability-%Y%m%dT%H%M%S.json"
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rows, indent=2))
-    print(f"\nfigures written to {out}")
+    write_results(rows, args.json, "observability")
     verdict = "within" if observed["rss_after_mb"] <= RSS_CAP_MB else "ABOVE"
     print(
         f"engine RSS after {observed['calls']} calls: {observed['rss_after_mb']:.1f} MB, "

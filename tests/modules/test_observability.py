@@ -437,21 +437,27 @@ async def collector_double(
     await trio.serve_listeners(serve, listeners)
 
 
+async def engine_exporting(
+    start_engine: StartEngine, nursery: trio.Nursery, path: str, **settings: Any
+) -> tuple[Engine, list[tuple[str, Any]]]:
+    """An engine exporting spans and logs (OTLP/HTTP) to a collector stand-in at ``path``,
+    and the list of (path, body) the stand-in receives."""
+    received: list[tuple[str, Any]] = []
+    port = await nursery.start(collector_double, received)
+    entry = otel_entry(
+        exporter="both",
+        logs_exporter="both",
+        endpoint=f"http://127.0.0.1:{port}{path}",
+        logs_flush_interval_ms=50,
+        **settings,
+    )
+    return await start_engine(modules=(entry,)), received
+
+
 async def test_otlp_export_posts_spans_and_logs(
     start_engine: StartEngine, nursery: trio.Nursery
 ) -> None:
-    received: list[tuple[str, Any]] = []
-    port = await nursery.start(collector_double, received)
-    engine = await start_engine(
-        modules=(
-            otel_entry(
-                exporter="both",
-                logs_exporter="both",
-                endpoint=f"http://127.0.0.1:{port}/otlp",
-                logs_flush_interval_ms=50,
-            ),
-        )
-    )
+    engine, received = await engine_exporting(start_engine, nursery, "/otlp")
     await call(engine, "engine::log::error", {"message": "exported"})
     with trio.fail_after(10):
         while {path for path, _ in received} < {"/otlp/v1/traces", "/otlp/v1/logs"}:

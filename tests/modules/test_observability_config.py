@@ -15,7 +15,7 @@ import trio
 
 from tests.conftest import StartEngine
 from tests.modules.otel_support import call, otel_entry
-from tests.modules.test_observability import collector_double
+from tests.modules.test_observability import engine_exporting
 
 
 def resources(received: list[tuple[str, Any]], path: str, key: str) -> list[dict[str, Any]]:
@@ -30,20 +30,13 @@ def resources(received: list[tuple[str, Any]], path: str, key: str) -> list[dict
 async def test_version_and_namespace_are_on_the_exported_resource(
     start_engine: StartEngine, nursery: trio.Nursery
 ) -> None:
-    received: list[tuple[str, Any]] = []
-    port = await nursery.start(collector_double, received)
-    engine = await start_engine(
-        modules=(
-            otel_entry(
-                exporter="both",
-                logs_exporter="both",
-                endpoint=f"http://127.0.0.1:{port}",
-                logs_flush_interval_ms=50,
-                service_name="shop",
-                service_version="1.2.3",
-                service_namespace="prod",
-            ),
-        )
+    engine, received = await engine_exporting(
+        start_engine,
+        nursery,
+        "",
+        service_name="shop",
+        service_version="1.2.3",
+        service_namespace="prod",
     )
     await call(engine, "engine::log::info", {"message": "versioned"})
     with trio.fail_after(10):
