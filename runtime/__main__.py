@@ -2,6 +2,6 @@
 
 import sys
 
-from iii_trio.runtime.cli import main
+from iii_trio.runtime.cli.main import main
 
 sys.exit(main())

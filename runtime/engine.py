@@ -25,19 +25,19 @@ import trio
 from iii_trio.actors.actor import Actor
 from iii_trio.actors.supervisor import ChildSpec, Supervisor
 from iii_trio.actors.system import ActorSystem
-from iii_trio.runtime import protocol
-from iii_trio.runtime.builtins import WorkerModule
-from iii_trio.runtime.channels import ChannelTable
-from iii_trio.runtime.config import EngineConfig
-from iii_trio.runtime.connection import WorkerConnection
-from iii_trio.runtime.dispatch import Dispatcher
-from iii_trio.runtime.listener import Listener
+from iii_trio.runtime.builtins.module import WorkerModule
+from iii_trio.runtime.calls.registry import Registry
+from iii_trio.runtime.calls.router import Router
+from iii_trio.runtime.calls.tracing import Observer
+from iii_trio.runtime.calls.triggers import Triggers
+from iii_trio.runtime.config.loading import EngineConfig
+from iii_trio.runtime.connections.channels import ChannelTable
+from iii_trio.runtime.connections.connection import WorkerConnection
+from iii_trio.runtime.connections.dispatch import Dispatcher
+from iii_trio.runtime.connections.listener import Listener
 from iii_trio.runtime.modules import BUILT_IN, create, is_available
 from iii_trio.runtime.modules.base import EngineModule
-from iii_trio.runtime.registry import Registry
-from iii_trio.runtime.router import Router
-from iii_trio.runtime.tracing import Observer
-from iii_trio.runtime.triggers import Triggers
+from iii_trio.runtime.wire import protocol
 
 log = logging.getLogger("iii_trio.engine")
 

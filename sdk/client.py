@@ -25,7 +25,7 @@ import attrs
 import orjson
 import trio
 
-from iii_trio.runtime import protocol
+from iii_trio.runtime.wire import protocol
 from iii_trio.sdk.errors import ConnectionLost, InvocationError, InvocationTimeout
 from iii_trio.sdk.transport import ClientWebSocket, ConnectionClosed, HandshakeRejected
 

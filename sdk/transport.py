@@ -1,7 +1,7 @@
 """The client side of the worker WebSocket on a trio TCP stream.
 
 h11 makes the HTTP upgrade; frames are then read and written with
-:mod:`iii_trio.runtime.ws_frames` (sans-IO, shared with the engine). One reader task calls
+:mod:`iii_trio.runtime.wire.frames` (sans-IO, shared with the engine). One reader task calls
 :meth:`ClientWebSocket.receive`; any task may send (a lock keeps frames whole). Pings from
 the engine are answered as they are read.
 """
@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 import h11
 import trio
 
-from iii_trio.runtime import ws_frames
-from iii_trio.runtime.socket_reads import SocketReader
+from iii_trio.runtime.wire import frames as ws_frames
+from iii_trio.runtime.wire.socket_io import SocketReader
 
 READ_SIZE = 65536
 # Engine frames are bounded by the engine's max_message_size (64 MiB by default).

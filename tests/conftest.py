@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import trio
 
-from iii_trio.runtime.config import EngineConfig
+from iii_trio.runtime.config.loading import EngineConfig
 from iii_trio.runtime.engine import Engine
 
 StartEngine = Callable[..., Awaitable[Engine]]

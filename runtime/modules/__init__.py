@@ -13,7 +13,7 @@ import importlib.util
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from iii_trio.runtime.config import ModuleEntry
+    from iii_trio.runtime.config.loading import ModuleEntry
     from iii_trio.runtime.engine import Engine
     from iii_trio.runtime.modules.base import EngineModule
 

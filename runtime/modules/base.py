@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from iii_trio.actors.actor import Actor
-from iii_trio.runtime.errors import InvocationError, deserialization_error
-from iii_trio.runtime.invocation import EngineFunction, LocalHandler
+from iii_trio.runtime.calls.errors import InvocationError, deserialization_error
+from iii_trio.runtime.calls.invocation import EngineFunction, LocalHandler
 
 if TYPE_CHECKING:
+    from iii_trio.runtime.calls.registry import Binding, EngineTriggerType
     from iii_trio.runtime.engine import Engine
-    from iii_trio.runtime.registry import Binding, EngineTriggerType
 
 log = logging.getLogger("iii_trio.modules")
 

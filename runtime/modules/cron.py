@@ -25,16 +25,16 @@ from typing import TYPE_CHECKING, Any
 import trio
 from croniter import croniter
 
-from iii_trio.runtime import tracing
-from iii_trio.runtime.config_modules import CronConfig, KvCronConfig, RedisAdapterConfig
-from iii_trio.runtime.errors import TriggerConfigError
+from iii_trio.runtime.calls import tracing
+from iii_trio.runtime.calls.errors import TriggerConfigError
+from iii_trio.runtime.config.modules import CronConfig, KvCronConfig, RedisAdapterConfig
 from iii_trio.runtime.modules.base import EngineModule
-from iii_trio.runtime.redis import ReconnectingRedis, RedisError, open_reconnecting
+from iii_trio.runtime.modules.storage.redis import ReconnectingRedis, RedisError, open_reconnecting
 
 if TYPE_CHECKING:
-    from iii_trio.runtime.config import ModuleEntry
+    from iii_trio.runtime.calls.registry import Binding, EngineTriggerType
+    from iii_trio.runtime.config.loading import ModuleEntry
     from iii_trio.runtime.engine import Engine
-    from iii_trio.runtime.registry import Binding, EngineTriggerType
 
 log = logging.getLogger("iii_trio.cron")
 

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import trio
 
-from iii_trio.runtime.config_modules import PubSubConfig, RedisAdapterConfig
-from iii_trio.runtime.errors import TriggerConfigError
-from iii_trio.runtime.invocation import CallContext, LocalHandler
+from iii_trio.runtime.calls.errors import TriggerConfigError
+from iii_trio.runtime.calls.invocation import CallContext, LocalHandler
+from iii_trio.runtime.config.modules import PubSubConfig, RedisAdapterConfig
 from iii_trio.runtime.modules.base import EngineModule, required_topic
-from iii_trio.runtime.redis import (
+from iii_trio.runtime.modules.storage.redis import (
     ReconnectingRedis,
     RedisConnectionError,
     RedisSubscription,
@@ -29,9 +29,9 @@ from iii_trio.runtime.redis import (
 )
 
 if TYPE_CHECKING:
-    from iii_trio.runtime.config import ModuleEntry
+    from iii_trio.runtime.calls.registry import Binding, EngineTriggerType
+    from iii_trio.runtime.config.loading import ModuleEntry
     from iii_trio.runtime.engine import Engine
-    from iii_trio.runtime.registry import Binding, EngineTriggerType
 
 log = logging.getLogger("iii_trio.pubsub")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from iii_trio.runtime.config import EngineConfig, ModuleEntry, NamedQueueConfig, QueueConfig
+from iii_trio.runtime.config.loading import EngineConfig, ModuleEntry, NamedQueueConfig, QueueConfig
 from iii_trio.runtime.engine import Engine
 from tests.conformance.harness import sdk_worker
 from tests.conformance.test_official_sdks import prefix, wait_for_functions

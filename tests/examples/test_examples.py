@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import trio
 
-from iii_trio.runtime.config import ModuleEntry, PubSubConfig, StateConfig
+from iii_trio.runtime.config.loading import ModuleEntry, PubSubConfig, StateConfig
 from iii_trio.runtime.engine import Engine
 from iii_trio.sdk import III, InvocationError
 from tests.conftest import StartEngine, worker_url

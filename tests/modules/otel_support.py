@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from iii_trio.runtime.config import ModuleEntry, OtelConfig
+from iii_trio.runtime.config.loading import ModuleEntry, OtelConfig
 from iii_trio.runtime.engine import Engine
 
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import trio
 
+from iii_trio.runtime.calls.errors import InvocationError
+from iii_trio.runtime.calls.invocation import CallContext, EngineFunction
+from iii_trio.runtime.calls.registry import Binding
 from iii_trio.runtime.engine import Engine
-from iii_trio.runtime.errors import InvocationError
-from iii_trio.runtime.invocation import CallContext, EngineFunction
-from iii_trio.runtime.registry import Binding
 
 
 class Handler:

@@ -11,8 +11,8 @@ import orjson
 import trio
 from trio_websocket import WebSocketConnection
 
-from iii_trio.runtime.config import ModuleEntry, RedisAdapterConfig, StreamConfig
-from iii_trio.runtime.config_modules import StreamKvStoreConfig
+from iii_trio.runtime.config.loading import ModuleEntry, RedisAdapterConfig, StreamConfig
+from iii_trio.runtime.config.modules import StreamKvStoreConfig
 from iii_trio.runtime.engine import Engine
 from tests.support.ws import open_ws
 

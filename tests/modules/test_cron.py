@@ -12,10 +12,10 @@ import pytest
 import trio
 import trio.testing
 
-from iii_trio.runtime.config import CronConfig, ModuleEntry, RedisAdapterConfig
+from iii_trio.runtime.calls.invocation import CallContext, EngineFunction
+from iii_trio.runtime.calls.registry import Binding
+from iii_trio.runtime.config.loading import CronConfig, ModuleEntry, RedisAdapterConfig
 from iii_trio.runtime.engine import Engine
-from iii_trio.runtime.invocation import CallContext, EngineFunction
-from iii_trio.runtime.registry import Binding
 from tests.conftest import StartEngine
 from tests.support.redis_server import redis_server
 

@@ -14,7 +14,7 @@ import orjson
 import pytest
 import trio
 
-from iii_trio.runtime.config import CorsConfig, ModuleEntry, RestApiConfig, load_config
+from iii_trio.runtime.config.loading import CorsConfig, ModuleEntry, RestApiConfig, load_config
 from iii_trio.runtime.engine import Engine
 from iii_trio.sdk import III
 from tests.conftest import StartEngine, worker_url

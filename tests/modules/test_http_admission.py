@@ -12,7 +12,7 @@ import pytest
 import trio
 import trio.testing
 
-from iii_trio.runtime.config import CorsConfig
+from iii_trio.runtime.config.loading import CorsConfig
 from iii_trio.runtime.engine import Engine
 from iii_trio.sdk import III
 from tests.conftest import StartEngine, worker_url

@@ -11,7 +11,7 @@ import attrs
 import pytest
 import trio
 
-from iii_trio.runtime.config import CorsConfig, RestApiConfig, load_config
+from iii_trio.runtime.config.loading import CorsConfig, RestApiConfig, load_config
 from iii_trio.runtime.engine import Engine
 from iii_trio.sdk import III
 from tests.conftest import StartEngine, worker_url

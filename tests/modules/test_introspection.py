@@ -11,7 +11,9 @@ from typing import Any
 import orjson
 import trio
 
-from iii_trio.runtime.config import (
+from iii_trio.runtime.calls.invocation import CallContext, EngineFunction
+from iii_trio.runtime.calls.registry import Binding
+from iii_trio.runtime.config.loading import (
     BuiltinQueueConfig,
     CronConfig,
     ModuleEntry,
@@ -19,8 +21,6 @@ from iii_trio.runtime.config import (
     QueueConfig,
     StateConfig,
 )
-from iii_trio.runtime.invocation import CallContext, EngineFunction
-from iii_trio.runtime.registry import Binding
 from tests.conftest import StartEngine, worker_url
 
 CLI = str(Path(sys.executable).with_name("iii-trio"))

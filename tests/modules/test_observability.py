@@ -14,7 +14,9 @@ import orjson
 import trio
 import trio.testing
 
-from iii_trio.runtime.config import (
+from iii_trio.runtime.calls.invocation import CallContext, EngineFunction
+from iii_trio.runtime.calls.registry import Binding
+from iii_trio.runtime.config.loading import (
     CronConfig,
     ModuleEntry,
     QueueConfig,
@@ -22,8 +24,6 @@ from iii_trio.runtime.config import (
     StateConfig,
 )
 from iii_trio.runtime.engine import Engine
-from iii_trio.runtime.invocation import CallContext, EngineFunction
-from iii_trio.runtime.registry import Binding
 from iii_trio.sdk import III
 from tests.conformance.harness import sdk_worker
 from tests.conftest import StartEngine, worker_url

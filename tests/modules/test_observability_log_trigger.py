@@ -7,10 +7,10 @@ from typing import Any
 
 import trio
 
+from iii_trio.runtime.calls.invocation import CallContext, EngineFunction
+from iii_trio.runtime.calls.registry import Binding
 from iii_trio.runtime.engine import Engine
-from iii_trio.runtime.invocation import CallContext, EngineFunction
 from iii_trio.runtime.modules.observability import log_trigger
-from iii_trio.runtime.registry import Binding
 from iii_trio.sdk import III
 from tests.conformance.harness import sdk_worker
 from tests.conftest import StartEngine, worker_url

@@ -11,9 +11,9 @@ import pytest
 import trio
 import trio.testing
 
+from iii_trio.runtime.calls.errors import InvocationError
+from iii_trio.runtime.calls.invocation import CallContext, EngineFunction
 from iii_trio.runtime.engine import Engine
-from iii_trio.runtime.errors import InvocationError
-from iii_trio.runtime.invocation import CallContext, EngineFunction
 from iii_trio.runtime.modules.observability import rollups
 from tests.conftest import StartEngine, worker_url
 from tests.modules.otel_support import call, otel_entry, otel_stats

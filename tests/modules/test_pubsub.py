@@ -10,9 +10,14 @@ from typing import Any
 import pytest
 import trio
 
-from iii_trio.runtime.config import LocalPubSubConfig, ModuleEntry, PubSubConfig, RedisAdapterConfig
+from iii_trio.runtime.config.loading import (
+    LocalPubSubConfig,
+    ModuleEntry,
+    PubSubConfig,
+    RedisAdapterConfig,
+)
 from iii_trio.runtime.engine import Engine
-from iii_trio.runtime.redis import open_redis
+from iii_trio.runtime.modules.storage.redis import open_redis
 from iii_trio.sdk import III, InvocationError
 from tests.conftest import StartEngine, worker_url
 from tests.support.redis_server import redis_server

@@ -10,15 +10,15 @@ import pytest
 import trio
 import trio.testing
 
-from iii_trio.runtime.config import (
+from iii_trio.runtime.calls.errors import InvocationError
+from iii_trio.runtime.calls.invocation import CallContext, EngineFunction
+from iii_trio.runtime.calls.registry import Binding
+from iii_trio.runtime.config.loading import (
     BuiltinQueueConfig,
     ModuleEntry,
     NamedQueueConfig,
     QueueConfig,
 )
-from iii_trio.runtime.errors import InvocationError
-from iii_trio.runtime.invocation import CallContext, EngineFunction
-from iii_trio.runtime.registry import Binding
 from tests.conftest import StartEngine, worker_url
 from tests.modules.queue_support import GroupHandler, Handler, call, enqueue_lanes, subscribe
 from tests.support.raw_worker import raw_worker

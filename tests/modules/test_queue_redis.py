@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 import trio
 
-from iii_trio.runtime.config import (
+from iii_trio.runtime.calls.errors import InvocationError
+from iii_trio.runtime.calls.invocation import EngineFunction
+from iii_trio.runtime.config.loading import (
     EngineConfig,
     ModuleEntry,
     NamedQueueConfig,
@@ -19,9 +21,7 @@ from iii_trio.runtime.config import (
     RedisQueueConfig,
 )
 from iii_trio.runtime.engine import Engine
-from iii_trio.runtime.errors import InvocationError
-from iii_trio.runtime.invocation import EngineFunction
-from iii_trio.runtime.redis import open_redis
+from iii_trio.runtime.modules.storage.redis import open_redis
 from iii_trio.sdk import III
 from iii_trio.sdk.errors import InvocationError as SdkInvocationError
 from tests.conftest import StartEngine, worker_url

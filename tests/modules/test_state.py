@@ -10,7 +10,12 @@ from typing import Any
 import pytest
 import trio
 
-from iii_trio.runtime.config import KvStoreConfig, ModuleEntry, RedisAdapterConfig, StateConfig
+from iii_trio.runtime.config.loading import (
+    KvStoreConfig,
+    ModuleEntry,
+    RedisAdapterConfig,
+    StateConfig,
+)
 from iii_trio.runtime.engine import Engine
 from iii_trio.runtime.modules import state as state_module
 from iii_trio.sdk import III, InvocationError

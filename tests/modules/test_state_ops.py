@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from iii_trio.runtime.errors import InvocationError
+from iii_trio.runtime.calls.errors import InvocationError
 from iii_trio.runtime.modules.state.ops import apply_ops, parse_ops
 
 

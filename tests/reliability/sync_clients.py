@@ -32,7 +32,7 @@ from wsproto.events import (
     TextMessage,
 )
 
-from iii_trio.runtime import ws_frames
+from iii_trio.runtime.wire import frames as ws_frames
 from tests.conformance.conftest import serve_command
 from tests.support.ports import free_port
 

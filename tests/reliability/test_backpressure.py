@@ -18,7 +18,7 @@ import trio
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request
 
-from iii_trio.runtime import ws_frames
+from iii_trio.runtime.wire import frames as ws_frames
 from iii_trio.sdk import III, InvocationError
 from tests.reliability.support import engine_process, record, rss_bytes
 
@@ -131,7 +131,7 @@ async def test_a_worker_that_stops_reading_cannot_grow_the_engine(tmp_path: Path
 async def test_the_outbox_of_a_stuck_worker_holds_at_most_its_byte_bound(
     nursery: trio.Nursery,
 ) -> None:
-    from iii_trio.runtime.config import EngineConfig
+    from iii_trio.runtime.config.loading import EngineConfig
     from iii_trio.runtime.engine import Engine
 
     limit = 1024 * 1024

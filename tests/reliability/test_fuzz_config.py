@@ -18,7 +18,7 @@ import yaml
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from iii_trio.runtime.config import ConfigError, parse_config
+from iii_trio.runtime.config.loading import ConfigError, parse_config
 from iii_trio.runtime.modules import is_available, startup_problem
 from tests.conformance.conftest import serve_command
 from tests.reliability.fuzz_settings import fuzz_settings

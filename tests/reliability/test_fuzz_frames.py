@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from iii_trio.runtime import ws_frames
+from iii_trio.runtime.wire import frames as ws_frames
 from tests.reliability.fuzz_settings import fuzz_settings
 from tests.reliability.support import record
 from tests.reliability.sync_clients import (

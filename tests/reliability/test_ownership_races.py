@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import trio
 
-from iii_trio.runtime.config import ModuleEntry, RestApiConfig
+from iii_trio.runtime.config.loading import ModuleEntry, RestApiConfig
 from iii_trio.runtime.engine import Engine
 from iii_trio.sdk import III, InvocationError
 from tests.conftest import StartEngine

@@ -14,8 +14,8 @@ import httpx
 import pytest
 import trio
 
-from iii_trio.runtime import listener as listener_module
-from iii_trio.runtime.config import ModuleEntry, RestApiConfig
+from iii_trio.runtime.config.loading import ModuleEntry, RestApiConfig
+from iii_trio.runtime.connections import listener as listener_module
 from iii_trio.runtime.engine import Engine
 from iii_trio.runtime.modules import rest_api
 from iii_trio.sdk import III

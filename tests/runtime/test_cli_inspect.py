@@ -17,7 +17,7 @@ import orjson
 import pytest
 import trio
 
-from iii_trio.runtime.config import ModuleEntry, TelemetryConfig
+from iii_trio.runtime.config.loading import ModuleEntry, TelemetryConfig
 from iii_trio.runtime.engine import Engine
 from iii_trio.runtime.modules.base import EngineModule
 from iii_trio.sdk import III

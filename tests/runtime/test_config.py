@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from iii_trio.runtime.config import (
+from iii_trio.runtime.config.loading import (
     AlertRule,
     BridgeAdapterConfig,
     BuiltinQueueConfig,

@@ -6,7 +6,7 @@ import trio
 import trio.testing
 
 from iii_trio.actors.system import ActorSystem
-from iii_trio.runtime.deadlines import Deadlines
+from iii_trio.runtime.calls.deadlines import Deadlines
 
 
 class Call:

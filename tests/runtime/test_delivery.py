@@ -9,9 +9,9 @@ from typing import Any
 import orjson
 import trio
 
-from iii_trio.runtime import ws_frames
 from iii_trio.runtime.engine import Engine
-from iii_trio.runtime.transport import text_frame
+from iii_trio.runtime.wire import frames as ws_frames
+from iii_trio.runtime.wire.websocket import text_frame
 from tests.conftest import worker_url
 from tests.support.raw_worker import raw_worker
 

@@ -6,7 +6,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed
 
-from iii_trio.runtime.config import EngineConfig
+from iii_trio.runtime.config.loading import EngineConfig
 from iii_trio.runtime.engine import Engine
 from tests.conftest import StartEngine, worker_url
 from tests.support.raw_worker import raw_worker

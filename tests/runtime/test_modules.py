@@ -9,9 +9,9 @@ import pytest
 import trio
 
 from iii_trio.runtime import modules
-from iii_trio.runtime.config import EngineConfig, ModuleEntry, TelemetryConfig
+from iii_trio.runtime.calls.invocation import CallContext, LocalHandler
+from iii_trio.runtime.config.loading import EngineConfig, ModuleEntry, TelemetryConfig
 from iii_trio.runtime.engine import Engine
-from iii_trio.runtime.invocation import CallContext, LocalHandler
 from iii_trio.runtime.modules.base import EngineModule
 from tests.conftest import StartEngine
 from tests.support.fake_module import fake_module_kind

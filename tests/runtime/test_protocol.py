@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from iii_trio.runtime import protocol as p
+from iii_trio.runtime.wire import protocol as p
 
 UUID = "b2159e90-3d8c-4a51-8f0e-6c1b8e2f4a77"
 
@@ -201,7 +201,7 @@ def test_the_codec_does_no_io() -> None:
     import subprocess
     import sys
 
-    code = "import sys, iii_trio.runtime.protocol; sys.exit('trio' in sys.modules)"
+    code = "import sys, iii_trio.runtime.wire.protocol; sys.exit('trio' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from iii_trio.runtime.redis import (
+from iii_trio.runtime.modules.storage.redis import (
     RedisConnectionError,
     RedisError,
     ReplyParser,

@@ -7,7 +7,7 @@ import socket
 import trio
 import trio.testing
 
-from iii_trio.runtime.socket_reads import SocketReader
+from iii_trio.runtime.wire.socket_io import SocketReader
 
 
 async def test_socket_reads_deliver_every_byte_then_end() -> None:

@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from iii_trio.runtime.ws_frames import (
+from iii_trio.runtime.wire.frames import (
     INVALID_PAYLOAD,
     MESSAGE_TOO_BIG,
     PROTOCOL_ERROR,

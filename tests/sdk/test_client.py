@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import trio
 
-from iii_trio.runtime.config import EngineConfig
+from iii_trio.runtime.config.loading import EngineConfig
 from iii_trio.runtime.engine import Engine
 from iii_trio.sdk import III, InvocationContext, InvocationError
 from iii_trio.sdk.client import Binding

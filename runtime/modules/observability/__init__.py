@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from iii_trio.runtime.config_modules import OtelConfig
-from iii_trio.runtime.invocation import LocalHandler
+from iii_trio.runtime.calls.invocation import LocalHandler
+from iii_trio.runtime.config.modules import OtelConfig
 from iii_trio.runtime.modules.base import EngineModule
 from iii_trio.runtime.modules.observability import baggage, prometheus
 from iii_trio.runtime.modules.observability.alerts import (
@@ -39,9 +39,9 @@ from iii_trio.runtime.modules.observability.observer import SEVERITIES, EngineOb
 from iii_trio.runtime.modules.observability.queries import Queries, now_ms
 
 if TYPE_CHECKING:
-    from iii_trio.runtime.config import ModuleEntry
+    from iii_trio.runtime.calls.registry import EngineTriggerType
+    from iii_trio.runtime.config.loading import ModuleEntry
     from iii_trio.runtime.engine import Engine
-    from iii_trio.runtime.registry import EngineTriggerType
 
 log = logging.getLogger("iii_trio.otel")
 

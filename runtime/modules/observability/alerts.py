@@ -37,11 +37,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import trio
 
-from iii_trio.runtime.errors import InvocationError
+from iii_trio.runtime.calls.errors import InvocationError
 from iii_trio.runtime.modules.observability.http_client import REQUEST_ERRORS, Target, post_json
 
 if TYPE_CHECKING:
-    from iii_trio.runtime.config_modules import AlertRule
+    from iii_trio.runtime.config.modules import AlertRule
     from iii_trio.runtime.modules.observability.observer import EngineObserver
 
 log = logging.getLogger("iii_trio.otel.alerts")

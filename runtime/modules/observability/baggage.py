@@ -18,8 +18,8 @@ import re
 from typing import Any
 from urllib.parse import quote, unquote
 
-from iii_trio.runtime.errors import deserialization_error
-from iii_trio.runtime.invocation import CallContext
+from iii_trio.runtime.calls.errors import deserialization_error
+from iii_trio.runtime.calls.invocation import CallContext
 
 MAX_MEMBERS = 180
 MAX_BYTES = 8192

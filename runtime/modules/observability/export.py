@@ -20,9 +20,9 @@ from urllib.parse import urlsplit
 import orjson
 import trio
 
+from iii_trio.runtime.calls.tracing import Span
 from iii_trio.runtime.modules.observability.http_client import REQUEST_ERRORS, Target, post_json
 from iii_trio.runtime.modules.observability.stores import Ring
-from iii_trio.runtime.tracing import Span
 
 if TYPE_CHECKING:
     from iii_trio.runtime.modules.observability.observer import EngineObserver

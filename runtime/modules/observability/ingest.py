@@ -13,7 +13,7 @@ import binascii
 from collections.abc import Iterator
 from typing import Any
 
-from iii_trio.runtime.tracing import Span
+from iii_trio.runtime.calls.tracing import Span
 
 SPAN_KINDS = {0: "internal", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
 STATUS_CODES = {0: "unset", 1: "ok", 2: "error"}

@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from iii_trio.runtime.errors import InvocationError, TriggerConfigError
-from iii_trio.runtime.tracing import current_span
+from iii_trio.runtime.calls.errors import InvocationError, TriggerConfigError
+from iii_trio.runtime.calls.tracing import current_span
 
 if TYPE_CHECKING:
+    from iii_trio.runtime.calls.registry import Binding
     from iii_trio.runtime.engine import Engine
-    from iii_trio.runtime.registry import Binding
 
 log = logging.getLogger("iii_trio.otel")
 

@@ -17,21 +17,21 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import orjson
 
-from iii_trio.runtime import tracing
-from iii_trio.runtime.config_modules import OtelConfig
+from iii_trio.runtime.calls import tracing
+from iii_trio.runtime.calls.tracing import Span, current_span, new_span_id, new_trace_id
+from iii_trio.runtime.config.modules import OtelConfig
 from iii_trio.runtime.modules.observability import ingest
 from iii_trio.runtime.modules.observability.alerts import Windows
 from iii_trio.runtime.modules.observability.metrics import EngineMetrics
 from iii_trio.runtime.modules.observability.rollups import Rollups
 from iii_trio.runtime.modules.observability.stores import DEFAULT_MAX_SPANS, Ring
-from iii_trio.runtime.tracing import Span, current_span, new_span_id, new_trace_id
 
 if TYPE_CHECKING:
-    from iii_trio.runtime.connection import WorkerConnection
+    from iii_trio.runtime.calls.invocation import Invocation
+    from iii_trio.runtime.connections.connection import WorkerConnection
     from iii_trio.runtime.engine import Engine
-    from iii_trio.runtime.invocation import Invocation
     from iii_trio.runtime.modules.observability.export import OtlpExporter
-    from iii_trio.runtime.protocol import Telemetry
+    from iii_trio.runtime.wire.protocol import Telemetry
 
 log = logging.getLogger("iii_trio.otel")
 console = logging.getLogger("iii_trio.otel.logs")

@@ -10,14 +10,14 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from iii_trio.runtime.errors import InvocationError, deserialization_error
+from iii_trio.runtime.calls.errors import InvocationError, deserialization_error
 from iii_trio.runtime.modules.observability.observer import SEVERITIES
 from iii_trio.runtime.modules.observability.rollups import LEVELS
 
 if TYPE_CHECKING:
+    from iii_trio.runtime.calls.tracing import Span
     from iii_trio.runtime.modules.observability.alerts import AlertManager
     from iii_trio.runtime.modules.observability.observer import EngineObserver
-    from iii_trio.runtime.tracing import Span
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from iii_trio.runtime.config_modules import BuiltinQueueConfig, QueueConfig, RedisQueueConfig
+from iii_trio.runtime.config.modules import BuiltinQueueConfig, QueueConfig, RedisQueueConfig
 from iii_trio.runtime.modules.queue.builtin import BuiltinQueue
 from iii_trio.runtime.modules.queue.module import QueueModule
 from iii_trio.runtime.modules.queue.redis_adapter import RedisQueue
 
 if TYPE_CHECKING:
-    from iii_trio.runtime.config import ModuleEntry
+    from iii_trio.runtime.config.loading import ModuleEntry
     from iii_trio.runtime.engine import Engine
 
 SUPPORTED_ADAPTERS = (BuiltinQueueConfig, RedisQueueConfig)

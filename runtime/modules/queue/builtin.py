@@ -12,15 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from iii_trio.runtime.config_modules import BuiltinQueueConfig, QueueConfig
-from iii_trio.runtime.errors import InvocationError
+from iii_trio.runtime.calls.errors import InvocationError
+from iii_trio.runtime.config.modules import BuiltinQueueConfig, QueueConfig
 from iii_trio.runtime.modules.queue.jobs import Job, JobStore
 from iii_trio.runtime.modules.queue.module import QueueModule
 from iii_trio.runtime.modules.queue.streams import Stream
 
 if TYPE_CHECKING:
+    from iii_trio.runtime.calls.registry import Binding
     from iii_trio.runtime.engine import Engine
-    from iii_trio.runtime.registry import Binding
 
 # Jobs waiting or in flight across all streams, and messages held per topic without a
 # subscriber: beyond these an enqueue is refused with `queue_full` rather than growing.

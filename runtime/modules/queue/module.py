@@ -16,18 +16,19 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from iii_trio.runtime import protocol, tracing
-from iii_trio.runtime.config_modules import NamedQueueConfig, QueueConfig, QueueDeliveryConfig
-from iii_trio.runtime.errors import InvocationError, TriggerConfigError, deserialization_error
-from iii_trio.runtime.invocation import CallContext, LocalHandler
+from iii_trio.runtime.calls import tracing
+from iii_trio.runtime.calls.errors import InvocationError, TriggerConfigError, deserialization_error
+from iii_trio.runtime.calls.invocation import CallContext, LocalHandler
+from iii_trio.runtime.config.modules import NamedQueueConfig, QueueConfig, QueueDeliveryConfig
 from iii_trio.runtime.modules.base import EngineModule, required_topic
 from iii_trio.runtime.modules.queue.jobs import Job
 from iii_trio.runtime.modules.queue.streams import Stream
+from iii_trio.runtime.wire import protocol
 
 if TYPE_CHECKING:
-    from iii_trio.runtime.connection import WorkerConnection
+    from iii_trio.runtime.calls.registry import Binding, EngineTriggerType
+    from iii_trio.runtime.connections.connection import WorkerConnection
     from iii_trio.runtime.engine import Engine
-    from iii_trio.runtime.registry import Binding, EngineTriggerType
 
 log = logging.getLogger("iii_trio.queue")
 

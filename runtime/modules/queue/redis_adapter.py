@@ -49,8 +49,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import trio
 
-from iii_trio.runtime.config_modules import QueueConfig, RedisQueueConfig
-from iii_trio.runtime.errors import InvocationError
+from iii_trio.runtime.calls.errors import InvocationError
+from iii_trio.runtime.config.modules import QueueConfig, RedisQueueConfig
 from iii_trio.runtime.modules.queue import redis_layout as layout
 from iii_trio.runtime.modules.queue.jobs import Job
 from iii_trio.runtime.modules.queue.module import QueueModule, log, now_ms
@@ -65,7 +65,7 @@ from iii_trio.runtime.modules.queue.redis_layout import (
 )
 from iii_trio.runtime.modules.queue.redis_subscriptions import TopicSubscriptions
 from iii_trio.runtime.modules.queue.streams import Stream
-from iii_trio.runtime.redis import (
+from iii_trio.runtime.modules.storage.redis import (
     Arg,
     ReconnectingRedis,
     RedisConnectionError,
@@ -74,8 +74,8 @@ from iii_trio.runtime.redis import (
 )
 
 if TYPE_CHECKING:
+    from iii_trio.runtime.calls.registry import Binding
     from iii_trio.runtime.engine import Engine
-    from iii_trio.runtime.registry import Binding
 
 MAX_JOBS_PER_STREAM = 100_000
 MAX_BACKLOG_PER_TOPIC = 10_000

@@ -21,7 +21,7 @@ import trio
 
 from iii_trio.runtime.modules.queue.jobs import Job
 from iii_trio.runtime.modules.queue.streams import Stream
-from iii_trio.runtime.redis import Script
+from iii_trio.runtime.modules.storage.redis import Script
 
 GROUP = "iii"  # the one consumer group of every job stream
 

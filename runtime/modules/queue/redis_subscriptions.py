@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 import trio
 
 from iii_trio.runtime.modules.queue import redis_layout as layout
-from iii_trio.runtime.redis import Arg, ReconnectingRedis, RedisError
+from iii_trio.runtime.modules.storage.redis import Arg, ReconnectingRedis, RedisError
 
 TTL_MS = 15_000
 BATCH = 500  # commands per pipelined write

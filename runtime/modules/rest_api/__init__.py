@@ -25,19 +25,19 @@ import h11
 import orjson
 import trio
 
-from iii_trio.runtime.config_modules import CorsConfig, RestApiConfig
-from iii_trio.runtime.errors import InvocationError, TriggerConfigError
+from iii_trio.runtime.calls.errors import InvocationError, TriggerConfigError
+from iii_trio.runtime.calls.router import not_found
+from iii_trio.runtime.config.modules import CorsConfig, RestApiConfig
 from iii_trio.runtime.modules.base import EngineModule
 from iii_trio.runtime.modules.rest_api.exchange import Exchange
 from iii_trio.runtime.modules.rest_api.http_io import HttpConnection, HttpError
 from iii_trio.runtime.modules.rest_api.routes import ROUTED_METHODS, RouteTable
-from iii_trio.runtime.router import not_found
 
 if TYPE_CHECKING:
-    from iii_trio.runtime.config import ModuleEntry
+    from iii_trio.runtime.calls.invocation import Invocation, QueuedCall
+    from iii_trio.runtime.calls.registry import Binding, EngineTriggerType
+    from iii_trio.runtime.config.loading import ModuleEntry
     from iii_trio.runtime.engine import Engine
-    from iii_trio.runtime.invocation import Invocation, QueuedCall
-    from iii_trio.runtime.registry import Binding, EngineTriggerType
 
 log = logging.getLogger("iii_trio.http")
 

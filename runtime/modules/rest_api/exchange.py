@@ -26,16 +26,16 @@ import h11
 import orjson
 import trio
 
-from iii_trio.runtime import tracing
-from iii_trio.runtime.invocation import wall_ms
+from iii_trio.runtime.calls import tracing
+from iii_trio.runtime.calls.invocation import wall_ms
 from iii_trio.runtime.modules.rest_api.http_io import HttpConnection, HttpError, too_large
 
 if TYPE_CHECKING:
-    from iii_trio.runtime.channels import Channel
-    from iii_trio.runtime.invocation import Invocation, QueuedCall
+    from iii_trio.runtime.calls.invocation import Invocation, QueuedCall
+    from iii_trio.runtime.calls.registry import Binding
+    from iii_trio.runtime.connections.channels import Channel
     from iii_trio.runtime.modules.rest_api import RestApiModule
     from iii_trio.runtime.modules.rest_api.routes import Match
-    from iii_trio.runtime.registry import Binding
 
 log = logging.getLogger("iii_trio.http")
 

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from iii_trio.runtime.config_modules import KvStoreConfig, RedisAdapterConfig, StateConfig
-from iii_trio.runtime.errors import InvocationError, TriggerConfigError, deserialization_error
-from iii_trio.runtime.invocation import CallContext, LocalHandler
+from iii_trio.runtime.calls.errors import InvocationError, TriggerConfigError, deserialization_error
+from iii_trio.runtime.calls.invocation import CallContext, LocalHandler
+from iii_trio.runtime.config.modules import KvStoreConfig, RedisAdapterConfig, StateConfig
 from iii_trio.runtime.modules.base import EngineModule
 from iii_trio.runtime.modules.state.ops import apply_ops, parse_ops
 from iii_trio.runtime.modules.state.stores import (
@@ -28,12 +28,12 @@ from iii_trio.runtime.modules.state.stores import (
     RedisStore,
     SqliteStore,
 )
-from iii_trio.runtime.redis import open_reconnecting
+from iii_trio.runtime.modules.storage.redis import open_reconnecting
 
 if TYPE_CHECKING:
-    from iii_trio.runtime.config import ModuleEntry
+    from iii_trio.runtime.calls.registry import Binding, EngineTriggerType
+    from iii_trio.runtime.config.loading import ModuleEntry
     from iii_trio.runtime.engine import Engine
-    from iii_trio.runtime.registry import Binding, EngineTriggerType
 
 log = logging.getLogger("iii_trio.state")
 

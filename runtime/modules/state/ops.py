@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from iii_trio.runtime.errors import deserialization_error
+from iii_trio.runtime.calls.errors import deserialization_error
 
 log = logging.getLogger("iii_trio.state")
 

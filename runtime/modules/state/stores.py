@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import orjson
 import trio
 
-from iii_trio.runtime.redis import Arg, Commands, RedisError, Script
+from iii_trio.runtime.modules.storage.redis import Arg, Commands, RedisError, Script
 
 Update = Callable[[Any], Any]  # old value (None when missing) -> new value
 

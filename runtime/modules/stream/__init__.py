@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import trio
 
-from iii_trio.runtime.config_modules import RedisAdapterConfig, StreamConfig, StreamKvStoreConfig
-from iii_trio.runtime.errors import InvocationError, deserialization_error
-from iii_trio.runtime.invocation import CallContext, LocalHandler
+from iii_trio.runtime.calls.errors import InvocationError, deserialization_error
+from iii_trio.runtime.calls.invocation import CallContext, LocalHandler
+from iii_trio.runtime.config.modules import RedisAdapterConfig, StreamConfig, StreamKvStoreConfig
 from iii_trio.runtime.modules.base import EngineModule
 from iii_trio.runtime.modules.state.ops import apply_ops, parse_ops
 from iii_trio.runtime.modules.state.stores import (
@@ -37,6 +37,13 @@ from iii_trio.runtime.modules.state.stores import (
     MemoryStore,
     RedisStore,
     SqliteStore,
+)
+from iii_trio.runtime.modules.storage.redis import (
+    ReconnectingRedis,
+    RedisConnectionError,
+    RedisError,
+    open_reconnecting,
+    open_subscription,
 )
 from iii_trio.runtime.modules.stream.clients import ClientServer
 from iii_trio.runtime.modules.stream.items import Counts, StreamItems
@@ -49,18 +56,11 @@ from iii_trio.runtime.modules.stream.messages import (
     required_str,
 )
 from iii_trio.runtime.modules.stream.triggers import StreamTrigger, SubscriptionTrigger
-from iii_trio.runtime.redis import (
-    ReconnectingRedis,
-    RedisConnectionError,
-    RedisError,
-    open_reconnecting,
-    open_subscription,
-)
 
 if TYPE_CHECKING:
-    from iii_trio.runtime.config import ModuleEntry
+    from iii_trio.runtime.calls.registry import Binding, EngineTriggerType
+    from iii_trio.runtime.config.loading import ModuleEntry
     from iii_trio.runtime.engine import Engine
-    from iii_trio.runtime.registry import Binding, EngineTriggerType
 
 log = logging.getLogger("iii_trio.stream")
 

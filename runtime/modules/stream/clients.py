@@ -29,7 +29,7 @@ from iii_trio.runtime.modules.stream.messages import (
     event_message,
     parse_client_request,
 )
-from iii_trio.runtime.transport import (
+from iii_trio.runtime.wire.websocket import (
     HandshakeFailed,
     HandshakeRequest,
     MessageTooBig,

@@ -12,7 +12,7 @@ from typing import Any
 
 import attrs
 
-from iii_trio.runtime.errors import deserialization_error
+from iii_trio.runtime.calls.errors import deserialization_error
 
 
 def required_str(function_id: str, data: Any, name: str) -> str:

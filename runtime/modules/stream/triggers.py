@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from iii_trio.runtime.errors import TriggerConfigError
+from iii_trio.runtime.calls.errors import TriggerConfigError
 
 if TYPE_CHECKING:
-    from iii_trio.runtime.registry import Binding
+    from iii_trio.runtime.calls.registry import Binding
 
 
 class StreamTrigger:

@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from iii_trio.runtime import protocol
-from iii_trio.runtime.errors import TriggerConfigError
-from iii_trio.runtime.registry import Binding, Registry
+from iii_trio.runtime.calls.errors import TriggerConfigError
+from iii_trio.runtime.calls.registry import Binding, Registry
+from iii_trio.runtime.wire import protocol
 
 if TYPE_CHECKING:
-    from iii_trio.runtime.connection import WorkerConnection
+    from iii_trio.runtime.connections.connection import WorkerConnection
 
 log = logging.getLogger("iii_trio.triggers")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from iii_trio.runtime import protocol
+from iii_trio.runtime.wire import protocol
 
 
 class InvocationError(Exception):

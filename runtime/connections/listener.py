@@ -17,9 +17,9 @@ import trio
 
 from iii_trio.actors.actor import Actor
 from iii_trio.actors.system import current_actor_id, current_system
-from iii_trio.runtime import protocol
-from iii_trio.runtime.connection import WorkerConnection
-from iii_trio.runtime.transport import (
+from iii_trio.runtime.connections.connection import WorkerConnection
+from iii_trio.runtime.wire import protocol
+from iii_trio.runtime.wire.websocket import (
     HandshakeFailed,
     HandshakeRequest,
     Rejection,

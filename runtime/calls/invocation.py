@@ -9,7 +9,7 @@ target disconnecting, the caller going away) calls :meth:`Invocation.settle` or
 
 A call whose frame went to its target the moment it was routed (a free slot, room in the
 outbox: the usual case) gets no task at all: its deadline is watched by the router's one
-:class:`~iii_trio.runtime.deadlines.Deadlines` timer, and whatever settles it answers the
+:class:`~iii_trio.runtime.calls.deadlines.Deadlines` timer, and whatever settles it answers the
 caller and cleans up right there. It is spawned as an actor only if its answer has to wait
 for room in the caller's outbox. Spawning a task per call only to hold its deadline cost
 about a fifth of the engine's CPU per routed call (docs/performance.md).
@@ -27,13 +27,13 @@ import trio
 
 from iii_trio.actors.actor import Actor
 from iii_trio.actors.mailbox import MailboxClosed
-from iii_trio.runtime import protocol
-from iii_trio.runtime.errors import InvocationError
-from iii_trio.runtime.tracing import Span, current_span
-from iii_trio.runtime.transport import text_frame
+from iii_trio.runtime.calls.errors import InvocationError
+from iii_trio.runtime.calls.tracing import Span, current_span
+from iii_trio.runtime.wire import protocol
+from iii_trio.runtime.wire.websocket import text_frame
 
 if TYPE_CHECKING:
-    from iii_trio.runtime.connection import WorkerConnection
+    from iii_trio.runtime.connections.connection import WorkerConnection
 
 log = logging.getLogger("iii_trio.invocation")
 

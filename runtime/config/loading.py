@@ -6,8 +6,8 @@ Both file schemas are accepted, also mixed: ``modules: [{class, config}]`` (seed
 :class:`ConfigError` naming the file, the key path and, where one exists, the closest valid
 name; keys other iii versions use are accepted and reported in ``EngineConfig.warnings``.
 
-The per-module schemas live in :mod:`iii_trio.runtime.config_modules`; the generic walker in
-:mod:`iii_trio.runtime.config_schema`.
+The per-module schemas live in :mod:`iii_trio.runtime.config.modules`; the generic walker in
+:mod:`iii_trio.runtime.config.schema`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any, cast
 import attrs
 import yaml
 
-from iii_trio.runtime.config_modules import (
+from iii_trio.runtime.config.modules import (
     MODULES,
     AlertAction,
     AlertRule,
@@ -56,7 +56,7 @@ from iii_trio.runtime.config_modules import (
     TelemetryConfig,
     WorkerConfig,
 )
-from iii_trio.runtime.config_schema import (
+from iii_trio.runtime.config.schema import (
     POSITIVE,
     ConfigError,
     Context,

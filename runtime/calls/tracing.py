@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 
 if TYPE_CHECKING:
-    from iii_trio.runtime.connection import WorkerConnection
+    from iii_trio.runtime.calls.invocation import Invocation
+    from iii_trio.runtime.connections.connection import WorkerConnection
     from iii_trio.runtime.engine import Engine
-    from iii_trio.runtime.invocation import Invocation
-    from iii_trio.runtime.protocol import Telemetry
+    from iii_trio.runtime.wire.protocol import Telemetry
 
 
 @attrs.define(slots=True, eq=False)

@@ -11,15 +11,15 @@ import hmac
 import logging
 from typing import TYPE_CHECKING, Any
 
-from iii_trio.runtime import protocol
-from iii_trio.runtime.invocation import Outcome
-from iii_trio.runtime.registry import Binding
-from iii_trio.runtime.router import not_found
-from iii_trio.runtime.transport import text_frame
-from iii_trio.runtime.triggers import ENGINE_TYPE_NAMES
+from iii_trio.runtime.calls.invocation import Outcome
+from iii_trio.runtime.calls.registry import Binding
+from iii_trio.runtime.calls.router import not_found
+from iii_trio.runtime.calls.triggers import ENGINE_TYPE_NAMES
+from iii_trio.runtime.wire import protocol
+from iii_trio.runtime.wire.websocket import text_frame
 
 if TYPE_CHECKING:
-    from iii_trio.runtime.connection import WorkerConnection
+    from iii_trio.runtime.connections.connection import WorkerConnection
     from iii_trio.runtime.engine import Engine
 
 log = logging.getLogger("iii_trio.dispatch")

@@ -5,11 +5,11 @@ own (see docs/performance.md). Choices, each measured against trio-websocket:
 
 - Reads are 64 KiB at a time and every complete message in a read is handled before the
   next read, instead of one channel hop per message; after a short read the next one
-  waits for readability first (:mod:`iii_trio.runtime.socket_reads`).
+  waits for readability first (:mod:`iii_trio.runtime.wire.socket_io`).
 - Server frames are never masked, so outbound frames are built here (a 2-10 byte header
   and the payload) rather than through wsproto's generic encoder, and the connection's
   writer sends every frame that is ready in one ``send_all``.
-- After the upgrade, frames are parsed by :mod:`iii_trio.runtime.ws_frames`, a small
+- After the upgrade, frames are parsed by :mod:`iii_trio.runtime.wire.frames`, a small
   parser for exactly what a server receives, instead of wsproto's generic frame machinery.
 - permessage-deflate is declined: compression costs more CPU than loopback bandwidth.
 """
@@ -26,8 +26,8 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from iii_trio.runtime import ws_frames
-from iii_trio.runtime.socket_reads import SocketReader
+from iii_trio.runtime.wire import frames as ws_frames
+from iii_trio.runtime.wire.socket_io import SocketReader
 
 READ_SIZE = 65536
 

@@ -4,7 +4,7 @@ Used for worker calls (``invokefunction`` frames) and for engine-originated call
 delivery, module calls). Every routed call is a live :class:`Invocation`, listed by
 ``engine::invocations::list`` (D12): an actor under the ``invocations`` supervisor, or, when
 its frame went to the target at once, a call without a task whose deadline the router's
-:class:`Deadlines` timer watches (see :mod:`iii_trio.runtime.invocation`). A call a module
+:class:`Deadlines` timer watches (see :mod:`iii_trio.runtime.calls.invocation`). A call a module
 has accepted but not routed yet (an HTTP request waiting for admission) is listed too, as a
 :class:`QueuedCall` that its invocation replaces under the same id.
 """
@@ -16,16 +16,16 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from iii_trio.runtime import protocol
-from iii_trio.runtime.deadlines import Deadlines
-from iii_trio.runtime.errors import InvocationError
-from iii_trio.runtime.invocation import Invocation, Outcome, QueuedCall, wall_ms
+from iii_trio.runtime.calls.deadlines import Deadlines
+from iii_trio.runtime.calls.errors import InvocationError
+from iii_trio.runtime.calls.invocation import Invocation, Outcome, QueuedCall, wall_ms
+from iii_trio.runtime.wire import protocol
 
 if TYPE_CHECKING:
     from iii_trio.actors.supervisor import Supervisor
-    from iii_trio.runtime.connection import WorkerConnection
-    from iii_trio.runtime.registry import Registry
-    from iii_trio.runtime.tracing import Observer
+    from iii_trio.runtime.calls.registry import Registry
+    from iii_trio.runtime.calls.tracing import Observer
+    from iii_trio.runtime.connections.connection import WorkerConnection
 
 log = logging.getLogger("iii_trio.router")
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from iii_trio.runtime.errors import InvocationError, deserialization_error
-from iii_trio.runtime.invocation import CallContext, LocalHandler
+from iii_trio.runtime.calls.errors import InvocationError, deserialization_error
+from iii_trio.runtime.calls.invocation import CallContext, LocalHandler
+from iii_trio.runtime.calls.registry import Binding, EngineTriggerType
 from iii_trio.runtime.modules.base import EngineModule
-from iii_trio.runtime.registry import Binding, EngineTriggerType
 
 if TYPE_CHECKING:
     from iii_trio.runtime.engine import Engine

@@ -1,7 +1,7 @@
 """Typed configs of every module and adapter (spec/modules.md §3-§11), with defaults filled.
 
 Each class is both the value the engine reads and the schema the loader validates against
-(see :mod:`iii_trio.runtime.config_schema`). ``None`` marks a value the spec leaves to the
+(see :mod:`iii_trio.runtime.config.schema`). ``None`` marks a value the spec leaves to the
 module ("unverified" defaults, or "falls back to ..." as documented on the field).
 """
 
@@ -12,7 +12,7 @@ from typing import ClassVar, Literal
 
 import attrs
 
-from iii_trio.runtime.config_schema import (
+from iii_trio.runtime.config.schema import (
     NON_NEGATIVE,
     PORT,
     POSITIVE,

@@ -15,16 +15,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
-from iii_trio.runtime import protocol
-from iii_trio.runtime.invocation import EngineFunction
+from iii_trio.runtime.calls.invocation import EngineFunction
+from iii_trio.runtime.wire import protocol
 
 if TYPE_CHECKING:
-    from iii_trio.runtime.connection import WorkerConnection
+    from iii_trio.runtime.connections.connection import WorkerConnection
 
 
 class EngineTriggerType(Protocol):
     """A trigger type provided by an engine module. ``bind`` validates and activates a
-    binding (raising :class:`~iii_trio.runtime.errors.TriggerConfigError` to refuse it);
+    binding (raising :class:`~iii_trio.runtime.calls.errors.TriggerConfigError` to refuse it);
     ``unbind`` deactivates it. Both are synchronous so bindings apply in frame order."""
 
     id: str

@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 import trio
 
-from iii_trio.runtime.transport import (
+from iii_trio.runtime.wire.websocket import (
     NORMAL_CLOSURE,
     ServerWebSocket,
     WebSocketClosed,

@@ -1,6 +1,6 @@
 """``iii-trio``: the command line. ``iii-trio serve [--config PATH]`` runs the engine; the
 inspection commands (``actors``, ``invocations``, ``top``, ...) live in
-:mod:`iii_trio.runtime.cli_inspect`.
+:mod:`iii_trio.runtime.cli.introspect`.
 
 Startup problems (a bad config, a busy port) are one clear paragraph on stderr and exit
 code 2, never a traceback. SIGINT / SIGTERM drain live invocations for up to
@@ -20,12 +20,12 @@ from typing import TypeVar
 
 import trio
 
-from iii_trio.runtime import cli_inspect
-from iii_trio.runtime.config import ConfigError, EngineConfig, default_config, load_config
+from iii_trio.runtime.cli import introspect as cli_inspect
+from iii_trio.runtime.cli.taskdump import write_task_tree
+from iii_trio.runtime.config.loading import ConfigError, EngineConfig, default_config, load_config
 from iii_trio.runtime.engine import Engine
 from iii_trio.runtime.modules import BUILT_IN, is_available, startup_problem
-from iii_trio.runtime.redis import RedisConnectionError
-from iii_trio.runtime.taskdump import write_task_tree
+from iii_trio.runtime.modules.storage.redis import RedisConnectionError
 
 log = logging.getLogger("iii_trio.cli")
 

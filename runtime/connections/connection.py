@@ -22,8 +22,8 @@ import trio
 
 from iii_trio.actors.actor import Actor
 from iii_trio.actors.mailbox import Mailbox, MailboxClosed
-from iii_trio.runtime import protocol
-from iii_trio.runtime.transport import (
+from iii_trio.runtime.wire import protocol
+from iii_trio.runtime.wire.websocket import (
     MESSAGE_TOO_BIG,
     SERVICE_RESTART,
     MessageTooBig,
@@ -33,8 +33,8 @@ from iii_trio.runtime.transport import (
 )
 
 if TYPE_CHECKING:
+    from iii_trio.runtime.calls.invocation import Invocation
     from iii_trio.runtime.engine import Engine
-    from iii_trio.runtime.invocation import Invocation
 
 log = logging.getLogger("iii_trio.connection")
 

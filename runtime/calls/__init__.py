@@ -1,0 +1,1 @@
+"""The ``registry`` and ``invocations`` nodes: functions, triggers, routing, live calls."""

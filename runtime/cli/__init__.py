@@ -1,0 +1,1 @@
+"""``iii-trio``: ``serve`` and the introspection commands."""

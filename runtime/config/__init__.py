@@ -1,0 +1,1 @@
+"""Engine configuration: ``config.yaml`` to typed settings (spec/modules.md §1)."""

@@ -1,0 +1,1 @@
+"""The ``listener`` node: the worker port, one actor per worker socket, channels."""
