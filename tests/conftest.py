@@ -1,35 +1,20 @@
-"""Shared fixtures: a real engine on an ephemeral loopback port."""
+"""Shared fixtures: a real engine on an ephemeral loopback port (tests/support/engine.py)."""
 
 from __future__ import annotations
-
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import pytest
 import trio
 
-from iii_trio.runtime.config.loading import EngineConfig
 from iii_trio.runtime.engine import Engine
-
-StartEngine = Callable[..., Awaitable[Engine]]
+from tests.support.engine import StartEngine, engine_starter
 
 
 @pytest.fixture
 async def start_engine(nursery: trio.Nursery) -> StartEngine:
     """``await start_engine(default_timeout=1000, ...)`` runs an engine for the test."""
-
-    async def start(**overrides: Any) -> Engine:
-        config = EngineConfig(port=0, host="127.0.0.1", **overrides)
-        engine: Engine = await nursery.start(Engine(config).run)
-        return engine
-
-    return start
+    return engine_starter(nursery)
 
 
 @pytest.fixture
 async def engine(start_engine: StartEngine) -> Engine:
     return await start_engine()
-
-
-def worker_url(engine: Engine, path: str = "/") -> str:
-    return f"ws://127.0.0.1:{engine.port}{path}"

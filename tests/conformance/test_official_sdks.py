@@ -17,7 +17,7 @@ import trio
 from iii_trio.runtime.engine import Engine
 from iii_trio.sdk import III, InvocationError
 from tests.conformance.harness import SDKS, SdkWorker, sdk_worker
-from tests.conftest import worker_url
+from tests.support.engine import worker_url
 
 # Cross-SDK pairs of the spec (A3), each tested in both directions.
 PAIRS = [("N3", "P4"), ("N11", "P11"), ("N22", "P25"), ("N3", "P25")]

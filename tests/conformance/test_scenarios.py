@@ -11,7 +11,7 @@ from iii_trio.runtime.config.loading import EngineConfig, ModuleEntry, NamedQueu
 from iii_trio.runtime.engine import Engine
 from tests.conformance.harness import sdk_worker
 from tests.conformance.test_official_sdks import prefix, wait_for_functions
-from tests.conftest import StartEngine, worker_url
+from tests.support.engine import StartEngine, worker_url
 
 NEWEST = [("P25", "N22"), ("N22", "P25")]
 

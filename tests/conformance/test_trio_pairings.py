@@ -21,7 +21,7 @@ from iii_trio.sdk import III, InvocationError, InvocationTimeout
 from iii_trio.sdk.client import Binding
 from tests.conformance.harness import SDKS, SdkWorker, sdk_worker
 from tests.conformance.test_official_sdks import prefix, wait_for_functions
-from tests.conftest import worker_url
+from tests.support.engine import worker_url
 
 LABELS = list(SDKS)
 

@@ -16,7 +16,7 @@ import trio
 from iii_trio.runtime.config.loading import ModuleEntry, PubSubConfig, StateConfig
 from iii_trio.runtime.engine import Engine
 from iii_trio.sdk import III, InvocationError
-from tests.conftest import StartEngine, worker_url
+from tests.support.engine import StartEngine, worker_url
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"

@@ -24,9 +24,9 @@ import trio
 from iii_trio.runtime.config.loading import ModuleEntry, RestApiConfig
 from iii_trio.runtime.engine import Engine
 from iii_trio.sdk import III, InvocationError
-from tests.conftest import StartEngine
 from tests.reliability.proxy import CuttingProxy, cutting_proxy
 from tests.reliability.support import record
+from tests.support.engine import StartEngine
 
 FUNCTION = "race::work"
 ROUTE = "race"

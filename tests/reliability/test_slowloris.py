@@ -19,8 +19,8 @@ from iii_trio.runtime.connections import listener as listener_module
 from iii_trio.runtime.engine import Engine
 from iii_trio.runtime.modules import rest_api
 from iii_trio.sdk import III
-from tests.conftest import StartEngine, worker_url
 from tests.reliability.support import record
+from tests.support.engine import StartEngine, worker_url
 from tests.support.raw_worker import raw_worker
 
 SLOW_CLIENTS = 100

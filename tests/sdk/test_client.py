@@ -13,7 +13,7 @@ from iii_trio.runtime.config.loading import EngineConfig
 from iii_trio.runtime.engine import Engine
 from iii_trio.sdk import III, InvocationContext, InvocationError
 from iii_trio.sdk.client import Binding
-from tests.conftest import worker_url
+from tests.support.engine import worker_url
 
 
 def client(engine_or_url: Engine | str, name: str, **kwargs: Any) -> III:

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from iii_trio.sdk.transport import ClientWebSocket, HandshakeRejected
-from tests.conftest import StartEngine, worker_url
+from tests.support.engine import StartEngine, worker_url
 
 
 async def test_the_upgrade_is_refused_without_the_token(start_engine: StartEngine) -> None:
