@@ -13,8 +13,7 @@ import orjson
 import pytest
 import trio
 
-from tests.runtime.modules.observability.support import call, otel_entry
-from tests.runtime.modules.observability.test_observability import engine_exporting
+from tests.runtime.modules.observability.support import call, engine_exporting, otel_entry
 from tests.support.engine import StartEngine
 
 

@@ -14,7 +14,7 @@ import trio
 from iii_trio.runtime.config.loading import CorsConfig, RestApiConfig, load_config
 from iii_trio.runtime.engine import Engine
 from iii_trio.sdk import III
-from tests.runtime.modules.rest_api.test_http import answer, client, http_entry, routed
+from tests.runtime.modules.rest_api.support import answer, client, http_entry, routed
 from tests.support.engine import StartEngine, worker_url
 
 NEWER_SCHEMA = """\

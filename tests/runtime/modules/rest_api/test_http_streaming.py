@@ -20,7 +20,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 from iii_trio.runtime.engine import Engine
 from iii_trio.sdk import III
 from tests.conformance.harness import sdk_worker
-from tests.runtime.modules.rest_api.test_http import base_url, client, http_entry, routed
+from tests.runtime.modules.rest_api.support import base_url, client, http_entry, routed
 from tests.support.engine import StartEngine, worker_url
 from tests.support.ws import open_ws
 
