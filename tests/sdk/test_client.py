@@ -14,6 +14,7 @@ from iii_trio.runtime.engine import Engine
 from iii_trio.sdk import III, InvocationContext, InvocationError
 from iii_trio.sdk.client import Binding
 from tests.support.engine import worker_url
+from tests.support.waiting import wait_until
 
 
 def client(engine_or_url: Engine | str, name: str, **kwargs: Any) -> III:
@@ -23,9 +24,10 @@ def client(engine_or_url: Engine | str, name: str, **kwargs: Any) -> III:
 
 
 async def registered(engine: Engine, *function_ids: str) -> None:
-    with trio.fail_after(10):
-        while not all(f in engine.registry.functions for f in function_ids):
-            await trio.sleep(0.01)
+    await wait_until(
+        lambda: all(f in engine.registry.functions for f in function_ids),
+        what=f"{', '.join(function_ids)} registered",
+    )
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import trio
 from iii_trio.runtime.engine import Engine
 from tests.support.engine import StartEngine, worker_url
 from tests.support.raw_worker import raw_worker
+from tests.support.waiting import wait_until
 
 
 async def test_handshake_sends_workerregistered_first(engine: Engine) -> None:
@@ -218,9 +219,7 @@ async def test_caller_disconnect_drops_its_pending_calls(engine: Engine) -> None
             await trio.testing.wait_all_tasks_blocked()
             await caller.invoke("t::slow", {}, "orphan")
             invoke = await target.expect("invokefunction")
-        with trio.fail_after(5):
-            while engine.router.live:
-                await trio.sleep(0.01)
+        await wait_until(lambda: not engine.router.live, what="the orphaned call is dropped")
         await target.answer(invoke, "too late")  # delivered to nobody, no error
         assert (await target.call("engine::functions::list", {}))["result"]["functions"]
 

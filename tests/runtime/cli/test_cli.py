@@ -17,6 +17,7 @@ import trio
 
 from tests.support.ports import free_port
 from tests.support.raw_worker import raw_worker
+from tests.support.waiting import wait_until
 
 SERVE = [sys.executable, "-m", "iii_trio.runtime", "serve"]
 
@@ -111,10 +112,8 @@ class Served:
         return self.log.read_text()
 
     async def wait_for_log(self, text: str) -> None:
-        # Real time: a separate process writes this log.
-        with trio.fail_after(20):
-            while text not in self.log_text():
-                await trio.sleep(0.05)
+        # Real time: the engine process writes this log.
+        await wait_until(lambda: text in self.log_text(), what=f"the log says {text!r}", timeout=20)
 
 
 @asynccontextmanager

@@ -23,6 +23,7 @@ from iii_trio.runtime.modules.base import EngineModule
 from iii_trio.sdk import III
 from tests.support.engine import StartEngine, worker_url
 from tests.support.fake_module import fake_module_kind
+from tests.support.waiting import wait_until
 
 CLI = str(Path(sys.executable).with_name("iii-trio"))
 DEADLINE_MS = 60_000
@@ -143,9 +144,11 @@ async def test_actors_show_connections_come_and_go(engine: Engine) -> None:
         # A connection's row: its address and its mailbox depth/peak/capacity.
         assert re.search(r"worker 127\.0\.0\.1:\d+ ", text), text
         assert "/1024" in text
-    with trio.fail_after(10):
-        while connections((await cli_json(engine, "actors"))["actors"]) != before:
-            await trio.sleep(0.05)
+
+    async def gone() -> bool:
+        return connections((await cli_json(engine, "actors"))["actors"]) == before
+
+    await wait_until(gone, what="the visitor's connection row is gone")
 
 
 class CrashOnce(EngineModule):
@@ -174,9 +177,7 @@ async def test_actors_show_a_restarted_modules_restart_count(
 ) -> None:
     entry = ModuleEntry(crash_once_kind, "test", "modules[0]", TelemetryConfig())
     engine = await start_engine(modules=(entry,))
-    with trio.fail_after(10):
-        while CrashOnce.starts < 2:
-            await trio.sleep(0.01)
+    await wait_until(lambda: CrashOnce.starts >= 2, what="the module is restarted")
     rows = (await cli_json(engine, "actors"))["actors"]
     [row] = [r for r in rows if r["name"] == crash_once_kind]
     assert row["restarts"] == 1

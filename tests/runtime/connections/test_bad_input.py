@@ -12,6 +12,7 @@ from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessa
 from iii_trio.runtime.engine import Engine
 from tests.support.engine import StartEngine, worker_url
 from tests.support.raw_worker import RawWorker, raw_worker
+from tests.support.waiting import wait_until
 
 BAD_FRAMES: list[str | bytes] = [
     "this is not json",
@@ -157,9 +158,7 @@ async def test_a_failing_connection_actor_leaves_the_others_alone(
         monkeypatch.setattr(engine, "disconnected", buggy_disconnected)
         async with raw_worker(worker_url(engine)):
             pass
-        with trio.fail_after(5):
-            while not calls:
-                await trio.sleep(0.01)
+        await wait_until(lambda: calls, what="the disconnect cleanup ran")
         await good_call_works(good, target, 2)  # the listener and its connections survived
         async with raw_worker(worker_url(engine)) as newcomer:  # and it still accepts
             assert newcomer.worker_id

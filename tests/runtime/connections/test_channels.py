@@ -11,6 +11,7 @@ from trio_websocket import ConnectionClosed
 from iii_trio.runtime.engine import Engine
 from tests.support.engine import worker_url
 from tests.support.raw_worker import raw_worker
+from tests.support.waiting import wait_until
 from tests.support.ws import open_ws, upgrade_status
 
 
@@ -96,6 +97,6 @@ async def test_a_channel_never_connected_expires_after_five_minutes(
 async def test_a_channel_owned_by_a_connection_goes_with_it(engine: Engine) -> None:
     async with raw_worker(worker_url(engine)) as owner:
         channel = engine.channels.create(owner=owner.worker_id)
-    with trio.fail_after(5):
-        while channel.id in engine.channels.channels:
-            await trio.sleep(0.01)
+    await wait_until(
+        lambda: channel.id not in engine.channels.channels, what="the owner's channel is closed"
+    )

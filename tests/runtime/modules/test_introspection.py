@@ -22,6 +22,7 @@ from iii_trio.runtime.config.loading import (
     StateConfig,
 )
 from tests.support.engine import StartEngine, worker_url
+from tests.support.waiting import wait_until
 
 CLI = str(Path(sys.executable).with_name("iii-trio"))
 
@@ -54,11 +55,12 @@ async def test_every_module_reports_its_counters(start_engine: StartEngine) -> N
     await call("state::set", {"scope": "a", "key": "k", "value": 1}, caller_module="test")
     await call("enqueue", {"topic": "jobs", "data": 1}, caller_module="test")
     await call("enqueue", {"topic": "nobody", "data": 2}, caller_module="test")
-    with trio.fail_after(10):
-        while not (await call("engine::queue::dlq_messages", {"queue": "jobs"}, caller_module="t"))[
-            "messages"
-        ]:
-            await trio.sleep(0.01)
+
+    async def dead_lettered() -> Any:
+        listed = await call("engine::queue::dlq_messages", {"queue": "jobs"}, caller_module="t")
+        return listed["messages"]
+
+    await wait_until(dead_lettered, what="the failing job is dead-lettered")
 
     done = await trio.run_process(
         [CLI, "modules", "--json", "--engine", worker_url(engine)], capture_stdout=True

@@ -26,8 +26,10 @@ from iii_trio.runtime.engine import Engine
 from iii_trio.sdk import III
 from tests.conformance.harness import sdk_worker
 from tests.runtime.modules.observability.support import call, engine_exporting, otel_entry
+from tests.runtime.modules.rest_api.support import routed
 from tests.support.engine import StartEngine, worker_url
 from tests.support.raw_worker import raw_worker
+from tests.support.waiting import wait_until
 from tests.support.ws import open_ws
 
 
@@ -50,13 +52,6 @@ def http_base(engine: Engine) -> str:
     return f"http://127.0.0.1:{module.port}"
 
 
-async def routed(engine: Engine, count: int) -> None:
-    module: Any = engine.modules["rest_api"]
-    with trio.fail_after(10):
-        while module.trigger.routes.count != count:
-            await trio.sleep(0.01)
-
-
 # --- logs ----------------------------------------------------------------------------------
 
 
@@ -67,13 +62,14 @@ async def test_official_sdk_log_and_engine_log_are_both_listed(start_engine: Sta
         assert reply["ok"], reply
         async with III(worker_url(engine), worker_name="trio").connect() as iii:
             await iii.trigger("engine::log::info", {"message": "from engine", "data": {"n": 2}})
-            with trio.fail_after(20):  # P25 batches logs for 100 ms, then sends a LOGS frame
-                while True:
-                    listed = await iii.trigger("engine::logs::list", {})
-                    bodies = {record["body"]: record for record in listed["logs"]}
-                    if {"from p25", "from engine"} <= set(bodies):
-                        break
-                    await trio.sleep(0.05)
+
+            async def both_listed() -> tuple[Any, dict[str, Any]] | None:
+                listed = await iii.trigger("engine::logs::list", {})
+                bodies = {record["body"]: record for record in listed["logs"]}
+                return (listed, bodies) if {"from p25", "from engine"} <= set(bodies) else None
+
+            # P25 batches logs for 100 ms, then sends a LOGS frame.
+            listed, bodies = await wait_until(both_listed, what="both logs are listed", timeout=20)
     sdk_record, engine_record = bodies["from p25"], bodies["from engine"]
     assert (sdk_record["severity_number"], sdk_record["severity_text"]) == (13, "WARN")
     assert sdk_record["attributes"]["service.name"] == "py-worker"
@@ -175,15 +171,16 @@ async def test_a_queue_job_is_a_span_over_its_delivery(start_engine: StartEngine
 
     worker.register_trigger("queue", "jobs::run", {"topic": "work"})
     async with worker.connect():
+        await wait_until(lambda: worker_bound(engine), what="the queue trigger is bound")
+        await worker.trigger("enqueue", {"topic": "work", "data": {"n": 1}})
         with trio.fail_after(10):
-            while not worker_bound(engine):
-                await trio.sleep(0.01)
-            await worker.trigger("enqueue", {"topic": "work", "data": {"n": 1}})
             await handled.wait()
-            while not (
-                listed := await call(engine, "engine::traces::list", {"name": "queue work"})
-            )["spans"]:
-                await trio.sleep(0.01)
+
+        async def job_spans() -> Any:
+            listed = await call(engine, "engine::traces::list", {"name": "queue work"})
+            return listed if listed["spans"] else None
+
+        listed = await wait_until(job_spans, what="the job's span is listed")
     [job] = listed["spans"]
     assert (job["name"], job["kind"], job["status"]) == ("queue work", "consumer", "ok")
     assert job["attributes"]["iii.function_id"] == "jobs::run"
@@ -245,9 +242,10 @@ async def test_worker_telemetry_frames_are_ingested(start_engine: StartEngine) -
         await otel.send_message(otlp_frame(trace_id, "00f067aa0ba902b7", "GET /x"))
         # Frames on the worker's own socket are ingested too (N3's telemetry socket is a "/").
         await worker.send_raw(mtrc_frame(worker.worker_id, {"iii.worker.cpu.percent": 7}))
-        with trio.fail_after(10):
-            while engine.modules["observability"].introspect()["telemetry_frames"] < 5:
-                await trio.sleep(0.01)
+        await wait_until(
+            lambda: engine.modules["observability"].introspect()["telemetry_frames"] >= 5,
+            what="five telemetry frames are ingested",
+        )
         assert (await worker.call("w::missing"))["error"]["code"] == "function_not_found"
         rows = (await worker.call("engine::workers::list", {}))["result"]["workers"]
     [row] = [r for r in rows if r["id"] == worker.worker_id]
@@ -374,12 +372,13 @@ async def test_metrics_endpoint_is_prometheus_text(start_engine: StartEngine) ->
             await worker.expect("invocationresult")
         await worker.send_raw(mtrc_frame(worker.worker_id, {"iii.worker.memory.rss": 5}))
         async with httpx.AsyncClient(base_url=http_base(engine), timeout=10) as http:
-            with trio.fail_after(10):
-                while True:  # the MTRC frame is read by the worker's reader, asynchronously
-                    response = await http.get("/metrics")
-                    if "iii_worker_memory_rss" in response.text:
-                        break
-                    await trio.sleep(0.01)
+
+            async def scraped() -> httpx.Response | None:
+                response = await http.get("/metrics")
+                return response if "iii_worker_memory_rss" in response.text else None
+
+            # The MTRC frame is read by the worker's reader, asynchronously.
+            response = await wait_until(scraped, what="/metrics shows the worker's memory")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     families = parse_prometheus(response.text)
@@ -411,9 +410,10 @@ async def test_otlp_export_posts_spans_and_logs(
 ) -> None:
     engine, received = await engine_exporting(start_engine, nursery, "/otlp")
     await call(engine, "engine::log::error", {"message": "exported"})
-    with trio.fail_after(10):
-        while {path for path, _ in received} < {"/otlp/v1/traces", "/otlp/v1/logs"}:
-            await trio.sleep(0.01)
+    await wait_until(
+        lambda: {path for path, _ in received} >= {"/otlp/v1/traces", "/otlp/v1/logs"},
+        what="spans and logs are exported",
+    )
     span_names = [
         span["name"]
         for path, body in received
@@ -466,24 +466,27 @@ async def test_a_cron_run_is_a_span_over_its_delivery(
 async def test_official_sdk_spans_and_metrics_are_ingested(start_engine: StartEngine) -> None:
     engine = await start_engine(modules=(otel_entry(),))
     async with sdk_worker("P25", worker_url(engine), "p25") as worker:
-        with trio.fail_after(20):
-            while "p25::echo" not in engine.registry.functions:
-                await trio.sleep(0.01)
+        await wait_until(
+            lambda: "p25::echo" in engine.registry.functions,
+            what="P25 registers p25::echo",
+            timeout=20,
+        )
         # The engine calls a P25 function: P25 sends its "execute" span as an OTLP frame.
         assert await call(engine, "p25::echo", {"n": 1}) == {"n": 1}
         reply = await worker.request("metric", name="p25.jobs.done", value=3)
         assert reply["ok"], reply
         assert reply["result"]["flushed"], reply
-        with trio.fail_after(20):  # spans leave P25 in 100 ms batches
-            while True:
-                spans = await call(engine, "engine::traces::list", {"search_all_spans": True})
-                sdk_spans = [s for s in spans["spans"] if s["service_name"] != "iii-trio"]
-                metrics = await call(
-                    engine, "engine::metrics::list", {"metric_name": "p25.jobs.done"}
-                )
-                if sdk_spans and metrics["sdk_metrics"]:
-                    break
-                await trio.sleep(0.05)
+
+        async def ingested() -> tuple[Any, list[Any], Any] | None:
+            spans = await call(engine, "engine::traces::list", {"search_all_spans": True})
+            sdk_spans = [s for s in spans["spans"] if s["service_name"] != "iii-trio"]
+            metrics = await call(engine, "engine::metrics::list", {"metric_name": "p25.jobs.done"})
+            return (spans, sdk_spans, metrics) if sdk_spans and metrics["sdk_metrics"] else None
+
+        # Spans leave P25 in 100 ms batches.
+        spans, sdk_spans, metrics = await wait_until(
+            ingested, what="P25's spans and metric are ingested", timeout=20
+        )
     [engine_span] = [s for s in spans["spans"] if s["name"] == "handle_invocation p25::echo"]
     same_trace = [s for s in sdk_spans if s["trace_id"] == engine_span["trace_id"]]
     assert same_trace, sdk_spans  # P25 continued the engine's trace

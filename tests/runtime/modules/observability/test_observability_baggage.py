@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import trio
-
 from iii_trio.sdk import III
 from tests.runtime.modules.observability.support import otel_entry
 from tests.support.engine import StartEngine, worker_url
 from tests.support.raw_worker import raw_worker
+from tests.support.waiting import wait_until
 
 HEADER = "user=ada, tenant=acme%20corp;ttl=60,bad key=x,=novalue"
 
@@ -67,8 +66,8 @@ async def test_a_handler_sees_the_baggage_of_the_invocation_it_serves(
         return await worker.trigger("engine::baggage::get", {"key": "user"})
 
     async with worker.connect():
-        with trio.fail_after(10):
-            while "probe::user" not in engine.registry.functions:
-                await trio.sleep(0.01)
+        await wait_until(
+            lambda: "probe::user" in engine.registry.functions, what="probe::user is registered"
+        )
         result = await call_with_baggage(worker_url(engine), "probe::user", {}, "user=grace")
     assert result == {"value": "grace"}

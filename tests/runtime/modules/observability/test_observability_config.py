@@ -15,6 +15,7 @@ import trio
 
 from tests.runtime.modules.observability.support import call, engine_exporting, otel_entry
 from tests.support.engine import StartEngine
+from tests.support.waiting import wait_until
 
 
 def resources(received: list[tuple[str, Any]], path: str, key: str) -> list[dict[str, Any]]:
@@ -38,9 +39,10 @@ async def test_version_and_namespace_are_on_the_exported_resource(
         service_namespace="prod",
     )
     await call(engine, "engine::log::info", {"message": "versioned"})
-    with trio.fail_after(10):
-        while {path for path, _ in received} < {"/v1/traces", "/v1/logs"}:
-            await trio.sleep(0.01)
+    await wait_until(
+        lambda: {path for path, _ in received} >= {"/v1/traces", "/v1/logs"},
+        what="spans and logs are exported",
+    )
     expected = {"service.name": "shop", "service.version": "1.2.3", "service.namespace": "prod"}
     assert resources(received, "/v1/traces", "resourceSpans")[0] == expected
     assert resources(received, "/v1/logs", "resourceLogs")[0] == expected

@@ -16,6 +16,7 @@ from tests.conformance.harness import sdk_worker
 from tests.runtime.modules.observability.support import call, otel_entry, otel_stats
 from tests.support.engine import StartEngine, worker_url
 from tests.support.raw_worker import raw_worker
+from tests.support.waiting import wait_until
 
 RECORD_KEYS = {
     "timestamp_unix_nano",
@@ -38,12 +39,6 @@ def trigger_stats(engine: Engine) -> dict[str, Any]:
     return stats
 
 
-async def until(predicate: Any) -> None:
-    with trio.fail_after(10):
-        while not predicate():
-            await trio.sleep(0.01)
-
-
 async def test_handlers_receive_the_records_of_their_level(start_engine: StartEngine) -> None:
     engine = await start_engine(modules=(otel_entry(),))
     worker = III(worker_url(engine), worker_name="watcher")
@@ -60,10 +55,15 @@ async def test_handlers_receive_the_records_of_their_level(start_engine: StartEn
     worker.register_trigger("log", "watch::all", {})
     worker.register_trigger("log", "watch::warn", {"level": "WARN", "severity_min": 0})
     async with worker.connect():
-        await until(lambda: trigger_stats(engine)["bindings"] == 2)
+        await wait_until(
+            lambda: trigger_stats(engine)["bindings"] == 2, what="both log triggers are bound"
+        )
         await call(engine, "engine::log::info", {"message": "hello", "data": {"k": 1}})
         await call(engine, "engine::log::warn", {"message": "careful"})
-        await until(lambda: len(seen["all"]) == 2 and len(seen["warn"]) == 1)
+        await wait_until(
+            lambda: len(seen["all"]) == 2 and len(seen["warn"]) == 1,
+            what="two records reach watch::all and one watch::warn",
+        )
     assert sorted(r["body"] for r in seen["all"]) == ["careful", "hello"]
     [warning] = seen["warn"]
     assert set(warning) == RECORD_KEYS
@@ -109,10 +109,16 @@ async def test_a_handler_that_logs_does_not_feed_itself(start_engine: StartEngin
 
     worker.register_trigger("log", "echo::log", {"level": "all"})
     async with worker.connect():
-        await until(lambda: trigger_stats(engine)["bindings"] == 1)
+        await wait_until(
+            lambda: trigger_stats(engine)["bindings"] == 1, what="the log trigger is bound"
+        )
         await call(engine, "engine::log::error", {"message": "first"})
-        await until(lambda: trigger_stats(engine)["echoes_suppressed"] == 1)
-        await until(lambda: trigger_stats(engine)["delivered"] == 1)
+        await wait_until(
+            lambda: trigger_stats(engine)["echoes_suppressed"] == 1, what="the echo is suppressed"
+        )
+        await wait_until(
+            lambda: trigger_stats(engine)["delivered"] == 1, what="one record is delivered"
+        )
         listed = await call(engine, "engine::logs::list", {})
     assert handled == ["first"]
     assert [r["body"] for r in listed["logs"]] == ["saw first", "first"]  # stored, not fed back
@@ -137,13 +143,16 @@ async def test_delivery_is_bounded_and_counts_what_it_drops(start_engine: StartE
     total = in_flight + 1 + capacity + extra  # one more waits in the delivery loop's hand
     for n in range(total):
         await call(engine, "engine::log::debug", {"message": f"m{n}"})
-    await until(lambda: calls == in_flight)
+    await wait_until(lambda: calls == in_flight, what="every delivery slot is taken")
     stats = trigger_stats(engine)
     assert stats["dropped"] == extra
     assert stats["waiting"] == capacity
     assert stats["capacity"] == capacity
     release.set()
-    await until(lambda: trigger_stats(engine)["delivered"] == total - extra)
+    await wait_until(
+        lambda: trigger_stats(engine)["delivered"] == total - extra,
+        what="every kept record is delivered",
+    )
     assert calls == total - extra
 
 
@@ -152,7 +161,9 @@ async def test_official_node_sdk_on_log_receives_records(start_engine: StartEngi
     async with sdk_worker("N3", worker_url(engine), "n3", bare=True) as worker:
         reply = await worker.request("on_log")
         assert reply["ok"], reply
-        await until(lambda: trigger_stats(engine)["bindings"] == 1)
+        await wait_until(
+            lambda: trigger_stats(engine)["bindings"] == 1, what="the log trigger is bound"
+        )
         await call(engine, "engine::log::error", {"message": "to node", "data": {"n": 3}})
         event = await worker.next_event("log")
     record = event["record"]

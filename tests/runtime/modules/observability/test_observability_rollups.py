@@ -17,6 +17,7 @@ from iii_trio.runtime.engine import Engine
 from iii_trio.runtime.modules.observability import rollups
 from tests.runtime.modules.observability.support import call, otel_entry, otel_stats
 from tests.support.engine import StartEngine, worker_url
+from tests.support.waiting import wait_until
 from tests.support.ws import open_ws
 
 BASE_S = 1_767_225_600  # 2026-01-01T00:00:00Z, a whole hour
@@ -98,9 +99,9 @@ async def test_worker_metrics_are_aggregated_and_bounded(start_engine: StartEngi
             )
         )
         await otel.send_message(mtrc([(f"n{i}", 1.0, minute) for i in range(names)]))
-        with trio.fail_after(10):
-            while otel_stats(engine)["telemetry_frames"] < 2:
-                await trio.sleep(0.01)
+        await wait_until(
+            lambda: otel_stats(engine)["telemetry_frames"] >= 2, what="both frames are ingested"
+        )
     listed = await call(
         engine, "engine::metrics::list", {"metric_name": "q.depth", "aggregate_interval": 60}
     )

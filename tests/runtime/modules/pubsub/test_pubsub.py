@@ -21,6 +21,7 @@ from iii_trio.runtime.modules.storage.redis import open_redis
 from iii_trio.sdk import III, InvocationError
 from tests.support.engine import StartEngine, worker_url
 from tests.support.redis_server import redis_server
+from tests.support.waiting import wait_until
 
 
 def pubsub_entry(redis_url: str | None) -> ModuleEntry:
@@ -52,16 +53,19 @@ class Subscribers:
 
 async def wait_for_bindings(engine: Engine, topic: str, count: int) -> None:
     module: Any = engine.modules["pubsub"]
-    with trio.fail_after(10):
-        while len(module.trigger.topics.get(topic, [])) != count:
-            await trio.sleep(0.01)
+    await wait_until(
+        lambda: len(module.trigger.topics.get(topic, [])) == count,
+        what=f"{count} subscriber(s) of {topic!r} are bound",
+    )
 
 
 async def wait_for_redis_subscribers(url: str, topic: str, count: int) -> None:
     async with open_redis(url) as redis:
-        with trio.fail_after(10):
-            while (await redis.execute("PUBSUB", "NUMSUB", topic))[1] < count:
-                await trio.sleep(0.01)
+
+        async def subscribed() -> bool:
+            return bool((await redis.execute("PUBSUB", "NUMSUB", topic))[1] >= count)
+
+        await wait_until(subscribed, what=f"redis counts {count} subscriber(s) of {topic!r}")
 
 
 @pytest.fixture(params=["local", "redis"])
@@ -88,17 +92,18 @@ async def test_fan_out_and_unsubscribe(setup: tuple[Engine, str | None]) -> None
             await wait_for_redis_subscribers(url, "audit", 1)
         await publisher.trigger("publish", {"topic": "audit", "data": {"event": "login"}})
         await publisher.trigger("publish", {"topic": "other", "data": "nobody listens"})
-        with trio.fail_after(10):
-            while any(len(r) < 1 for r in subscribers.received.values()):
-                await trio.sleep(0.01)
+        await wait_until(
+            lambda: all(subscribers.received.values()), what="every subscriber receives one"
+        )
         assert subscribers.received == {f"s{n}": [{"event": "login"}] for n in range(3)}
 
         subscribers.handles["s1"].unregister()  # leaves s0 and s2 subscribed
         await wait_for_bindings(engine, "audit", 2)
         await publisher.trigger("publish", {"topic": "audit", "data": 2})
-        with trio.fail_after(10):
-            while len(subscribers.received["s0"]) < 2 or len(subscribers.received["s2"]) < 2:
-                await trio.sleep(0.01)
+        await wait_until(
+            lambda: len(subscribers.received["s0"]) >= 2 and len(subscribers.received["s2"]) >= 2,
+            what="s0 and s2 receive the second message",
+        )
         await trio.sleep(0.2)  # a late delivery to s1 would have landed by now
     assert subscribers.received["s0"] == [{"event": "login"}, 2]
     assert subscribers.received["s2"] == [{"event": "login"}, 2]
@@ -133,8 +138,9 @@ async def test_two_engines_on_one_redis_share_topics(
             await wait_for_redis_subscribers(url, "news", 2)
             async with III(worker_url(first)).connect() as publisher:
                 await publisher.trigger("publish", {"topic": "news", "data": {"n": 1}})
-            with trio.fail_after(10):
-                while not (subscribers.received["a"] and subscribers.received["b"]):
-                    await trio.sleep(0.01)
+            await wait_until(
+                lambda: subscribers.received["a"] and subscribers.received["b"],
+                what="both engines' subscribers receive it",
+            )
             await trio.sleep(0.2)
     assert subscribers.received == {"a": [{"n": 1}], "b": [{"n": 1}]}

@@ -28,6 +28,7 @@ from tests.runtime.modules.queue.support import (
 )
 from tests.support.engine import StartEngine, worker_url
 from tests.support.raw_worker import raw_worker
+from tests.support.waiting import wait_until
 
 
 def queue_entry(**adapter: Any) -> ModuleEntry:
@@ -210,9 +211,9 @@ async def test_named_queues_through_the_invoke_action(start_engine: StartEngine)
     engine = await start_engine(modules=(queue_entry(),))
     async with raw_worker(worker_url(engine)) as worker:
         await worker.register("pay::charge")
-        with trio.fail_after(10):
-            while "pay::charge" not in engine.registry.functions:
-                await trio.sleep(0.01)
+        await wait_until(
+            lambda: "pay::charge" in engine.registry.functions, what="pay::charge is registered"
+        )
 
         async def enqueue(queue: str, data: Any, invocation_id: str) -> dict[str, Any]:
             frame = {"type": "invokefunction", "invocation_id": invocation_id}
@@ -232,10 +233,11 @@ async def test_named_queues_through_the_invoke_action(start_engine: StartEngine)
         assert invoke["function_id"] == "pay::charge"
         assert invoke["data"]["amount"] == 5
         await worker.answer(invoke, {"ok": True})
-        with trio.fail_after(10):
-            module: Any = engine.modules["queue"]
-            while any(s.waiting or s.in_flight for s in module.streams.values()):
-                await trio.sleep(0.01)
+        module: Any = engine.modules["queue"]
+        await wait_until(
+            lambda: not any(s.waiting or s.in_flight for s in module.streams.values()),
+            what="every queue is settled",
+        )
     assert len(message_id) == 36
 
 

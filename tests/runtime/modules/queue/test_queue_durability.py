@@ -14,6 +14,7 @@ import trio
 from iii_trio.sdk import III
 from tests.conformance.conftest import start_served_engine, stop_served_engine
 from tests.support.redis_server import redis_server
+from tests.support.waiting import wait_until
 
 JOBS = 50
 ALWAYS_FAILING = {n for n in range(JOBS) if n % 10 == 0}
@@ -65,22 +66,22 @@ async def _crash_and_restart(tmp_path: Path, config: str) -> None:
             async with III(served.url, worker_name="producer").connect() as producer:
                 for n in range(JOBS):
                     await producer.trigger("enqueue", {"topic": "jobs", "data": {"n": n}})
-            with trio.fail_after(30):
-                while len(handled) < 5:  # handlers are running: now crash
-                    await trio.sleep(0.01)
+            # Real time: the engine runs in its own process.
+            await wait_until(lambda: len(handled) >= 5, what="five jobs are handled", timeout=30)
             served.process.kill()
             await served.process.wait()
             assert len(handled) < JOBS - len(ALWAYS_FAILING)  # work was left over
             restarted = await start_served_engine(tmp_path, config, port=port)
             expected = set(range(JOBS)) - ALWAYS_FAILING
-            with trio.fail_after(60):  # the worker reconnects and replays its trigger
-                while not expected <= handled:
-                    await trio.sleep(0.05)
-                while True:
-                    dead = await worker.trigger("engine::queue::dlq_messages", {"queue": "jobs"})
-                    if len(dead["messages"]) >= len(ALWAYS_FAILING):
-                        break
-                    await trio.sleep(0.05)
+            await wait_until(  # the worker reconnects and replays its trigger
+                lambda: expected <= handled, what="every good job is handled", timeout=60
+            )
+
+            async def all_dead() -> Any:
+                dead = await worker.trigger("engine::queue::dlq_messages", {"queue": "jobs"})
+                return dead if len(dead["messages"]) >= len(ALWAYS_FAILING) else None
+
+            dead = await wait_until(all_dead, what="the failing jobs are dead-lettered", timeout=60)
     finally:
         await stop_served_engine(served)
         if restarted is not None:

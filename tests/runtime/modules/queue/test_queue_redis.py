@@ -4,7 +4,7 @@ keep each test short; every wait has a deadline."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from tests.runtime.modules.queue.support import (
 )
 from tests.support.engine import StartEngine, worker_url
 from tests.support.redis_server import redis_server
+from tests.support.waiting import wait_until
 
 DEADLINE = 15.0  # seconds for anything to happen; generous for a loaded machine
 
@@ -54,12 +55,6 @@ def redis_entry(url: str, **adapter: Any) -> ModuleEntry:
 async def redis_url(tmp_path: Path) -> AsyncIterator[str]:
     async with redis_server(tmp_path) as url:
         yield url
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], deadline: float = DEADLINE) -> None:
-    with trio.fail_after(deadline):
-        while not await check():
-            await trio.sleep(0.02)
 
 
 def queue_module(engine: Engine) -> Any:
@@ -88,7 +83,7 @@ async def test_jobs_are_handled_then_gone_from_redis(
         async def acked() -> bool:
             return await redis.execute("XLEN", "queue:t:a%3A%3Afn:jobs") == 0
 
-        await eventually(acked)  # removed only once handled
+        await wait_until(acked, what="the job is acked", timeout=DEADLINE)  # once handled
 
 
 async def test_fan_out_per_function_and_replicas_compete(
@@ -140,14 +135,14 @@ async def test_retries_back_off_then_the_dlq_holds_the_job_until_redriven(
     async def dead() -> bool:
         return len(await dead_letters(engine)) == 1
 
-    await eventually(dead)
+    await wait_until(dead, what="the job is dead-lettered", timeout=DEADLINE)
 
     async def counted() -> bool:  # introspection shows the DLQ size its consumer last saw
         rows = (await call(engine, "engine::modules::list", {}))["modules"]
         status = next(row["status"] for row in rows if row["name"] == "queue")
         return bool(status["dlq"] == {"t": 1})
 
-    await eventually(counted)
+    await wait_until(counted, what="introspection counts the DLQ", timeout=DEADLINE)
     [entry] = await dead_letters(engine)
     assert set(entry) == {"message_id", "function_id", "job", "error", "failed_at"}
     assert entry["function_id"] == "a::fn"
@@ -180,7 +175,7 @@ async def test_redrive_moves_every_dead_letter_back(
     async def both_dead() -> bool:
         return len(await dead_letters(engine)) == 2
 
-    await eventually(both_dead)
+    await wait_until(both_dead, what="both jobs are dead-lettered", timeout=DEADLINE)
     assert await call(engine, "iii::queue::redrive", {"queue": "t"}) == {
         "queue": "t",
         "redriven": 2,
@@ -207,7 +202,7 @@ async def test_a_hung_handler_loses_its_lease(start_engine: StartEngine, redis_u
     async def dead() -> bool:
         return len(await dead_letters(engine)) == 1
 
-    await eventually(dead)
+    await wait_until(dead, what="the job is dead-lettered", timeout=DEADLINE)
     [dead_letter] = await dead_letters(engine)
     assert dead_letter["error"].startswith("timeout")
     assert handler.datas() == ["x", "x"]
@@ -261,9 +256,11 @@ async def test_named_queues_through_the_invoke_action(
         return {"ok": True}
 
     async with worker.connect():
-        with trio.fail_after(DEADLINE):
-            while "pay::charge" not in engine.registry.functions:
-                await trio.sleep(0.01)
+        await wait_until(
+            lambda: "pay::charge" in engine.registry.functions,
+            what="pay::charge is registered",
+            timeout=DEADLINE,
+        )
 
         async def enqueue(queue: str, data: Any) -> Any:
             action = {"type": "enqueue", "queue": queue}
@@ -325,25 +322,29 @@ async def test_two_engines_on_one_redis_share_the_queues(
         return worker
 
     async with consumer(two, "on-two").connect():
-        with trio.fail_after(DEADLINE):  # the binding reaches engine two
-            while not queue_module(two).trigger.topics:
-                await trio.sleep(0.01)
+        await wait_until(
+            lambda: queue_module(two).trigger.topics,
+            what="the binding reaches engine two",
+            timeout=DEADLINE,
+        )
         await call(one, "enqueue", {"topic": "jobs", "data": {"n": 0}})  # enqueued on one
         with trio.fail_after(DEADLINE):
             await arrived.wait()
         assert workers == {0: "on-two"}  # ... handled by the worker on engine two
 
         async with consumer(one, "on-one").connect():  # a replica on each engine now
-            with trio.fail_after(DEADLINE):
-                while not queue_module(one).trigger.topics:
-                    await trio.sleep(0.01)
+            await wait_until(
+                lambda: queue_module(one).trigger.topics,
+                what="the binding reaches engine one",
+                timeout=DEADLINE,
+            )
             for n in range(1, 41):
                 await call(one if n % 2 else two, "enqueue", {"topic": "jobs", "data": {"n": n}})
 
             async def all_handled() -> bool:
                 return len(seen) == 41
 
-            await eventually(all_handled)
+            await wait_until(all_handled, what="every job is handled", timeout=DEADLINE)
             await trio.sleep(0.5)  # a second delivery of any job would land meanwhile
     assert seen == dict.fromkeys(range(41), 1)  # each job exactly once
 
@@ -358,9 +359,11 @@ async def test_fifo_streams_run_on_one_engine_at_a_time_and_change_hands(
         one: Engine = await nursery.start(Engine(config).run)
         handler = GroupHandler(one, "lanes::fn", work=0.05)  # one handler for both engines
         await enqueue_lanes(one, [(group, n) for n in range(3) for group in "ab"])
-        with trio.fail_after(DEADLINE):
-            while not queue_module(one).streams[lanes].owner:
-                await trio.sleep(0.01)
+        await wait_until(
+            lambda: queue_module(one).streams[lanes].owner,
+            what="engine one owns the lanes",
+            timeout=DEADLINE,
+        )
         two.registry.add_engine_function(EngineFunction("lanes::fn", handler.handle))
         await enqueue_lanes(two, [(group, n) for n in range(3, 6) for group in "ab"])
         with trio.fail_after(DEADLINE):
@@ -417,7 +420,7 @@ async def test_enqueue_fails_while_redis_is_away_and_works_once_it_is_back(
         async def reconnected() -> bool:
             return bool(queue_module(engine).redis.connected)
 
-        await eventually(reconnected)
+        await wait_until(reconnected, what="the module reconnects", timeout=DEADLINE)
         await call(engine, "enqueue", {"topic": "t", "data": 3})
         with trio.fail_after(DEADLINE):
             await handler.wait_for(2)

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import trio
 
 from iii_trio.runtime.config.loading import ModuleEntry, RestApiConfig
 from iii_trio.runtime.engine import Engine
+from tests.support.waiting import wait_until
 
 
 def http_entry(**config: Any) -> ModuleEntry:
@@ -34,9 +34,9 @@ def base_url(engine: Engine) -> str:
 
 async def routed(engine: Engine, count: int) -> None:
     module: Any = engine.modules["rest_api"]
-    with trio.fail_after(10):
-        while module.trigger.routes.count != count:
-            await trio.sleep(0.01)
+    await wait_until(
+        lambda: module.introspect()["routes"] == count, what=f"{count} http route(s) are bound"
+    )
 
 
 @contextlib.asynccontextmanager

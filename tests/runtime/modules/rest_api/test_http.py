@@ -18,6 +18,7 @@ from iii_trio.sdk import III
 from tests.runtime.modules.rest_api.support import answer, client, http_entry, routed
 from tests.support.engine import StartEngine, worker_url
 from tests.support.raw_worker import raw_worker
+from tests.support.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[4]
 
@@ -218,9 +219,9 @@ async def test_a_failing_condition_answers_500_with_its_error_code(engine: Engin
     async with raw_worker(worker_url(engine)) as auth, worker.connect(), client(engine) as http:
         await auth.register("auth::check")
         await routed(engine, 1)
-        with trio.fail_after(10):
-            while "auth::check" not in engine.registry.functions:
-                await trio.sleep(0.01)
+        await wait_until(
+            lambda: "auth::check" in engine.registry.functions, what="auth::check is registered"
+        )
         async with trio.open_nursery() as nursery:
             answered: list[httpx.Response] = []
 

@@ -17,6 +17,7 @@ from iii_trio.runtime.engine import Engine
 from iii_trio.sdk import III
 from tests.runtime.modules.rest_api.support import client, http_entry, routed
 from tests.support.engine import StartEngine, worker_url
+from tests.support.waiting import wait_until
 
 HTTP_CALLER = {"kind": "module", "id": "http"}
 Rows = list[dict[str, Any]]
@@ -72,17 +73,20 @@ async def http_rows(worker: III) -> Rows:
 
 async def until_rows(worker: III, ready: Callable[[Rows], bool]) -> Rows:
     """Poll ``engine::invocations::list`` until its HTTP rows are ``ready`` (bounded)."""
-    with trio.fail_after(10):
-        while not ready(rows := await http_rows(worker)):
-            await trio.sleep(0.01)
+
+    async def check() -> Rows | None:
+        rows = await http_rows(worker)
+        return rows if ready(rows) else None
+
+    rows: Rows = await wait_until(check, what="the HTTP rows of engine::invocations::list")
     return rows
 
 
 async def waiting(engine: Engine, count: int) -> None:
     module: Any = engine.modules["rest_api"]
-    with trio.fail_after(10):
-        while module._waiting != count:
-            await trio.sleep(0.01)
+    await wait_until(
+        lambda: module.introspect()["waiting"] == count, what=f"{count} request(s) wait"
+    )
 
 
 def wall_ms() -> int:
@@ -119,9 +123,7 @@ async def test_admission_runs_n_queues_n_and_refuses_the_rest_with_cors(
             for _ in range(4):  # 2 run, 2 wait
                 nursery.start_soon(get)
             await waiting(engine, 2)
-            with trio.fail_after(10):
-                while inside[0] < 2:
-                    await trio.sleep(0.01)
+            await wait_until(lambda: inside[0] >= 2, what="two requests run the handler")
             refused = await http.get("/hold", headers=origin)
             assert refused.status_code == 503
             assert refused.headers["retry-after"] == "1"

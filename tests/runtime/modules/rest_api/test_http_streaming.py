@@ -22,6 +22,7 @@ from iii_trio.sdk import III
 from tests.conformance.harness import sdk_worker
 from tests.runtime.modules.rest_api.support import base_url, client, http_entry, routed
 from tests.support.engine import StartEngine, worker_url
+from tests.support.waiting import wait_until
 from tests.support.ws import open_ws
 
 
@@ -190,9 +191,10 @@ async def test_a_result_wins_while_the_open_channel_has_sent_no_body(engine: Eng
     async def both(request: dict[str, Any]) -> Any:
         ref = request["response"]
         await nursery.start(hold_channel, ref)
-        with trio.fail_after(5):  # the engine has seen the writer before the result comes
-            while not engine.channels.channels[ref["channel_id"]].writer_taken:
-                await trio.sleep(0.005)
+        channel = engine.channels.channels[ref["channel_id"]]
+        await wait_until(  # the engine has seen the writer before the result comes
+            lambda: channel.writer_taken, what="the channel's writer is taken", timeout=5
+        )
         return {"status_code": 202, "body": {"from": "result"}}
 
     worker.register_trigger("http", "api::both", {"api_path": "both"})
@@ -276,16 +278,21 @@ async def test_shutdown_drains_requests_in_flight(engine: Engine) -> None:
             nursery.start_soon(request)
             await entered.wait()
             nursery.start_soon(drain)
-            with trio.fail_after(5):
-                while engine.modules["rest_api"].introspect()["in_flight"] != 1:
-                    await trio.sleep(0.01)
-                while True:  # the listener closes: new connections are refused
-                    try:
-                        stream = await trio.open_tcp_stream("127.0.0.1", base_port(engine))
-                    except OSError:
-                        break
-                    await stream.aclose()
-                    await trio.sleep(0.01)
+            await wait_until(
+                lambda: engine.modules["rest_api"].introspect()["in_flight"] == 1,
+                what="one request is in flight",
+                timeout=5,
+            )
+
+            async def refused() -> bool:
+                try:
+                    stream = await trio.open_tcp_stream("127.0.0.1", base_port(engine))
+                except OSError:
+                    return True
+                await stream.aclose()
+                return False
+
+            await wait_until(refused, what="the listener refuses new connections", timeout=5)
             assert not drained.is_set()  # the drain waits for the request in flight
             release.set()
         [answer] = answers

@@ -22,6 +22,7 @@ from iii_trio.sdk import III, InvocationError
 from tests.conformance.harness import sdk_worker
 from tests.support.engine import StartEngine, worker_url
 from tests.support.redis_server import redis_server
+from tests.support.waiting import wait_until
 
 ADAPTERS = ["in_memory", "file_based", "redis"]
 
@@ -162,9 +163,10 @@ async def test_introspection_counts_scopes_and_keys(
         [status] = [row["status"] for row in rows if row["name"] == "state"]
         return status["scopes"], status["keys"]
 
-    with trio.fail_after(10):
-        while await counts() != (1, 2):
-            await trio.sleep(0.01)
+    async def counted() -> bool:
+        return await counts() == (1, 2)
+
+    await wait_until(counted, what="one scope and two keys are counted")
 
 
 async def test_the_state_trigger_fires_after_each_write(engine: Engine, iii: III) -> None:
@@ -192,9 +194,10 @@ async def test_the_state_trigger_fires_after_each_write(engine: Engine, iii: III
         "state", "watch::big", {"scope": "orders", "condition_function_id": "watch::only_big"}
     )
     async with watcher.connect():
-        with trio.fail_after(10):
-            while len(engine.modules["state"].trigger.bindings) < 2:  # type: ignore[attr-defined]
-                await trio.sleep(0.01)
+        await wait_until(
+            lambda: len(engine.modules["state"].trigger.bindings) >= 2,  # type: ignore[attr-defined]
+            what="both state triggers are bound",
+        )
         await iii.trigger("state::set", {"scope": "orders", "key": "o1", "value": {"total": 5}})
         await iii.trigger("state::set", {"scope": "other", "key": "o1", "value": 1})  # no match
         ops = [{"type": "set", "path": "total", "value": 500}]
@@ -202,8 +205,7 @@ async def test_the_state_trigger_fires_after_each_write(engine: Engine, iii: III
         await iii.trigger("state::delete", {"scope": "orders", "key": "never-set"})
         with trio.fail_after(10):
             await seen.wait()
-            while {"big": "o1"} not in events:
-                await trio.sleep(0.01)
+        await wait_until(lambda: {"big": "o1"} in events, what="watch::big sees o1")
     assert sorted(plain, key=lambda e: e["event_type"]) == [
         {
             "type": "state",
@@ -238,12 +240,12 @@ async def test_a_bad_trigger_config_is_refused(engine: Engine) -> None:
     async with III(worker_url(engine), worker_name="w").connect() as client:
         handle = client.register_trigger("state", "w::fn", {"scope": 5})
         binding_ids.append(handle.id)
-        with trio.fail_after(5):
-            while True:
-                rows = (await client.trigger("engine::triggers::list", {}))["triggers"]
-                if handle.id not in {row["id"] for row in rows}:
-                    break
-                await trio.sleep(0.02)
+
+        async def unlisted() -> bool:
+            rows = (await client.trigger("engine::triggers::list", {}))["triggers"]
+            return handle.id not in {row["id"] for row in rows}
+
+        await wait_until(unlisted, what="the trigger is no longer listed", timeout=5)
     assert engine.modules["state"].trigger.bindings == []  # type: ignore[attr-defined]
 
 
@@ -310,13 +312,16 @@ async def test_a_lost_redis_answers_error_codes_until_it_is_back(
 
         async with redis_server(tmp_path, port=int(url.rsplit(":", 1)[1])):  # back, empty
             codes = []
-            with trio.fail_after(10):  # the module reconnects within a second
-                while True:
-                    try:
-                        await caller.trigger("state::set", {"scope": "s", "key": "k", "value": 3})
-                        break
-                    except InvocationError as exc:
-                        codes.append(exc.code)
-                        await trio.sleep(0.05)
+
+            async def stored() -> bool:
+                try:
+                    await caller.trigger("state::set", {"scope": "s", "key": "k", "value": 3})
+                except InvocationError as exc:
+                    codes.append(exc.code)
+                    return False
+                return True
+
+            # The module reconnects within a second.
+            await wait_until(stored, what="state::set works again", interval=0.05)
             assert set(codes) <= {"SET_ERROR"}
             assert await caller.trigger("state::get", {"scope": "s", "key": "k"}) == 3

@@ -19,6 +19,7 @@ from iii_trio.runtime.modules.storage.redis import (
     parse_url,
 )
 from tests.support.redis_server import redis_server
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -133,11 +134,13 @@ async def test_pubsub_delivers_published_messages(redis_url: str) -> None:
         async def read_one() -> None:
             received.append(await subscription.receive())
 
+        async def published_and_received() -> bool:
+            await redis.execute("PUBLISH", "news", "hello")
+            return bool(received)
+
         async with trio.open_nursery() as nursery:
             nursery.start_soon(read_one)
-            while not received:
-                await redis.execute("PUBLISH", "news", "hello")
-                await trio.sleep(0.01)
+            await wait_until(published_and_received, what="a published message arrives")
         assert received[0] == ("news", b"hello")
 
 

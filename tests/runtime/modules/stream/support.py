@@ -39,13 +39,6 @@ def stream_port(engine: Engine) -> int:
     return port
 
 
-async def wait_for(condition: Any, seconds: float = 10) -> None:
-    """Poll ``condition()`` until true (real engines, real sockets)."""
-    with trio.fail_after(seconds):
-        while not condition():
-            await trio.sleep(0.01)
-
-
 class Client:
     """A stream client on a real WebSocket (trio-websocket)."""
 

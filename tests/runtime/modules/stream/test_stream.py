@@ -15,9 +15,10 @@ import trio
 from iii_trio.runtime.engine import Engine
 from iii_trio.sdk import III, InvocationError
 from tests.conformance.harness import sdk_worker
-from tests.runtime.modules.stream.support import stream_client, stream_entry, stream_port, wait_for
+from tests.runtime.modules.stream.support import stream_client, stream_entry, stream_port
 from tests.support.engine import StartEngine, worker_url
 from tests.support.redis_server import redis_server
+from tests.support.waiting import wait_until
 from tests.support.ws import upgrade_status
 
 
@@ -95,7 +96,9 @@ async def test_result_shapes_function_by_function(
         groups = await iii.trigger("stream::list_groups", {"stream_name": "chat"})
         assert groups == ["room-1"]  # an emptied group is gone
         counters = module(engine)
-        await wait_for(lambda: counters.introspect()["items"] == 3)
+        await wait_until(
+            lambda: counters.introspect()["items"] == 3, what="three items are counted"
+        )
         expected = {"streams": 2, "groups": 2, "items": 3, "clients": 0, "subscriptions": 0}
         assert expected.items() <= counters.introspect().items()
 
@@ -194,12 +197,15 @@ async def test_a_client_gets_the_sync_then_every_change_in_order(engine: Engine,
         assert module(engine).introspect()["subscriptions"] == 2
         await client.leave("s-item", "chat", "room-1", "a")
         await client.leave("s-group", "chat", "room-1")
-        await wait_for(lambda: module(engine).introspect()["subscriptions"] == 0)
+        await wait_until(
+            lambda: module(engine).introspect()["subscriptions"] == 0,
+            what="no subscription is left",
+        )
         await iii.trigger("stream::set", {**at("d"), "data": 1})
         await client.join("again", "chat", "room-2")
         # Nothing of room-1 arrived after the leave: the next message is room-2's sync.
         assert await client.events(1) == [(None, {"type": "sync", "data": [0]})]
-    await wait_for(lambda: module(engine).introspect()["clients"] == 0)
+    await wait_until(lambda: module(engine).introspect()["clients"] == 0, what="no client is left")
     assert await upgrade_status(stream_port(engine), "/other") == 404
 
 
@@ -232,7 +238,10 @@ async def test_join_bindings_auth_context_and_unauthorized(start_engine: StartEn
     watcher.register_trigger("stream:join", "auth::join_other", {})
     watcher.register_trigger("stream:leave", "auth::leave", {})
     async with watcher.connect() as iii:
-        await wait_for(lambda: module(engine).introspect()["leave_bindings"] == 1)
+        await wait_until(
+            lambda: module(engine).introspect()["leave_bindings"] == 1,
+            what="the leave trigger is bound",
+        )
         url_port = stream_port(engine)
         async with stream_client(url_port, "/?user=ann&user=bob&x=") as client:
             await client.join("s1", "secret", "g")
@@ -244,10 +253,10 @@ async def test_join_bindings_auth_context_and_unauthorized(start_engine: StartEn
             # The secret change never arrived: the next message is the sync of s2.
             assert await client.events(1) == [("i", {"type": "sync", "data": None})]
             await client.leave("s2", "open", "g", "i")
-            await wait_for(lambda: len(leaves) == 1)
+            await wait_until(lambda: len(leaves) == 1, what="one leave is seen")
             await client.join("s3", "open", "g")
             assert await client.events(1) == [(None, {"type": "sync", "data": []})]
-        await wait_for(lambda: len(leaves) == 2)  # the disconnect left s3
+        await wait_until(lambda: len(leaves) == 2, what="the disconnect leaves s3")
     [auth] = auth_inputs
     assert auth["path"] == "/"
     assert auth["query_params"] == {"user": ["ann", "bob"], "x": [""]}
@@ -328,7 +337,9 @@ async def test_stream_triggers_with_filters_and_condition(engine: Engine, iii: I
     )
     refused = watcher.register_trigger("stream", "w::all", {"group_id": "g1"})  # no stream_name
     async with watcher.connect():
-        await wait_for(lambda: len(module(engine).trigger.bindings) == 4)
+        await wait_until(
+            lambda: len(module(engine).trigger.bindings) == 4, what="four stream triggers are bound"
+        )
         at = {"stream_name": "s", "group_id": "g1", "item_id": "i1"}
         await iii.trigger("stream::set", {**at, "data": {"n": 1}})
         await iii.trigger("stream::set", {**at, "item_id": "i2", "data": {"n": 50}})
@@ -338,7 +349,10 @@ async def test_stream_triggers_with_filters_and_condition(engine: Engine, iii: I
         await iii.trigger("stream::delete", at)
         with trio.fail_after(10):
             await done.wait()
-        await wait_for(lambda: len(seen["item"]) == 2 and len(seen["cond"]) == 1)
+        await wait_until(
+            lambda: len(seen["item"]) == 2 and len(seen["cond"]) == 1,
+            what="two item events and one conditional event",
+        )
     assert Counter(seen["all"]) == Counter(
         [
             ("g1", "i1", "create"),
@@ -398,7 +412,10 @@ async def test_per_stream_overrides_are_called_and_events_still_fire(
         return "not an update result"
 
     async with provider.connect():
-        await wait_for(lambda: "stream::update(custom)" in engine.registry.functions)
+        await wait_until(
+            lambda: "stream::update(custom)" in engine.registry.functions,
+            what="the custom update is registered",
+        )
         async with stream_client(stream_port(engine)) as client:
             await client.join("s", "custom", "g")
             assert await client.events(1) == [(None, {"type": "sync", "data": []})]
@@ -447,7 +464,10 @@ async def test_a_client_that_stops_reading_is_dropped(start_engine: StartEngine)
             join = b'{"type":"join","data":{"subscriptionId":"s","streamName":"big","groupId":"g"}}'
             mask = b"\x00\x00\x00\x00"
             await stalled.send_all(bytes([0x81, 0x80 | len(join)]) + mask + join)
-            await wait_for(lambda: module(engine).introspect()["subscriptions"] == 1)
+            await wait_until(
+                lambda: module(engine).introspect()["subscriptions"] == 1,
+                what="one subscription is open",
+            )
             async with III(worker_url(engine), worker_name="reader").connect():
                 async with stream_client(port) as healthy:
                     await healthy.join("h", "big", "g")
