@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import trio
+import trio.testing
 
 from iii_trio.runtime.engine import Engine
 from tests.support.engine import StartEngine, worker_url
@@ -12,7 +13,9 @@ from tests.support.raw_worker import raw_worker
 from tests.support.waiting import wait_until
 
 
-async def test_handshake_sends_workerregistered_first(engine: Engine) -> None:
+async def test_handshake_sends_workerregistered_first(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     async with raw_worker(worker_url(engine)) as worker:
         hello = worker.hello
     assert set(hello) == {"type", "worker_id", "reattach_token"}  # never `features`
@@ -20,13 +23,17 @@ async def test_handshake_sends_workerregistered_first(engine: Engine) -> None:
     assert len(hello["reattach_token"]) >= 22  # >= 128 bits, url-safe base64
 
 
-async def test_each_connection_gets_its_own_id_and_token(engine: Engine) -> None:
+async def test_each_connection_gets_its_own_id_and_token(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     async with raw_worker(worker_url(engine)) as a, raw_worker(worker_url(engine)) as b:
         assert a.worker_id != b.worker_id
         assert a.reattach_token != b.reattach_token
 
 
-async def test_sync_call_reuses_the_callers_id_and_injects_the_caller(engine: Engine) -> None:
+async def test_sync_call_reuses_the_callers_id_and_injects_the_caller(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     async with raw_worker(worker_url(engine)) as target, raw_worker(worker_url(engine)) as caller:
         await target.register("t::echo")
         await trio.testing.wait_all_tasks_blocked()
@@ -45,7 +52,9 @@ async def test_sync_call_reuses_the_callers_id_and_injects_the_caller(engine: En
     }
 
 
-async def test_non_object_data_is_forwarded_unchanged(engine: Engine) -> None:
+async def test_non_object_data_is_forwarded_unchanged(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     async with raw_worker(worker_url(engine)) as target, raw_worker(worker_url(engine)) as caller:
         await target.register("t::echo")
         await trio.testing.wait_all_tasks_blocked()
@@ -57,7 +66,9 @@ async def test_non_object_data_is_forwarded_unchanged(engine: Engine) -> None:
             await caller.expect("invocationresult")
 
 
-async def test_a_worker_can_call_its_own_function(engine: Engine) -> None:
+async def test_a_worker_can_call_its_own_function(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     async with raw_worker(worker_url(engine)) as worker:
         await worker.register("me::echo")
         call_id = str(uuid.uuid4())
@@ -69,7 +80,9 @@ async def test_a_worker_can_call_its_own_function(engine: Engine) -> None:
     assert result["result"] == {"x": 1, "_caller_worker_id": worker.worker_id}
 
 
-async def test_errors_from_the_target_reach_the_caller(engine: Engine) -> None:
+async def test_errors_from_the_target_reach_the_caller(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     error = {"code": "invocation_failed", "message": "kaboom", "stacktrace": "at f"}
     async with raw_worker(worker_url(engine)) as target, raw_worker(worker_url(engine)) as caller:
         await target.register("t::boom")
@@ -82,7 +95,9 @@ async def test_errors_from_the_target_reach_the_caller(engine: Engine) -> None:
     assert "result" not in result
 
 
-async def test_unknown_function_fails_at_once(engine: Engine) -> None:
+async def test_unknown_function_fails_at_once(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     async with raw_worker(worker_url(engine)) as caller:
         result = await caller.call("nope::x", {})
     assert result["error"] == {
@@ -91,7 +106,9 @@ async def test_unknown_function_fails_at_once(engine: Engine) -> None:
     }
 
 
-async def test_void_calls_run_the_target_and_never_answer_the_caller(engine: Engine) -> None:
+async def test_void_calls_run_the_target_and_never_answer_the_caller(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     async with raw_worker(worker_url(engine)) as target, raw_worker(worker_url(engine)) as caller:
         await target.register("t::count")
         await trio.testing.wait_all_tasks_blocked()
@@ -138,7 +155,9 @@ async def test_void_calls_run_the_target_and_never_answer_the_caller(engine: Eng
         assert result["invocation_id"] == "sync"
 
 
-async def test_results_are_correlated_by_id_in_any_order(engine: Engine) -> None:
+async def test_results_are_correlated_by_id_in_any_order(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     async with raw_worker(worker_url(engine)) as target, raw_worker(worker_url(engine)) as caller:
         await target.register("t::echo")
         await trio.testing.wait_all_tasks_blocked()
@@ -152,7 +171,9 @@ async def test_results_are_correlated_by_id_in_any_order(engine: Engine) -> None
     assert all(r["result"] == int(r["invocation_id"][3:]) for r in results)
 
 
-async def test_late_and_unknown_results_are_ignored(engine: Engine) -> None:
+async def test_late_and_unknown_results_are_ignored(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     async with raw_worker(worker_url(engine)) as target, raw_worker(worker_url(engine)) as caller:
         await target.register("t::echo")
         await target.send(
@@ -166,7 +187,9 @@ async def test_late_and_unknown_results_are_ignored(engine: Engine) -> None:
         assert (await caller.expect("invocationresult"))["result"] == "fine"
 
 
-async def test_replicas_share_calls_and_survive_one_leaving(engine: Engine) -> None:
+async def test_replicas_share_calls_and_survive_one_leaving(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     async with raw_worker(worker_url(engine)) as caller, raw_worker(worker_url(engine)) as b:
         await b.register("r::echo")
         received: dict[str, list[dict[str, object]]] = {"a": [], "b": []}
@@ -199,7 +222,9 @@ async def test_replicas_share_calls_and_survive_one_leaving(engine: Engine) -> N
     }
 
 
-async def test_target_disconnect_fails_in_flight_calls_at_once(engine: Engine) -> None:
+async def test_target_disconnect_fails_in_flight_calls_at_once(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     async with raw_worker(worker_url(engine)) as caller:
         async with raw_worker(worker_url(engine)) as target:
             await target.register("t::slow")
@@ -212,7 +237,9 @@ async def test_target_disconnect_fails_in_flight_calls_at_once(engine: Engine) -
     assert result["error"] == {"code": "invocation_stopped", "message": "Invocation stopped"}
 
 
-async def test_caller_disconnect_drops_its_pending_calls(engine: Engine) -> None:
+async def test_caller_disconnect_drops_its_pending_calls(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     async with raw_worker(worker_url(engine)) as target:
         await target.register("t::slow")
         async with raw_worker(worker_url(engine)) as caller:
@@ -252,7 +279,7 @@ async def test_invocations_list_shows_a_live_call(engine: Engine) -> None:
         await trio.testing.wait_all_tasks_blocked()
         await caller.invoke("t::slow", {}, "live-1")
         invoke = await target.expect("invokefunction")
-        await trio.sleep(0.05)
+        await trio.sleep(0.05)  # real clock: the row's age_ms is wall time
         listed = await caller.call("engine::invocations::list", {})
         rows = listed["result"]["invocations"]
         assert len(rows) == 1
@@ -272,7 +299,9 @@ async def test_invocations_list_shows_a_live_call(engine: Engine) -> None:
         assert gone["error"]["code"] == "invocation_not_found"
 
 
-async def test_in_flight_bound_per_worker_queues_the_excess(start_engine: StartEngine) -> None:
+async def test_in_flight_bound_per_worker_queues_the_excess(
+    start_engine: StartEngine, autojump_clock: trio.testing.MockClock
+) -> None:
     engine = await start_engine(max_in_flight_per_worker=2)
     async with raw_worker(worker_url(engine)) as target, raw_worker(worker_url(engine)) as caller:
         await target.register("t::slow")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import trio
+import trio.testing
 
 from iii_trio.runtime.engine import Engine
 from tests.support.engine import worker_url
@@ -22,7 +23,9 @@ async def provide(worker: RawWorker, type_id: str = "ntype") -> None:
     await worker.send({"type": "registertriggertype", "id": type_id, "description": "custom"})
 
 
-async def test_binding_reaches_the_provider_and_its_unregister_follows(engine: Engine) -> None:
+async def test_binding_reaches_the_provider_and_its_unregister_follows(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     async with raw_worker(worker_url(engine)) as provider, raw_worker(worker_url(engine)) as owner:
         await provide(provider)
         await trio.testing.wait_all_tasks_blocked()
@@ -55,7 +58,9 @@ async def test_binding_reaches_the_provider_and_its_unregister_follows(engine: E
         }
 
 
-async def test_binding_is_parked_until_a_provider_appears(engine: Engine) -> None:
+async def test_binding_is_parked_until_a_provider_appears(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     async with raw_worker(worker_url(engine)) as owner:
         await owner.send(BINDING)
         listed = await owner.call("engine::triggers::list", {})
@@ -66,7 +71,9 @@ async def test_binding_is_parked_until_a_provider_appears(engine: Engine) -> Non
             assert delivered["config"] == {"topic": "t1"}
 
 
-async def test_provider_disconnect_reparks_for_the_next_provider(engine: Engine) -> None:
+async def test_provider_disconnect_reparks_for_the_next_provider(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     async with raw_worker(worker_url(engine)) as owner:
         async with raw_worker(worker_url(engine)) as first:
             await provide(first)
@@ -78,7 +85,9 @@ async def test_provider_disconnect_reparks_for_the_next_provider(engine: Engine)
             assert (await second.expect("registertrigger"))["id"] == BINDING["id"]
 
 
-async def test_only_the_first_provider_gets_bindings_others_stand_by(engine: Engine) -> None:
+async def test_only_the_first_provider_gets_bindings_others_stand_by(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     async with raw_worker(worker_url(engine)) as owner, raw_worker(worker_url(engine)) as active:
         await provide(active)
         async with raw_worker(worker_url(engine)) as standby:
@@ -91,7 +100,9 @@ async def test_only_the_first_provider_gets_bindings_others_stand_by(engine: Eng
                 raise AssertionError(f"standby received {frame}")
 
 
-async def test_unregistertriggertype_moves_bindings_to_the_standby(engine: Engine) -> None:
+async def test_unregistertriggertype_moves_bindings_to_the_standby(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     async with raw_worker(worker_url(engine)) as owner, raw_worker(worker_url(engine)) as first:
         await provide(first)
         async with raw_worker(worker_url(engine)) as second:
@@ -103,7 +114,9 @@ async def test_unregistertriggertype_moves_bindings_to_the_standby(engine: Engin
             assert (await second.expect("registertrigger"))["id"] == BINDING["id"]
 
 
-async def test_owner_disconnect_unregisters_at_the_provider(engine: Engine) -> None:
+async def test_owner_disconnect_unregisters_at_the_provider(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     async with raw_worker(worker_url(engine)) as provider:
         await provide(provider)
         async with raw_worker(worker_url(engine)) as owner:
@@ -115,7 +128,9 @@ async def test_owner_disconnect_unregisters_at_the_provider(engine: Engine) -> N
         assert (await provider.call("engine::triggers::list", {}))["result"]["triggers"] == []
 
 
-async def test_provider_refusal_reaches_the_owner_and_parks(engine: Engine) -> None:
+async def test_provider_refusal_reaches_the_owner_and_parks(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     error = {"code": "trigger_registration_failed", "message": "bad topic"}
     async with raw_worker(worker_url(engine)) as provider, raw_worker(worker_url(engine)) as owner:
         await provide(provider)
@@ -144,7 +159,9 @@ async def test_provider_refusal_reaches_the_owner_and_parks(engine: Engine) -> N
             assert (await other.expect("registertrigger"))["id"] == BINDING["id"]
 
 
-async def test_same_trigger_id_from_two_connections_are_two_bindings(engine: Engine) -> None:
+async def test_same_trigger_id_from_two_connections_are_two_bindings(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     async with raw_worker(worker_url(engine)) as provider, raw_worker(worker_url(engine)) as old:
         await provide(provider)
         async with raw_worker(worker_url(engine)) as new:
@@ -158,7 +175,9 @@ async def test_same_trigger_id_from_two_connections_are_two_bindings(engine: Eng
         assert len((await old.call("engine::triggers::list", {}))["result"]["triggers"]) == 1
 
 
-async def test_workers_cannot_provide_engine_types(engine: Engine) -> None:
+async def test_workers_cannot_provide_engine_types(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     async with raw_worker(worker_url(engine)) as sneaky, raw_worker(worker_url(engine)) as owner:
         await provide(sneaky, "engine::workers-available")
         await owner.register("w::events")
@@ -179,7 +198,9 @@ async def test_workers_cannot_provide_engine_types(engine: Engine) -> None:
             raise AssertionError(f"a worker received an engine type's binding: {frame}")
 
 
-async def test_workers_available_reports_connect_metadata_and_disconnect(engine: Engine) -> None:
+async def test_workers_available_reports_connect_metadata_and_disconnect(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     async with raw_worker(worker_url(engine)) as watcher:
         await watcher.register("w::events")
         await watcher.send(
@@ -215,7 +236,9 @@ async def test_workers_available_reports_connect_metadata_and_disconnect(engine:
     ]
 
 
-async def test_functions_available_fires_with_the_new_list(engine: Engine) -> None:
+async def test_functions_available_fires_with_the_new_list(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     async with raw_worker(worker_url(engine)) as watcher:
         await watcher.register("iii.on_functions_available.1")
         await watcher.send(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import orjson
 import pytest
 import trio
+import trio.testing
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
@@ -42,7 +43,7 @@ async def good_call_works(good: RawWorker, target: RawWorker, n: int) -> None:
 
 @pytest.mark.parametrize("frame", BAD_FRAMES, ids=range(len(BAD_FRAMES)))
 async def test_bad_frame_is_dropped_and_everyone_keeps_working(
-    engine: Engine, frame: str | bytes
+    engine: Engine, frame: str | bytes, autojump_clock: trio.testing.MockClock
 ) -> None:
     async with (
         raw_worker(worker_url(engine)) as target,
@@ -84,6 +85,7 @@ async def close_code_after_sending(engine: Engine, message: str) -> int:
 
 async def test_oversized_frame_closes_only_that_connection_with_1009(
     start_engine: StartEngine,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     engine = await start_engine(max_message_size=4096)
     async with raw_worker(worker_url(engine)) as target, raw_worker(worker_url(engine)) as good:
@@ -93,7 +95,9 @@ async def test_oversized_frame_closes_only_that_connection_with_1009(
         await good_call_works(good, target, 3)
 
 
-async def test_a_frame_just_under_the_limit_is_accepted(start_engine: StartEngine) -> None:
+async def test_a_frame_just_under_the_limit_is_accepted(
+    start_engine: StartEngine, autojump_clock: trio.testing.MockClock
+) -> None:
     engine = await start_engine(max_message_size=4096)
     async with raw_worker(worker_url(engine)) as target, raw_worker(worker_url(engine)) as caller:
         await target.register("t::echo")
@@ -110,20 +114,22 @@ async def test_a_frame_just_under_the_limit_is_accepted(start_engine: StartEngin
         assert len(invoke["data"]) == len(frame["data"])
 
 
-async def test_json_ping_gets_pong(engine: Engine) -> None:
+async def test_json_ping_gets_pong(engine: Engine, autojump_clock: trio.testing.MockClock) -> None:
     async with raw_worker(worker_url(engine)) as worker:
         await worker.send({"type": "ping"})
         assert await worker.expect("pong") == {"type": "pong"}
 
 
-async def test_websocket_ping_is_answered(engine: Engine) -> None:
+async def test_websocket_ping_is_answered(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     async with raw_worker(worker_url(engine)) as worker:
         with trio.fail_after(5):
             await worker.ws.ping(b"are you there")
 
 
 async def test_an_engine_bug_on_one_frame_costs_only_that_frame(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
 ) -> None:
     # A stand-in for a bug: handling one particular frame raises.
     real_handle = engine.handle_frame
@@ -141,7 +147,7 @@ async def test_an_engine_bug_on_one_frame_costs_only_that_frame(
 
 
 async def test_a_failing_connection_actor_leaves_the_others_alone(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
 ) -> None:
     async with raw_worker(worker_url(engine)) as target, raw_worker(worker_url(engine)) as good:
         await target.register("t::echo")

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 from trio_websocket import ConnectionClosed
 
 from iii_trio.runtime.engine import Engine
@@ -28,7 +29,9 @@ async def create(engine: Engine, **data: Any) -> dict[str, Any]:
     return result
 
 
-async def test_create_returns_matching_refs(engine: Engine) -> None:
+async def test_create_returns_matching_refs(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     refs = await create(engine)
     writer, reader = refs["writer"], refs["reader"]
     assert writer["channel_id"] == reader["channel_id"]
@@ -36,7 +39,9 @@ async def test_create_returns_matching_refs(engine: Engine) -> None:
     assert (writer["direction"], reader["direction"]) == ("write", "read")
 
 
-async def test_frames_arrive_in_order_then_end_of_stream(engine: Engine) -> None:
+async def test_frames_arrive_in_order_then_end_of_stream(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     refs = await create(engine, buffer_size=4)
     sent: list[str | bytes] = [bytes([n]) * 70000 for n in range(8)] + ["a text message", b"tail"]
     received: list[str | bytes] = []
@@ -57,7 +62,9 @@ async def test_frames_arrive_in_order_then_end_of_stream(engine: Engine) -> None
     assert received == sent
 
 
-async def test_second_reader_is_closed_at_once(engine: Engine) -> None:
+async def test_second_reader_is_closed_at_once(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     refs = await create(engine)
     async with open_ws(channel_url(engine, refs["reader"])):
         async with open_ws(channel_url(engine, refs["reader"])) as second:
@@ -65,7 +72,9 @@ async def test_second_reader_is_closed_at_once(engine: Engine) -> None:
                 await second.get_message()
 
 
-async def test_bad_key_or_direction_gets_404(engine: Engine) -> None:
+async def test_bad_key_or_direction_gets_404(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     refs = await create(engine)
     bad_key = dict(refs["reader"], access_key="00000000-0000-4000-8000-000000000000")
     for url in (channel_url(engine, bad_key), channel_url(engine, refs["reader"], "sideways")):
@@ -75,7 +84,9 @@ async def test_bad_key_or_direction_gets_404(engine: Engine) -> None:
     assert await upgrade_status(engine.port, good) == 101
 
 
-async def test_buffer_size_is_capped_and_type_checked(engine: Engine) -> None:
+async def test_buffer_size_is_capped_and_type_checked(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     await create(engine, buffer_size=100000)
     assert max(channel.buffer_size for channel in engine.channels.channels.values()) == 1024
     async with raw_worker(worker_url(engine)) as worker:
@@ -94,7 +105,9 @@ async def test_a_channel_never_connected_expires_after_five_minutes(
     assert channel_id not in engine.channels.channels
 
 
-async def test_a_channel_owned_by_a_connection_goes_with_it(engine: Engine) -> None:
+async def test_a_channel_owned_by_a_connection_goes_with_it(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     async with raw_worker(worker_url(engine)) as owner:
         channel = engine.channels.create(owner=owner.worker_id)
     await wait_until(

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 import trio
+import trio.testing
 
 from iii_trio.runtime.engine import Engine
 from iii_trio.runtime.wire import frames as ws_frames
@@ -59,7 +60,9 @@ class SlowReader:
                 self.messages += [orjson.loads(m) for m in self.parser.feed(data)]
 
 
-async def test_a_partly_written_frame_stays_ahead_of_later_frames(engine: Engine) -> None:
+async def test_a_partly_written_frame_stays_ahead_of_later_frames(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     async with raw_worker(worker_url(engine)) as callee:
         await callee.register("b::sized")
 
@@ -102,7 +105,9 @@ async def test_a_partly_written_frame_stays_ahead_of_later_frames(engine: Engine
     await reader.stream.aclose()
 
 
-async def test_a_queued_frame_is_never_overtaken_by_a_direct_write(engine: Engine) -> None:
+async def test_a_queued_frame_is_never_overtaken_by_a_direct_write(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     async with raw_worker(worker_url(engine)) as worker:
         conn = engine.connections[worker.worker_id]
         with trio.fail_after(5):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+import trio.testing
 from trio_websocket import ConnectionClosed
 
 from iii_trio.runtime.config.loading import EngineConfig
@@ -13,7 +14,9 @@ from tests.support.raw_worker import raw_worker
 from tests.support.ws import open_ws, upgrade_status
 
 
-async def test_reattach_retires_the_old_connection_and_its_calls(engine: Engine) -> None:
+async def test_reattach_retires_the_old_connection_and_its_calls(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     async with raw_worker(worker_url(engine)) as caller, raw_worker(worker_url(engine)) as old:
         await old.register("w::slow")
         await trio.testing.wait_all_tasks_blocked()
@@ -36,7 +39,9 @@ async def test_reattach_retires_the_old_connection_and_its_calls(engine: Engine)
             assert new.worker_id != old.worker_id  # reattach transfers nothing
 
 
-async def test_reattach_with_a_wrong_token_does_nothing(engine: Engine) -> None:
+async def test_reattach_with_a_wrong_token_does_nothing(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     async with raw_worker(worker_url(engine)) as old, raw_worker(worker_url(engine)) as new:
         await old.register("w::fn")
         for token in ("wrong", None):
@@ -51,7 +56,9 @@ async def test_reattach_with_a_wrong_token_does_nothing(engine: Engine) -> None:
         assert (await new.call("engine::functions::list", {}))["result"]["functions"]
 
 
-async def test_auth_token_required_when_configured(start_engine: StartEngine) -> None:
+async def test_auth_token_required_when_configured(
+    start_engine: StartEngine, autojump_clock: trio.testing.MockClock
+) -> None:
     engine = await start_engine(auth_token="s3cret")
     assert await upgrade_status(engine.port, "/") == 401
     assert await upgrade_status(engine.port, "/", {"Authorization": "Bearer wrong"}) == 401
@@ -65,12 +72,16 @@ async def test_auth_token_required_when_configured(start_engine: StartEngine) ->
     assert all(row["id"] == ok.worker_id for row in rows)
 
 
-async def test_unknown_paths_get_404(engine: Engine) -> None:
+async def test_unknown_paths_get_404(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     for path in ("/nope", "/ws/channels/unknown?key=x&dir=read"):
         assert await upgrade_status(engine.port, path) == 404
 
 
-async def test_telemetry_frames_are_accepted_and_hidden(engine: Engine) -> None:
+async def test_telemetry_frames_are_accepted_and_hidden(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     async with raw_worker(worker_url(engine)) as worker:
         await worker.register("w::fn")
         # N3 style: telemetry binary frames on a second "/" socket that registers nothing.
@@ -90,7 +101,9 @@ async def test_telemetry_frames_are_accepted_and_hidden(engine: Engine) -> None:
     assert [f["function_id"] for f in functions] == ["w::fn"]
 
 
-async def test_worker_rows_carry_metadata_and_functions(engine: Engine) -> None:
+async def test_worker_rows_carry_metadata_and_functions(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     metadata = {
         "runtime": "node",
         "version": "0.22.1",
@@ -142,7 +155,9 @@ async def test_worker_rows_carry_metadata_and_functions(engine: Engine) -> None:
     assert {"engine::workers::list", "engine::invocations::list", "node::echo"} <= internal_ids
 
 
-async def test_unregisterfunction_removes_only_its_own_entry(engine: Engine) -> None:
+async def test_unregisterfunction_removes_only_its_own_entry(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     async with raw_worker(worker_url(engine)) as a, raw_worker(worker_url(engine)) as b:
         await a.register("shared::fn")
         await b.register("shared::fn")
@@ -154,7 +169,9 @@ async def test_unregisterfunction_removes_only_its_own_entry(engine: Engine) -> 
         assert (await a.expect("invocationresult"))["result"] == "from b"
 
 
-async def test_actor_tree_shows_connections_come_and_go(engine: Engine) -> None:
+async def test_actor_tree_shows_connections_come_and_go(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     async with raw_worker(worker_url(engine)) as watcher:
         async with raw_worker(worker_url(engine)):
             rows = (await watcher.call("engine::actors::list", {}))["result"]["actors"]
@@ -172,7 +189,9 @@ async def test_actor_tree_shows_connections_come_and_go(engine: Engine) -> None:
     assert children == ["registry", "invocations", "channels", "modules", "worker-port"]
 
 
-async def test_engine_shutdown_closes_workers_with_1012() -> None:
+async def test_engine_shutdown_closes_workers_with_1012(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     async with trio.open_nursery() as engine_nursery:
         engine: Engine = await engine_nursery.start(
             Engine(EngineConfig(port=0, host="127.0.0.1")).run

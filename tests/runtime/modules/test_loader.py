@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from iii_trio.runtime import modules
 from iii_trio.runtime.calls.invocation import CallContext, LocalHandler
@@ -39,7 +40,7 @@ def entry(kind: str) -> ModuleEntry:
 
 
 async def test_a_module_registers_its_functions_while_it_runs(
-    start_engine: StartEngine, ping_kind: str
+    start_engine: StartEngine, ping_kind: str, autojump_clock: trio.testing.MockClock
 ) -> None:
     engine = await start_engine(modules=(entry(ping_kind),))
     assert modules.is_available(ping_kind)
@@ -49,7 +50,9 @@ async def test_a_module_registers_its_functions_while_it_runs(
     assert names == ["worker", ping_kind]
 
 
-async def test_a_stopped_module_takes_its_functions_along(ping_kind: str) -> None:
+async def test_a_stopped_module_takes_its_functions_along(
+    ping_kind: str, autojump_clock: trio.testing.MockClock
+) -> None:
     config = EngineConfig(port=0, host="127.0.0.1", modules=(entry(ping_kind),))
     async with trio.open_nursery() as nursery:
         engine: Engine = await nursery.start(Engine(config).run)
@@ -59,7 +62,9 @@ async def test_a_stopped_module_takes_its_functions_along(ping_kind: str) -> Non
     assert engine.modules == {}
 
 
-async def test_kinds_not_in_this_build_are_skipped(start_engine: StartEngine) -> None:
+async def test_kinds_not_in_this_build_are_skipped(
+    start_engine: StartEngine, autojump_clock: trio.testing.MockClock
+) -> None:
     assert not modules.is_available("no_such_kind")
     engine = await start_engine(modules=(entry("no_such_kind"), entry("telemetry")))
     assert set(engine.modules) == {"worker"}

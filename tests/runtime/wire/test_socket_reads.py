@@ -10,7 +10,9 @@ import trio.testing
 from iii_trio.runtime.wire.socket_io import SocketReader
 
 
-async def test_socket_reads_deliver_every_byte_then_end() -> None:
+async def test_socket_reads_deliver_every_byte_then_end(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     left, right = socket.socketpair()
     a = trio.SocketStream(trio.socket.from_stdlib_socket(left))
     b = trio.SocketStream(trio.socket.from_stdlib_socket(right))
@@ -32,7 +34,9 @@ async def test_socket_reads_deliver_every_byte_then_end() -> None:
     await a.aclose()
 
 
-async def test_a_stream_closed_while_waiting_reads_as_the_end() -> None:
+async def test_a_stream_closed_while_waiting_reads_as_the_end(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     left, right = socket.socketpair()
     a = trio.SocketStream(trio.socket.from_stdlib_socket(left))
     reader = SocketReader(a, 4)
@@ -43,7 +47,7 @@ async def test_a_stream_closed_while_waiting_reads_as_the_end() -> None:
     right.close()
 
 
-async def test_other_streams_read_the_usual_way() -> None:
+async def test_other_streams_read_the_usual_way(autojump_clock: trio.testing.MockClock) -> None:
     a, b = trio.testing.memory_stream_pair()
     reader = SocketReader(a, 64)
     await b.send_all(b"xyz")
