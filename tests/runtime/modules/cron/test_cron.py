@@ -177,7 +177,11 @@ async def test_bindings_sharing_a_trigger_id_fire_once_per_tick(
     ],
 )
 async def test_bad_configs_are_refused(
-    start_engine: StartEngine, config: Any, message: str, caplog: pytest.LogCaptureFixture
+    start_engine: StartEngine,
+    config: Any,
+    message: str,
+    caplog: pytest.LogCaptureFixture,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     caplog.set_level(logging.INFO, logger="iii_trio.triggers")
     engine = await start_engine(modules=(cron_entry(),))

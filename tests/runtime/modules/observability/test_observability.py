@@ -81,7 +81,9 @@ async def test_official_sdk_log_and_engine_log_are_both_listed(start_engine: Sta
     assert [r["body"] for r in warnings["logs"]] == ["from p25"]
 
 
-async def test_log_input_is_checked(start_engine: StartEngine) -> None:
+async def test_log_input_is_checked(
+    start_engine: StartEngine, autojump_clock: trio.testing.MockClock
+) -> None:
     engine = await start_engine(modules=(otel_entry(),))
     async with raw_worker(worker_url(engine)) as worker:
         frame = await worker.call("engine::log::error", {"data": {}})
@@ -94,6 +96,7 @@ async def test_log_input_is_checked(start_engine: StartEngine) -> None:
 
 async def test_http_request_worker_and_state_call_form_one_trace(
     start_engine: StartEngine,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     engine = await start_engine(modules=(http_entry(), state_entry(), otel_entry()))
     worker = III(worker_url(engine), worker_name="api")
@@ -130,7 +133,9 @@ async def test_http_request_worker_and_state_call_form_one_trace(
     assert {s["trace_id"] for s in (http_span, handler, state_call)} == {root["trace_id"]}
 
 
-async def test_a_traceparent_from_the_caller_parents_the_span(start_engine: StartEngine) -> None:
+async def test_a_traceparent_from_the_caller_parents_the_span(
+    start_engine: StartEngine, autojump_clock: trio.testing.MockClock
+) -> None:
     engine = await start_engine(modules=(otel_entry(),))
     trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
     async with raw_worker(worker_url(engine)) as caller, raw_worker(worker_url(engine)) as target:
@@ -160,7 +165,9 @@ async def test_a_traceparent_from_the_caller_parents_the_span(start_engine: Star
     assert (span["status"], span["status_message"]) == ("error", "boom: no")
 
 
-async def test_a_queue_job_is_a_span_over_its_delivery(start_engine: StartEngine) -> None:
+async def test_a_queue_job_is_a_span_over_its_delivery(
+    start_engine: StartEngine, autojump_clock: trio.testing.MockClock
+) -> None:
     engine = await start_engine(modules=(queue_entry(), otel_entry()))
     handled = trio.Event()
     worker = III(worker_url(engine), worker_name="consumer")
@@ -230,7 +237,9 @@ def otlp_frame(trace_id: str, span_id: str, name: str) -> bytes:
     return b"OTLP" + orjson.dumps(body)
 
 
-async def test_worker_telemetry_frames_are_ingested(start_engine: StartEngine) -> None:
+async def test_worker_telemetry_frames_are_ingested(
+    start_engine: StartEngine, autojump_clock: trio.testing.MockClock
+) -> None:
     engine = await start_engine(modules=(otel_entry(metrics_max_count=3),))
     trace_id = uuid.uuid4().hex
     otel_url = worker_url(engine, "/otel")
@@ -265,7 +274,9 @@ async def test_worker_telemetry_frames_are_ingested(start_engine: StartEngine) -
 # --- bounds --------------------------------------------------------------------------------
 
 
-async def test_rings_keep_the_newest_and_count_what_they_drop(start_engine: StartEngine) -> None:
+async def test_rings_keep_the_newest_and_count_what_they_drop(
+    start_engine: StartEngine, autojump_clock: trio.testing.MockClock
+) -> None:
     engine = await start_engine(modules=(otel_entry(logs_max_count=5, memory_max_spans=8),))
     for n in range(20):
         await call(engine, "engine::log::debug", {"message": f"m{n}"})
@@ -284,7 +295,9 @@ async def test_rings_keep_the_newest_and_count_what_they_drop(start_engine: Star
     assert (await call(engine, "engine::logs::list"))["total"] == 0
 
 
-async def test_traces_need_the_memory_exporter(start_engine: StartEngine) -> None:
+async def test_traces_need_the_memory_exporter(
+    start_engine: StartEngine, autojump_clock: trio.testing.MockClock
+) -> None:
     engine = await start_engine(modules=(otel_entry(exporter="otlp"),))
     async with raw_worker(worker_url(engine)) as worker:
         frame = await worker.call("engine::traces::list", {})
@@ -347,7 +360,9 @@ def parse_prometheus(text: str) -> dict[str, list[tuple[str, dict[str, str], flo
     return families
 
 
-async def test_metrics_endpoint_is_prometheus_text(start_engine: StartEngine) -> None:
+async def test_metrics_endpoint_is_prometheus_text(
+    start_engine: StartEngine, autojump_clock: trio.testing.MockClock
+) -> None:
     engine = await start_engine(modules=(http_entry(), queue_entry(), otel_entry()))
     async with raw_worker(worker_url(engine)) as worker:
         await worker.register("w::echo")
@@ -406,7 +421,7 @@ async def test_metrics_endpoint_is_prometheus_text(start_engine: StartEngine) ->
 
 
 async def test_otlp_export_posts_spans_and_logs(
-    start_engine: StartEngine, nursery: trio.Nursery
+    start_engine: StartEngine, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
     engine, received = await engine_exporting(start_engine, nursery, "/otlp")
     await call(engine, "engine::log::error", {"message": "exported"})

@@ -101,7 +101,11 @@ async def test_errors_in_the_window_fire_once_per_cooldown(
     ],
 )
 async def test_each_operator(
-    start_engine: StartEngine, operator: Any, threshold: float, firing: bool
+    start_engine: StartEngine,
+    operator: Any,
+    threshold: float,
+    firing: bool,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     rule = AlertRule(name="r", metric="iii.workers.active", threshold=threshold, operator=operator)
     engine = await alert_engine(start_engine, rule)
@@ -109,7 +113,9 @@ async def test_each_operator(
     assert (state(listed, "r")["value"], state(listed, "r")["firing"]) == (0.0, firing)
 
 
-async def test_disabled_rules_are_listed_but_not_evaluated(start_engine: StartEngine) -> None:
+async def test_disabled_rules_are_listed_but_not_evaluated(
+    start_engine: StartEngine, autojump_clock: trio.testing.MockClock
+) -> None:
     rules = (
         AlertRule(name="on", metric="iii.workers.active", threshold=0, operator=">="),
         AlertRule(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import trio.testing
+
 from iii_trio.sdk import III
 from tests.runtime.modules.observability.support import otel_entry
 from tests.support.engine import StartEngine, worker_url
@@ -30,7 +32,9 @@ async def call_with_baggage(url: str, function_id: str, data: Any, baggage: str)
     return frame.get("result")
 
 
-async def test_the_callers_baggage_is_read(start_engine: StartEngine) -> None:
+async def test_the_callers_baggage_is_read(
+    start_engine: StartEngine, autojump_clock: trio.testing.MockClock
+) -> None:
     engine = await start_engine(modules=(otel_entry(),))
     url = worker_url(engine)
     everything = await call_with_baggage(url, "engine::baggage::get_all", {}, HEADER)
@@ -56,6 +60,7 @@ async def test_the_callers_baggage_is_read(start_engine: StartEngine) -> None:
 
 async def test_a_handler_sees_the_baggage_of_the_invocation_it_serves(
     start_engine: StartEngine,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     engine = await start_engine(modules=(otel_entry(),))
     worker = III(worker_url(engine), worker_name="probe")

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import pytest
 import trio
+import trio.testing
 
 from tests.runtime.modules.observability.support import call, engine_exporting, otel_entry
 from tests.support.engine import StartEngine
@@ -28,7 +29,7 @@ def resources(received: list[tuple[str, Any]], path: str, key: str) -> list[dict
 
 
 async def test_version_and_namespace_are_on_the_exported_resource(
-    start_engine: StartEngine, nursery: trio.Nursery
+    start_engine: StartEngine, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
     engine, received = await engine_exporting(
         start_engine,
@@ -64,7 +65,7 @@ def console() -> Iterator[io.StringIO]:
 
 
 async def test_level_and_json_format_shape_the_engine_log(
-    start_engine: StartEngine, console: io.StringIO
+    start_engine: StartEngine, console: io.StringIO, autojump_clock: trio.testing.MockClock
 ) -> None:
     await start_engine(modules=(otel_entry(level="DEBUG", format="json"),))
     logging.getLogger("iii_trio.probe").debug("checking %s", "json")
@@ -76,7 +77,9 @@ async def test_level_and_json_format_shape_the_engine_log(
 
 
 async def test_an_unknown_level_is_reported_not_ignored(
-    start_engine: StartEngine, caplog: pytest.LogCaptureFixture
+    start_engine: StartEngine,
+    caplog: pytest.LogCaptureFixture,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     await start_engine(modules=(otel_entry(level="loud"),))
     assert any("level 'loud' is not one of" in r.getMessage() for r in caplog.records)

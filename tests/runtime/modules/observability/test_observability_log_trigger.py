@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import trio
+import trio.testing
 
 from iii_trio.runtime.calls.invocation import CallContext, EngineFunction
 from iii_trio.runtime.calls.registry import Binding
@@ -39,7 +40,9 @@ def trigger_stats(engine: Engine) -> dict[str, Any]:
     return stats
 
 
-async def test_handlers_receive_the_records_of_their_level(start_engine: StartEngine) -> None:
+async def test_handlers_receive_the_records_of_their_level(
+    start_engine: StartEngine, autojump_clock: trio.testing.MockClock
+) -> None:
     engine = await start_engine(modules=(otel_entry(),))
     worker = III(worker_url(engine), worker_name="watcher")
     seen: dict[str, list[dict[str, Any]]] = {"all": [], "warn": []}
@@ -77,7 +80,9 @@ async def test_handlers_receive_the_records_of_their_level(start_engine: StartEn
     assert trigger_stats(engine)["delivered"] == 3
 
 
-async def test_a_bad_level_is_refused(start_engine: StartEngine) -> None:
+async def test_a_bad_level_is_refused(
+    start_engine: StartEngine, autojump_clock: trio.testing.MockClock
+) -> None:
     engine = await start_engine(modules=(otel_entry(),))
     async with raw_worker(worker_url(engine)) as worker:
         for n, config in enumerate(({"level": "loud"}, {"level": 3}, "all")):
@@ -96,7 +101,9 @@ async def test_a_bad_level_is_refused(start_engine: StartEngine) -> None:
     assert trigger_stats(engine)["bindings"] == 0
 
 
-async def test_a_handler_that_logs_does_not_feed_itself(start_engine: StartEngine) -> None:
+async def test_a_handler_that_logs_does_not_feed_itself(
+    start_engine: StartEngine, autojump_clock: trio.testing.MockClock
+) -> None:
     engine = await start_engine(modules=(otel_entry(),))
     worker = III(worker_url(engine), worker_name="echoer")
     handled: list[str] = []
@@ -126,7 +133,9 @@ async def test_a_handler_that_logs_does_not_feed_itself(start_engine: StartEngin
     assert (stats["queued"], stats["waiting"], stats["dropped"]) == (1, 0, 0)
 
 
-async def test_delivery_is_bounded_and_counts_what_it_drops(start_engine: StartEngine) -> None:
+async def test_delivery_is_bounded_and_counts_what_it_drops(
+    start_engine: StartEngine, autojump_clock: trio.testing.MockClock
+) -> None:
     engine = await start_engine(modules=(otel_entry(logs_max_count=10),))
     release = trio.Event()
     calls = 0

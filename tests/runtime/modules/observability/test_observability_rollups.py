@@ -84,7 +84,9 @@ def mtrc(points: list[tuple[str, float, int]]) -> bytes:
     return b"MTRC" + orjson.dumps(body)
 
 
-async def test_worker_metrics_are_aggregated_and_bounded(start_engine: StartEngine) -> None:
+async def test_worker_metrics_are_aggregated_and_bounded(
+    start_engine: StartEngine, autojump_clock: trio.testing.MockClock
+) -> None:
     engine = await start_engine(modules=(otel_entry(),))
     minute = time.time_ns() // 60_000_000_000 * 60_000_000_000 - 120_000_000_000
     names = rollups.MAX_NAMES_PER_BUCKET + 5

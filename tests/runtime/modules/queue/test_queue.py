@@ -192,7 +192,11 @@ async def test_fifo_retries_in_place_and_keeps_the_order(
     ],
 )
 async def test_bad_requests(
-    start_engine: StartEngine, function_id: str, data: Any, code: str
+    start_engine: StartEngine,
+    function_id: str,
+    data: Any,
+    code: str,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     engine = await start_engine(modules=(queue_entry(),))
     with pytest.raises(InvocationError) as info:
@@ -200,14 +204,18 @@ async def test_bad_requests(
     assert info.value.code == code
 
 
-async def test_empty_topic_bindings_are_refused(start_engine: StartEngine) -> None:
+async def test_empty_topic_bindings_are_refused(
+    start_engine: StartEngine, autojump_clock: trio.testing.MockClock
+) -> None:
     engine = await start_engine(modules=(queue_entry(),))
     binding = Binding(None, "b", "queue", "a::fn", {"topic": ""})
     engine.triggers.bind(binding)
     assert binding.key not in engine.registry.bindings
 
 
-async def test_named_queues_through_the_invoke_action(start_engine: StartEngine) -> None:
+async def test_named_queues_through_the_invoke_action(
+    start_engine: StartEngine, autojump_clock: trio.testing.MockClock
+) -> None:
     engine = await start_engine(modules=(queue_entry(),))
     async with raw_worker(worker_url(engine)) as worker:
         await worker.register("pay::charge")

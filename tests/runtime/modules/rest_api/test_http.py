@@ -11,6 +11,7 @@ import httpx
 import orjson
 import pytest
 import trio
+import trio.testing
 
 from iii_trio.runtime.config.loading import CorsConfig, RestApiConfig, load_config
 from iii_trio.runtime.engine import Engine
@@ -28,7 +29,9 @@ async def engine(start_engine: StartEngine) -> Engine:
     return await start_engine(modules=(http_entry(default_timeout=3000),))
 
 
-async def test_request_to_input_mapping(engine: Engine) -> None:
+async def test_request_to_input_mapping(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     worker = III(worker_url(engine), worker_name="api")
 
     @worker.function(id="api::echo")
@@ -57,7 +60,9 @@ async def test_request_to_input_mapping(engine: Engine) -> None:
     assert request["trigger"] == {"type": "http", "path": "users/:id", "method": "POST"}
 
 
-async def test_slashes_static_precedence_and_raw_bodies(engine: Engine) -> None:
+async def test_slashes_static_precedence_and_raw_bodies(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     worker = III(worker_url(engine), worker_name="api")
     for suffix, result in (
         ("plain", {"body": "plain"}),
@@ -92,6 +97,7 @@ def who(name: str) -> Any:
 
 async def test_a_leading_slash_is_optional_items_and_slash_items_are_one_route(
     engine: Engine,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     bare = III(worker_url(engine), worker_name="bare")
     slashed = III(worker_url(engine), worker_name="slashed")
@@ -117,7 +123,9 @@ async def test_a_leading_slash_is_optional_items_and_slash_items_are_one_route(
             assert (await http.get("/items")).json() == slashed_answer  # `/items` alone too
 
 
-async def test_errors_share_one_envelope_with_cors(start_engine: StartEngine) -> None:
+async def test_errors_share_one_envelope_with_cors(
+    start_engine: StartEngine, autojump_clock: trio.testing.MockClock
+) -> None:
     cors = CorsConfig(allowed_origins=("https://app.example",), allowed_methods=("GET", "POST"))
     engine = await start_engine(
         modules=(http_entry(default_timeout=500, body_limit=100, cors=cors),)
@@ -192,6 +200,7 @@ async def test_errors_share_one_envelope_with_cors(start_engine: StartEngine) ->
 async def test_routes_follow_their_bindings(engine: Engine) -> None:
     first = III(worker_url(engine), worker_name="first")
     second = III(worker_url(engine), worker_name="second")
+    # Sync handlers run in a worker thread, which the autojump clock cannot see: real clock.
     first.register_function("first::hello", lambda data: {"body": "first"})
     second.register_function("second::hello", lambda data: {"body": "second"})
     first.register_trigger("http", "first::hello", {"api_path": "hello"})
@@ -212,6 +221,7 @@ async def test_routes_follow_their_bindings(engine: Engine) -> None:
 async def test_a_failing_condition_answers_500_with_its_error_code(engine: Engine) -> None:
     worker = III(worker_url(engine), worker_name="api")
     calls: list[Any] = []
+    # A sync handler runs in a worker thread, which the autojump clock cannot see: real clock.
     worker.register_function("api::guarded", lambda request: calls.append(request))
     worker.register_trigger(
         "http", "api::guarded", {"api_path": "guarded", "condition_function_id": "auth::check"}
@@ -242,7 +252,9 @@ async def test_a_failing_condition_answers_500_with_its_error_code(engine: Engin
     assert calls == []  # the handler did not run
 
 
-async def test_an_http_binding_without_api_path_is_refused(engine: Engine) -> None:
+async def test_an_http_binding_without_api_path_is_refused(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     async with raw_worker(worker_url(engine)) as owner:
         binding = {
             "type": "registertrigger",
@@ -264,7 +276,9 @@ async def test_an_http_binding_without_api_path_is_refused(engine: Engine) -> No
     assert module.trigger.routes.count == 0
 
 
-async def test_accepted_sockets_use_tcp_nodelay(engine: Engine) -> None:
+async def test_accepted_sockets_use_tcp_nodelay(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     module: Any = engine.modules["rest_api"]
     async with await trio.open_tcp_stream("127.0.0.1", module.port) as stream:
         await stream.send_all(b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -286,7 +300,9 @@ def counting(served: dict[str, int], name: str) -> Any:
     return hello
 
 
-async def test_two_replicas_serve_one_route(engine: Engine) -> None:
+async def test_two_replicas_serve_one_route(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     served: dict[str, int] = {"r1": 0, "r2": 0}
     replicas = []
     for name in served:
@@ -305,10 +321,12 @@ async def test_two_replicas_serve_one_route(engine: Engine) -> None:
     assert served["r2"] > 0
 
 
-async def test_a_slow_client_is_closed_at_the_header_deadline(engine: Engine) -> None:
+async def test_a_slow_client_is_closed_at_the_header_deadline(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     module: Any = engine.modules["rest_api"]
     worker = III(worker_url(engine), worker_name="api")
-    worker.register_function("api::fine", lambda data: {"body": "fine"})
+    worker.register_function("api::fine", answer({"body": "fine"}))
     worker.register_trigger("http", "api::fine", {"api_path": "fine"})
     from iii_trio.runtime.modules import rest_api
 
@@ -341,7 +359,7 @@ async def test_a_slow_client_is_closed_at_the_header_deadline(engine: Engine) ->
     ids=["no-host", "bad-header", "tls", "bad-length"],
 )
 async def test_a_malformed_request_gets_its_status_in_the_error_envelope(
-    engine: Engine, request_bytes: bytes, status: int
+    engine: Engine, request_bytes: bytes, status: int, autojump_clock: trio.testing.MockClock
 ) -> None:
     module: Any = engine.modules["rest_api"]
     async with await trio.open_tcp_stream("127.0.0.1", module.port) as stream:
@@ -356,7 +374,9 @@ async def test_a_malformed_request_gets_its_status_in_the_error_envelope(
     assert orjson.loads(body)["error"]["code"] == "bad_request"
 
 
-async def test_the_shipped_config_yaml_block_serves(start_engine: StartEngine) -> None:
+async def test_the_shipped_config_yaml_block_serves(
+    start_engine: StartEngine, autojump_clock: trio.testing.MockClock
+) -> None:
     [entry] = [e for e in load_config(REPO / "config.yaml").modules if e.kind == "rest_api"]
     assert isinstance(entry.config, RestApiConfig)
     assert entry.config.concurrency_request_limit == 2048

@@ -95,6 +95,7 @@ def wall_ms() -> int:
 
 async def test_admission_runs_n_queues_n_and_refuses_the_rest_with_cors(
     start_engine: StartEngine,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     cors = CorsConfig(allowed_origins=("https://app.example",))
     engine = await start_engine(modules=(http_entry(concurrency_request_limit=2, cors=cors),))
@@ -137,6 +138,7 @@ async def test_admission_runs_n_queues_n_and_refuses_the_rest_with_cors(
 
 async def test_waiting_and_running_requests_are_listed_with_their_deadlines(
     start_engine: StartEngine,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     engine = await start_engine(
         modules=(http_entry(concurrency_request_limit=1, default_timeout=30000),)
@@ -184,7 +186,9 @@ async def test_waiting_and_running_requests_are_listed_with_their_deadlines(
         assert all(row["id"] != queued["id"] for row in gone["invocations"])
 
 
-async def test_waiters_are_admitted_in_arrival_order(start_engine: StartEngine) -> None:
+async def test_waiters_are_admitted_in_arrival_order(
+    start_engine: StartEngine, autojump_clock: trio.testing.MockClock
+) -> None:
     engine = await start_engine(modules=(http_entry(concurrency_request_limit=3),))
     worker = III(worker_url(engine), worker_name="api")
     held = Held(worker)
@@ -237,7 +241,9 @@ async def test_the_wait_counts_against_default_timeout(
     assert held.entered == ["a", "b"]  # b ran once a's slot was free
 
 
-async def test_the_least_loaded_replica_gets_the_next_request(start_engine: StartEngine) -> None:
+async def test_the_least_loaded_replica_gets_the_next_request(
+    start_engine: StartEngine, autojump_clock: trio.testing.MockClock
+) -> None:
     engine = await start_engine(modules=(http_entry(),))
     replicas = [III(worker_url(engine), worker_name=name) for name in ("r1", "r2")]
     held = Held(replicas[0], "r1")

@@ -10,6 +10,7 @@ from typing import Any
 import attrs
 import pytest
 import trio
+import trio.testing
 
 from iii_trio.runtime.config.loading import CorsConfig, RestApiConfig, load_config
 from iii_trio.runtime.engine import Engine
@@ -72,7 +73,10 @@ async def test_an_engine_configured_in_the_newer_schema_serves(
     ids=["invalid-dropped", "extension", "all-invalid", "empty", "star"],
 )
 async def test_cors_allowed_methods_drop_invalid_names(
-    start_engine: StartEngine, allowed_methods: tuple[str, ...], expected: str | None
+    start_engine: StartEngine,
+    allowed_methods: tuple[str, ...],
+    expected: str | None,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     cors = CorsConfig(allowed_methods=allowed_methods)
     engine = await start_engine(modules=(http_entry(cors=cors),))

@@ -15,6 +15,7 @@ import httpx
 import orjson
 import pytest
 import trio
+import trio.testing
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from iii_trio.runtime.engine import Engine
@@ -55,7 +56,9 @@ async def upload_chunks(parts: list[bytes]) -> AsyncIterator[bytes]:
         yield part
 
 
-async def test_a_raw_body_streams_into_the_request_body_channel(engine: Engine) -> None:
+async def test_a_raw_body_streams_into_the_request_body_channel(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     worker = III(worker_url(engine), worker_name="api")
     seen: dict[str, Any] = {}
 
@@ -79,7 +82,9 @@ async def test_a_raw_body_streams_into_the_request_body_channel(engine: Engine) 
     assert seen["body"] is None  # a non-JSON body is not parsed into `body`
 
 
-async def test_a_json_body_leaves_the_request_body_channel_empty(engine: Engine) -> None:
+async def test_a_json_body_leaves_the_request_body_channel_empty(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     worker = III(worker_url(engine), worker_name="api")
 
     @worker.function(id="api::json")
@@ -94,7 +99,9 @@ async def test_a_json_body_leaves_the_request_body_channel_empty(engine: Engine)
     assert response.json() == {"parsed": {"a": 1}, "frames": 0}
 
 
-async def test_a_streamed_body_past_body_limit_gets_413(engine: Engine) -> None:
+async def test_a_streamed_body_past_body_limit_gets_413(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     worker = III(worker_url(engine), worker_name="api")
     read: list[int] = []
 
@@ -116,7 +123,9 @@ async def test_a_streamed_body_past_body_limit_gets_413(engine: Engine) -> None:
     assert all(total <= 300_000 for total in read)
 
 
-async def test_a_response_streams_from_the_response_channel(engine: Engine) -> None:
+async def test_a_response_streams_from_the_response_channel(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     worker = III(worker_url(engine), worker_name="api")
 
     @worker.function(id="api::stream")
@@ -144,7 +153,9 @@ async def test_a_response_streams_from_the_response_channel(engine: Engine) -> N
         assert answer.headers["access-control-allow-origin"] == "*"
 
 
-async def test_a_response_channel_closed_without_body_answers_its_head(engine: Engine) -> None:
+async def test_a_response_channel_closed_without_body_answers_its_head(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     worker = III(worker_url(engine), worker_name="api")
 
     @worker.function(id="api::empty")
@@ -162,7 +173,9 @@ async def test_a_response_channel_closed_without_body_answers_its_head(engine: E
     assert response.content == b""
 
 
-async def test_a_result_first_wins_over_a_late_response_channel(engine: Engine) -> None:
+async def test_a_result_first_wins_over_a_late_response_channel(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     worker = III(worker_url(engine), worker_name="api")
 
     @worker.function(id="api::both")
@@ -177,7 +190,9 @@ async def test_a_result_first_wins_over_a_late_response_channel(engine: Engine) 
     assert response.json() == {"from": "result"}
 
 
-async def test_a_result_wins_while_the_open_channel_has_sent_no_body(engine: Engine) -> None:
+async def test_a_result_wins_while_the_open_channel_has_sent_no_body(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     worker = III(worker_url(engine), worker_name="api")
     release = trio.Event()
 
@@ -206,7 +221,9 @@ async def test_a_result_wins_while_the_open_channel_has_sent_no_body(engine: Eng
     assert response.json() == {"from": "result"}
 
 
-async def test_a_stalled_stream_closes_the_connection(start_engine: StartEngine) -> None:
+async def test_a_stalled_stream_closes_the_connection(
+    start_engine: StartEngine, autojump_clock: trio.testing.MockClock
+) -> None:
     engine = await start_engine(modules=(http_entry(default_timeout=400),))
     worker = III(worker_url(engine), worker_name="api")
     stop = trio.Event()
@@ -249,7 +266,9 @@ async def test_official_node_sdk_http_helper_streams_both_ways(engine: Engine) -
     assert response.headers["content-type"] == "text/plain"
 
 
-async def test_shutdown_drains_requests_in_flight(engine: Engine) -> None:
+async def test_shutdown_drains_requests_in_flight(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     worker = III(worker_url(engine), worker_name="api")
     entered, release = trio.Event(), trio.Event()
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from iii_trio.runtime.engine import Engine
 from iii_trio.sdk import III, InvocationError
@@ -137,7 +138,7 @@ async def test_result_shapes_function_by_function(
     ],
 )
 async def test_bad_input_is_refused_and_changes_nothing(
-    iii: III, function_id: str, data: Any, detail: str
+    iii: III, function_id: str, data: Any, detail: str, autojump_clock: trio.testing.MockClock
 ) -> None:
     item = {"stream_name": "s", "group_id": "g", "item_id": "i"}
     await iii.trigger("stream::set", {**item, "data": {"n": 1}})
@@ -153,7 +154,9 @@ async def test_bad_input_is_refused_and_changes_nothing(
     }
 
 
-async def test_a_client_gets_the_sync_then_every_change_in_order(engine: Engine, iii: III) -> None:
+async def test_a_client_gets_the_sync_then_every_change_in_order(
+    engine: Engine, iii: III, autojump_clock: trio.testing.MockClock
+) -> None:
     def at(item: str) -> dict[str, Any]:
         return {"stream_name": "chat", "group_id": "room-1", "item_id": item}
 
@@ -209,7 +212,9 @@ async def test_a_client_gets_the_sync_then_every_change_in_order(engine: Engine,
     assert await upgrade_status(stream_port(engine), "/other") == 404
 
 
-async def test_join_bindings_auth_context_and_unauthorized(start_engine: StartEngine) -> None:
+async def test_join_bindings_auth_context_and_unauthorized(
+    start_engine: StartEngine, autojump_clock: trio.testing.MockClock
+) -> None:
     engine = await start_engine(modules=(stream_entry(auth_function="auth::check"),))
     auth_inputs: list[Any] = []
     joins: list[Any] = []
@@ -305,7 +310,9 @@ async def test_join_bindings_auth_context_and_unauthorized(start_engine: StartEn
     ]
 
 
-async def test_stream_triggers_with_filters_and_condition(engine: Engine, iii: III) -> None:
+async def test_stream_triggers_with_filters_and_condition(
+    engine: Engine, iii: III, autojump_clock: trio.testing.MockClock
+) -> None:
     seen: dict[str, list[Any]] = {"all": [], "group": [], "item": [], "cond": []}
     done = trio.Event()
     watcher = III(worker_url(engine), worker_name="watcher")
@@ -377,7 +384,7 @@ async def test_stream_triggers_with_filters_and_condition(engine: Engine, iii: I
 
 
 async def test_per_stream_overrides_are_called_and_events_still_fire(
-    engine: Engine, iii: III
+    engine: Engine, iii: III, autojump_clock: trio.testing.MockClock
 ) -> None:
     backing: dict[str, Any] = {}
     calls: list[tuple[str, Any]] = []
@@ -446,7 +453,9 @@ async def test_per_stream_overrides_are_called_and_events_still_fire(
     )
 
 
-async def test_a_client_that_stops_reading_is_dropped(start_engine: StartEngine) -> None:
+async def test_a_client_that_stops_reading_is_dropped(
+    start_engine: StartEngine, autojump_clock: trio.testing.MockClock
+) -> None:
     engine = await start_engine(modules=(stream_entry(channel_size=4),))
     port = stream_port(engine)
     async with III(worker_url(engine), worker_name="w").connect() as iii:
