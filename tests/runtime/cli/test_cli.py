@@ -19,6 +19,8 @@ from tests.support.ports import free_port
 from tests.support.raw_worker import raw_worker
 from tests.support.waiting import wait_until
 
+pytestmark = pytest.mark.slow  # runs `iii-trio serve` as a process
+
 SERVE = [sys.executable, "-m", "iii_trio.runtime", "serve"]
 
 

@@ -25,6 +25,8 @@ from tests.support.engine import StartEngine, worker_url
 from tests.support.fake_module import fake_module_kind
 from tests.support.waiting import wait_until
 
+pytestmark = pytest.mark.slow  # runs the CLI as a process
+
 CLI = str(Path(sys.executable).with_name("iii-trio"))
 DEADLINE_MS = 60_000
 

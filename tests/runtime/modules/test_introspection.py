@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 import trio
 
 from iii_trio.runtime.calls.invocation import CallContext, EngineFunction
@@ -23,6 +24,8 @@ from iii_trio.runtime.config.loading import (
 )
 from tests.support.engine import StartEngine, worker_url
 from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.slow  # runs `iii-trio modules` as a process
 
 CLI = str(Path(sys.executable).with_name("iii-trio"))
 

@@ -197,6 +197,7 @@ def test_encode_invoke_includes_trace_context_only_when_given() -> None:
     assert "baggage" not in traced
 
 
+@pytest.mark.slow  # a fresh interpreter in its own process
 def test_the_codec_does_no_io() -> None:
     import subprocess
     import sys

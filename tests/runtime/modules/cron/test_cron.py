@@ -192,6 +192,7 @@ async def test_bad_configs_are_refused(
     assert message in caplog.text  # the owner would get trigger_registration_failed with it
 
 
+@pytest.mark.slow  # starts redis-server
 async def test_two_engines_on_one_redis_fire_each_tick_once(
     start_engine: StartEngine, tmp_path: Path
 ) -> None:

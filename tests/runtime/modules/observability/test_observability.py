@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 import trio
 import trio.testing
 
@@ -55,6 +56,7 @@ def http_base(engine: Engine) -> str:
 # --- logs ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # an official SDK in its own process
 async def test_official_sdk_log_and_engine_log_are_both_listed(start_engine: StartEngine) -> None:
     engine = await start_engine(modules=(otel_entry(),))
     async with sdk_worker("P25", worker_url(engine), "p25", bare=True) as worker:
@@ -478,6 +480,7 @@ async def test_a_cron_run_is_a_span_over_its_delivery(
     assert [child["name"] for child in tree["children"]] == ["handle_invocation test::tick"]
 
 
+@pytest.mark.slow  # an official SDK in its own process
 async def test_official_sdk_spans_and_metrics_are_ingested(start_engine: StartEngine) -> None:
     engine = await start_engine(modules=(otel_entry(),))
     async with sdk_worker("P25", worker_url(engine), "p25") as worker:

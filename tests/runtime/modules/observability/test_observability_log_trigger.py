@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 
@@ -165,6 +166,7 @@ async def test_delivery_is_bounded_and_counts_what_it_drops(
     assert calls == total - extra
 
 
+@pytest.mark.slow  # an official SDK in its own process
 async def test_official_node_sdk_on_log_receives_records(start_engine: StartEngine) -> None:
     engine = await start_engine(modules=(otel_entry(),))
     async with sdk_worker("N3", worker_url(engine), "n3", bare=True) as worker:

@@ -68,7 +68,7 @@ async def wait_for_redis_subscribers(url: str, topic: str, count: int) -> None:
         await wait_until(subscribed, what=f"redis counts {count} subscriber(s) of {topic!r}")
 
 
-@pytest.fixture(params=["local", "redis"])
+@pytest.fixture(params=["local", pytest.param("redis", marks=pytest.mark.slow)])
 async def setup(
     request: pytest.FixtureRequest, start_engine: StartEngine, tmp_path: Path
 ) -> AsyncIterator[tuple[Engine, str | None]]:
@@ -125,6 +125,7 @@ async def test_bad_topics(setup: tuple[Engine, str | None]) -> None:
     assert module.trigger.topics == {}  # refused, not stored
 
 
+@pytest.mark.slow  # starts redis-server
 async def test_two_engines_on_one_redis_share_topics(
     start_engine: StartEngine, tmp_path: Path
 ) -> None:

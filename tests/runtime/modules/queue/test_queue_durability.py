@@ -16,6 +16,8 @@ from tests.conformance.conftest import start_served_engine, stop_served_engine
 from tests.support.redis_server import redis_server
 from tests.support.waiting import wait_until
 
+pytestmark = pytest.mark.slow  # a served engine, killed and restarted
+
 JOBS = 50
 ALWAYS_FAILING = {n for n in range(JOBS) if n % 10 == 0}
 

@@ -35,6 +35,8 @@ from tests.support.engine import StartEngine, worker_url
 from tests.support.redis_server import redis_server
 from tests.support.waiting import wait_until
 
+pytestmark = pytest.mark.slow  # starts redis-server
+
 DEADLINE = 15.0  # seconds for anything to happen; generous for a loaded machine
 
 

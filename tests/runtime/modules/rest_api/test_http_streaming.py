@@ -243,6 +243,7 @@ async def test_a_stalled_stream_closes_the_connection(
         stop.set()
 
 
+@pytest.mark.slow  # an official SDK in its own process
 async def test_official_node_sdk_http_helper_streams_both_ways(engine: Engine) -> None:
     async with sdk_worker("N22", worker_url(engine), "n22-http") as node:
         await node.register("n22::shout", "http_stream")

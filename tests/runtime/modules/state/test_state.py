@@ -24,7 +24,8 @@ from tests.support.engine import StartEngine, worker_url
 from tests.support.redis_server import redis_server
 from tests.support.waiting import wait_until
 
-ADAPTERS = ["in_memory", "file_based", "redis"]
+# "redis" starts redis-server: slow.
+ADAPTERS = ["in_memory", "file_based", pytest.param("redis", marks=pytest.mark.slow)]
 
 
 def state_entry(store_method: str, path: Path, redis_url: str = "") -> ModuleEntry:
@@ -249,6 +250,7 @@ async def test_a_bad_trigger_config_is_refused(engine: Engine) -> None:
     assert engine.modules["state"].trigger.bindings == []  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow  # an official SDK in its own process
 @pytest.mark.parametrize("label", ["P25", "N22"])
 async def test_result_shapes_through_an_official_sdk(
     start_engine: StartEngine, tmp_path: Path, label: str
@@ -280,6 +282,7 @@ async def test_result_shapes_through_an_official_sdk(
         assert bad["error"]["code"] == "deserialization_error"
 
 
+@pytest.mark.slow  # starts redis-server
 async def test_two_engines_on_one_redis_never_lose_an_increment(
     start_engine: StartEngine, tmp_path: Path
 ) -> None:
@@ -290,6 +293,7 @@ async def test_two_engines_on_one_redis_never_lose_an_increment(
         assert await increment_concurrently(engines, workers=32, times=50) == {"count": 1600}
 
 
+@pytest.mark.slow  # starts redis-server
 async def test_a_lost_redis_answers_error_codes_until_it_is_back(
     start_engine: StartEngine, tmp_path: Path
 ) -> None:

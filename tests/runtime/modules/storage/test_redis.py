@@ -21,6 +21,8 @@ from iii_trio.runtime.modules.storage.redis import (
 from tests.support.redis_server import redis_server
 from tests.support.waiting import wait_until
 
+pytestmark = pytest.mark.slow  # starts redis-server
+
 
 @pytest.fixture
 async def redis_url(tmp_path: Path) -> AsyncIterator[str]:

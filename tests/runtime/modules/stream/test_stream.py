@@ -38,7 +38,9 @@ async def iii(engine: Engine) -> AsyncIterator[III]:
         yield client
 
 
-@pytest.mark.parametrize("adapter", ["in_memory", "file_based", "redis"])
+@pytest.mark.parametrize(
+    "adapter", ["in_memory", "file_based", pytest.param("redis", marks=pytest.mark.slow)]
+)
 async def test_result_shapes_function_by_function(
     start_engine: StartEngine, tmp_path: Path, adapter: str
 ) -> None:
@@ -495,6 +497,7 @@ async def test_a_client_that_stops_reading_is_dropped(
             await stalled.aclose()
 
 
+@pytest.mark.slow  # an official SDK in its own process
 @pytest.mark.parametrize("label", ["P25", "N22"])
 async def test_result_shapes_through_an_official_sdk(
     start_engine: StartEngine, tmp_path: Path, label: str

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from iii_trio.sdk import III
 from tests.conformance.conftest import start_served_engine, stop_served_engine
+
+pytestmark = pytest.mark.slow  # a served engine, killed and restarted
 
 WRITES = 200
 

@@ -13,6 +13,8 @@ from tests.support.engine import StartEngine, worker_url
 from tests.support.redis_server import redis_server
 from tests.support.waiting import wait_until
 
+pytestmark = pytest.mark.slow  # starts redis-server
+
 
 async def test_two_engines_share_items_and_events(
     start_engine: StartEngine, tmp_path: Path
