@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from iii_trio.runtime.config.loading import (
     LocalPubSubConfig,
@@ -19,6 +20,7 @@ from iii_trio.runtime.config.loading import (
 from iii_trio.runtime.engine import Engine
 from iii_trio.runtime.modules.storage.redis import open_redis
 from iii_trio.sdk import III, InvocationError
+from tests.support.clocks import backend_clock
 from tests.support.engine import StartEngine, worker_url
 from tests.support.redis_server import redis_server
 from tests.support.waiting import wait_until
@@ -69,17 +71,30 @@ async def wait_for_redis_subscribers(url: str, topic: str, count: int) -> None:
 
 
 @pytest.fixture(params=["local", pytest.param("redis", marks=pytest.mark.slow)])
+def backend(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def clock(backend: str) -> trio.testing.MockClock | None:
+    return backend_clock(backend)
+
+
+@pytest.fixture
 async def setup(
-    request: pytest.FixtureRequest, start_engine: StartEngine, tmp_path: Path
+    backend: str, start_engine: StartEngine, tmp_path: Path
 ) -> AsyncIterator[tuple[Engine, str | None]]:
     async with contextlib.AsyncExitStack() as stack:
         url = None
-        if request.param == "redis":
+        if backend == "redis":
             url = await stack.enter_async_context(redis_server(tmp_path))
         yield await start_engine(modules=(pubsub_entry(url),)), url
 
 
-async def test_fan_out_and_unsubscribe(setup: tuple[Engine, str | None]) -> None:
+async def test_fan_out_and_unsubscribe(
+    setup: tuple[Engine, str | None], clock: trio.testing.MockClock | None
+) -> None:
     engine, url = setup
     subscribers = Subscribers()
     workers = [subscribers.add(engine, f"s{n}", "audit") for n in range(3)]
@@ -110,7 +125,9 @@ async def test_fan_out_and_unsubscribe(setup: tuple[Engine, str | None]) -> None
     assert subscribers.received["s1"] == [{"event": "login"}]
 
 
-async def test_bad_topics(setup: tuple[Engine, str | None]) -> None:
+async def test_bad_topics(
+    setup: tuple[Engine, str | None], clock: trio.testing.MockClock | None
+) -> None:
     engine, _ = setup
     async with III(worker_url(engine), worker_name="w").connect() as iii:
         with pytest.raises(InvocationError) as info:

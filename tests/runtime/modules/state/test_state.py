@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from iii_trio.runtime.config.loading import (
     KvStoreConfig,
@@ -20,6 +21,7 @@ from iii_trio.runtime.engine import Engine
 from iii_trio.runtime.modules import state as state_module
 from iii_trio.sdk import III, InvocationError
 from tests.conformance.harness import sdk_worker
+from tests.support.clocks import backend_clock
 from tests.support.engine import StartEngine, worker_url
 from tests.support.redis_server import redis_server
 from tests.support.waiting import wait_until
@@ -39,14 +41,23 @@ def state_entry(store_method: str, path: Path, redis_url: str = "") -> ModuleEnt
 
 
 @pytest.fixture(params=ADAPTERS)
-async def engine(
-    request: pytest.FixtureRequest, start_engine: StartEngine, tmp_path: Path
-) -> AsyncIterator[Engine]:
+def adapter(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def clock(adapter: str) -> trio.testing.MockClock | None:
+    return backend_clock(adapter)
+
+
+@pytest.fixture
+async def engine(adapter: str, start_engine: StartEngine, tmp_path: Path) -> AsyncIterator[Engine]:
     async with contextlib.AsyncExitStack() as stack:
         url = ""
-        if request.param == "redis":  # a real redis-server on a free port
+        if adapter == "redis":  # a real redis-server on a free port
             url = await stack.enter_async_context(redis_server(tmp_path))
-        yield await start_engine(modules=(state_entry(request.param, tmp_path / "s.db", url),))
+        yield await start_engine(modules=(state_entry(adapter, tmp_path / "s.db", url),))
 
 
 @pytest.fixture
@@ -55,7 +66,7 @@ async def iii(engine: Engine) -> AsyncIterator[III]:
         yield client
 
 
-async def test_set_get_delete_result_shapes(iii: III) -> None:
+async def test_set_get_delete_result_shapes(iii: III, clock: trio.testing.MockClock | None) -> None:
     first = await iii.trigger("state::set", {"scope": "orders", "key": "o1", "value": {"t": 5}})
     assert first == {"old_value": None, "new_value": {"t": 5}}
     second = await iii.trigger("state::set", {"scope": "orders", "key": "o1", "data": [1]})
@@ -67,7 +78,7 @@ async def test_set_get_delete_result_shapes(iii: III) -> None:
     assert await iii.trigger("state::get", {"scope": "orders", "key": "o1"}) is None
 
 
-async def test_list_and_list_groups(iii: III) -> None:
+async def test_list_and_list_groups(iii: III, clock: trio.testing.MockClock | None) -> None:
     for key, value in (("b", 2), ("a", 1), ("c", {"x": 3})):
         await iii.trigger("state::set", {"scope": "s1", "key": key, "value": value})
     await iii.trigger("state::set", {"scope": "s0", "key": "k", "value": None})
@@ -79,7 +90,9 @@ async def test_list_and_list_groups(iii: III) -> None:
     assert await iii.trigger("state::list_groups", {}) == {"groups": ["s1"]}  # emptied: gone
 
 
-async def test_update_applies_every_op_and_reports_both_values(iii: III) -> None:
+async def test_update_applies_every_op_and_reports_both_values(
+    iii: III, clock: trio.testing.MockClock | None
+) -> None:
     ops = [{"type": "set", "path": "n", "value": 1}, {"type": "increment", "path": "n", "by": 4}]
     created = await iii.trigger("state::update", {"scope": "c", "key": "k", "ops": ops})
     assert created == {"old_value": None, "new_value": {"n": 5}}
@@ -102,7 +115,7 @@ async def test_update_applies_every_op_and_reports_both_values(iii: III) -> None
     ],
 )
 async def test_bad_input_is_refused_and_changes_nothing(
-    iii: III, function_id: str, data: Any, detail: str
+    iii: III, function_id: str, data: Any, detail: str, clock: trio.testing.MockClock | None
 ) -> None:
     await iii.trigger("state::set", {"scope": "s", "key": "k", "value": {"n": 1}})
     with pytest.raises(InvocationError) as info:
@@ -114,7 +127,9 @@ async def test_bad_input_is_refused_and_changes_nothing(
     assert await iii.trigger("state::list_groups", {}) == {"groups": ["s"]}
 
 
-async def test_ops_that_need_an_object_leave_a_non_object_value_as_it_is(iii: III) -> None:
+async def test_ops_that_need_an_object_leave_a_non_object_value_as_it_is(
+    iii: III, clock: trio.testing.MockClock | None
+) -> None:
     await iii.trigger("state::set", {"scope": "s", "key": "n", "value": 5})
     ops = [
         {"type": "set", "path": "a", "value": 1},
@@ -145,12 +160,14 @@ async def increment_concurrently(engines: list[Engine], workers: int, times: int
         return await client.trigger("state::get", {"scope": "c", "key": "k"})
 
 
-async def test_concurrent_increments_from_64_workers_are_never_lost(engine: Engine) -> None:
+async def test_concurrent_increments_from_64_workers_are_never_lost(
+    engine: Engine, clock: trio.testing.MockClock | None
+) -> None:
     assert await increment_concurrently([engine], workers=64, times=100) == {"count": 6400}
 
 
 async def test_introspection_counts_scopes_and_keys(
-    engine: Engine, iii: III, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, iii: III, monkeypatch: pytest.MonkeyPatch, clock: trio.testing.MockClock | None
 ) -> None:
     """Memory counts at once; SQLite and Redis are recounted in the background after writes
     (within COUNTS_REFRESH_SECONDS, set to 0 here so the test waits only for the recount)."""
@@ -170,7 +187,9 @@ async def test_introspection_counts_scopes_and_keys(
     await wait_until(counted, what="one scope and two keys are counted")
 
 
-async def test_the_state_trigger_fires_after_each_write(engine: Engine, iii: III) -> None:
+async def test_the_state_trigger_fires_after_each_write(
+    engine: Engine, iii: III, clock: trio.testing.MockClock | None
+) -> None:
     events: list[dict[str, Any]] = []
     plain: list[dict[str, Any]] = []
     seen = trio.Event()
@@ -236,7 +255,9 @@ async def test_the_state_trigger_fires_after_each_write(engine: Engine, iii: III
     assert events == [{"big": "o1"}]  # the condition let only the 500 through
 
 
-async def test_a_bad_trigger_config_is_refused(engine: Engine) -> None:
+async def test_a_bad_trigger_config_is_refused(
+    engine: Engine, clock: trio.testing.MockClock | None
+) -> None:
     binding_ids: list[str] = []
     async with III(worker_url(engine), worker_name="w").connect() as client:
         handle = client.register_trigger("state", "w::fn", {"scope": 5})

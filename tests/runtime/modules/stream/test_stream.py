@@ -17,6 +17,7 @@ from iii_trio.runtime.engine import Engine
 from iii_trio.sdk import III, InvocationError
 from tests.conformance.harness import sdk_worker
 from tests.runtime.modules.stream.support import stream_client, stream_entry, stream_port
+from tests.support.clocks import backend_clock
 from tests.support.engine import StartEngine, worker_url
 from tests.support.redis_server import redis_server
 from tests.support.waiting import wait_until
@@ -25,6 +26,12 @@ from tests.support.ws import upgrade_status
 
 def module(engine: Engine) -> Any:
     return engine.modules["stream"]
+
+
+@pytest.fixture
+def clock(adapter: str) -> trio.testing.MockClock | None:
+    """For the tests parametrized over ``adapter``."""
+    return backend_clock(adapter)
 
 
 @pytest.fixture
@@ -42,7 +49,7 @@ async def iii(engine: Engine) -> AsyncIterator[III]:
     "adapter", ["in_memory", "file_based", pytest.param("redis", marks=pytest.mark.slow)]
 )
 async def test_result_shapes_function_by_function(
-    start_engine: StartEngine, tmp_path: Path, adapter: str
+    start_engine: StartEngine, tmp_path: Path, adapter: str, clock: trio.testing.MockClock | None
 ) -> None:
     async with contextlib.AsyncExitStack() as stack:
         url = ""
