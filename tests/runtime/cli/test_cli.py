@@ -159,7 +159,7 @@ async def test_sigterm_drains_a_live_call_before_stopping(tmp_path: Path) -> Non
         url = f"ws://127.0.0.1:{served.port}/"
         async with raw_worker(url) as target, raw_worker(url) as caller:
             await target.register("slow::fn")
-            await trio.sleep(0.1)
+            await trio.sleep(0.1)  # real time: the engine process applies the registration
             await caller.invoke("slow::fn", {}, "in-flight")
             invoke = await target.expect("invokefunction")
             served.process.send_signal(signal.SIGTERM)

@@ -202,7 +202,7 @@ async def test_two_engines_on_one_redis_fire_each_tick_once(
         recorders = [Recorder(engine, "test::record") for engine in engines]
         for engine in engines:
             bind(engine, "test::record", {"expression": "* * * * * *"}, binding_id="shared")
-        await trio.sleep(3.5)
+        await trio.sleep(3.5)  # real time: the engines share the tick lock in redis-server
         for engine in engines:
             engine.triggers.unbind(engine.registry.bindings[("", "shared")])
     fired = [tick for recorder in recorders for tick in recorder.scheduled()]

@@ -160,5 +160,5 @@ async def test_two_engines_on_one_redis_share_topics(
                 lambda: subscribers.received["a"] and subscribers.received["b"],
                 what="both engines' subscribers receive it",
             )
-            await trio.sleep(0.2)
+            await trio.sleep(0.2)  # real time (redis-server): a second delivery would be here
     assert subscribers.received == {"a": [{"n": 1}], "b": [{"n": 1}]}

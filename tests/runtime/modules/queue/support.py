@@ -83,7 +83,7 @@ class GroupHandler:
         self.running.append(group)
         self.peak = max(self.peak, len(self.running))
         try:
-            await trio.sleep(self.work)
+            await trio.sleep(self.work)  # the job's work (virtual time, or real with redis)
             left = self.fail.get((group, n), 0)
             if left:
                 self.fail[(group, n)] = left - 1

@@ -56,7 +56,7 @@ async def _crash_and_restart(tmp_path: Path, config: str) -> None:
 
     @worker.function(id="jobs::handle")
     async def handle(job: dict[str, Any]) -> None:
-        await trio.sleep(0.05)
+        await trio.sleep(0.05)  # real time: work while the engine process is killed
         if job["n"] in ALWAYS_FAILING:
             raise RuntimeError(f"job {job['n']} always fails")
         handled.add(job["n"])

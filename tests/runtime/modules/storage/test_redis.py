@@ -112,7 +112,7 @@ async def test_a_dead_server_fails_waiting_commands(tmp_path: Path) -> None:
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(blocked_command)
-            await trio.sleep(0.1)
+            await trio.sleep(0.1)  # real time: redis-server receives the blocked command
             async with open_redis(url) as other:
                 with pytest.raises(RedisConnectionError):
                     await other.execute("SHUTDOWN", "NOSAVE")
