@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import pytest
@@ -10,17 +10,19 @@ import trio
 
 from iii_trio.runtime.config.loading import EngineConfig
 from iii_trio.runtime.engine import Engine
+from iii_trio.runtime.modules.kind import ModuleKind
 
 StartEngine = Callable[..., Awaitable[Engine]]
 
 
 @pytest.fixture
 async def start_engine(nursery: trio.Nursery) -> StartEngine:
-    """``await start_engine(default_timeout=1000, ...)`` runs an engine for the test."""
+    """``await start_engine(default_timeout=1000, ...)`` runs an engine for the test
+    (``kinds=`` adds module kinds that exist only in the test)."""
 
-    async def start(**overrides: Any) -> Engine:
+    async def start(*, kinds: Mapping[str, ModuleKind] | None = None, **overrides: Any) -> Engine:
         config = EngineConfig(port=0, host="127.0.0.1", **overrides)
-        engine: Engine = await nursery.start(Engine(config).run)
+        engine: Engine = await nursery.start(Engine(config, kinds=kinds).run)
         return engine
 
     return start

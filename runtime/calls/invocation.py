@@ -33,7 +33,7 @@ from iii_trio.runtime.wire import protocol
 from iii_trio.runtime.wire.websocket import text_frame
 
 if TYPE_CHECKING:
-    from iii_trio.runtime.connections.connection import WorkerConnection
+    from iii_trio.runtime.calls.peer import Peer
 
 log = logging.getLogger("iii_trio.invocation")
 
@@ -49,7 +49,7 @@ class CallContext:
 
     invocation_id: str
     function_id: str
-    caller: WorkerConnection | None  # None for engine-originated calls
+    caller: Peer | None  # None for engine-originated calls
     caller_module: str | None = None
     metadata: Any = None
     baggage: str | None = None  # the call's W3C baggage header, as the caller sent it
@@ -86,10 +86,10 @@ class Invocation(Actor):
         data: Any,
         deadline: float,
         timeout_ms: int,
-        caller: WorkerConnection | None,
+        caller: Peer | None,
         caller_module: str | None = None,
         reply: bool,
-        target: WorkerConnection | None = None,
+        target: Peer | None = None,
         local: EngineFunction | None = None,
         traceparent: str | None = None,
         baggage: str | None = None,
@@ -257,7 +257,7 @@ class Invocation(Actor):
         else:
             self.settle(Outcome(result=result))
 
-    async def _run_remote(self, target: WorkerConnection) -> None:
+    async def _run_remote(self, target: Peer) -> None:
         try:
             if not self._holds_slot:
                 # D5: the slot wait counts against the deadline; state "queued" meanwhile.

@@ -23,9 +23,9 @@ from iii_trio.runtime.wire import protocol
 
 if TYPE_CHECKING:
     from iii_trio.actors.supervisor import Supervisor
+    from iii_trio.runtime.calls.peer import Peer
     from iii_trio.runtime.calls.registry import Registry
     from iii_trio.runtime.calls.tracing import Observer
-    from iii_trio.runtime.connections.connection import WorkerConnection
 
 log = logging.getLogger("iii_trio.router")
 
@@ -54,7 +54,7 @@ class Router:
         data: Any,
         *,
         invocation_id: str | None = None,
-        caller: WorkerConnection | None = None,
+        caller: Peer | None = None,
         caller_module: str | None = None,
         reply: bool,
         timeout_ms: int | None = None,

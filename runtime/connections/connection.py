@@ -34,10 +34,14 @@ from iii_trio.runtime.wire.websocket import (
 
 if TYPE_CHECKING:
     from iii_trio.runtime.calls.invocation import Invocation
-    from iii_trio.runtime.engine import Engine
+    from iii_trio.runtime.connections.dispatch import Dispatcher
 
 log = logging.getLogger("iii_trio.connection")
 
+# Bounded outbox of each worker connection (spec §4.7): at most this many frames and this
+# many bytes queued (a single larger frame is still accepted into an empty outbox).
+DEFAULT_OUTBOX_CAPACITY = 1024
+DEFAULT_OUTBOX_BYTES = 8 * 1024 * 1024
 # Largest write the writer assembles from queued frames before sending.
 _WRITE_BATCH_BYTES = 256 * 1024
 # How long a closing connection may take to flush its close frame.
@@ -49,18 +53,19 @@ class WorkerConnection(Actor):
 
     def __init__(
         self,
-        engine: Engine,
+        dispatcher: Dispatcher,
         ws: ServerWebSocket,
         peer: str,
         *,
         peer_port: int = 0,
-        outbox_capacity: int,
-        outbox_bytes: int,
+        max_in_flight: int,
+        outbox_capacity: int = DEFAULT_OUTBOX_CAPACITY,
+        outbox_bytes: int = DEFAULT_OUTBOX_BYTES,
     ) -> None:
         # The port tells connections from one host apart in the actor tree.
         name = f"worker {peer}:{peer_port}" if peer_port else f"worker {peer}"
         super().__init__(name, mailbox_capacity=outbox_capacity)
-        self.engine = engine
+        self.dispatcher = dispatcher
         self.ws = ws
         self.peer = peer
         self.worker_id = str(uuid.uuid4())
@@ -74,7 +79,7 @@ class WorkerConnection(Actor):
         self.outbox_bytes = outbox_bytes
         self.queued_bytes = 0
         self._room = trio.Event()  # set (and replaced) when the writer takes frames
-        self.slots = trio.Semaphore(engine.config.max_in_flight_per_worker)
+        self.slots = trio.Semaphore(max_in_flight)
         # Invocations routed to this worker: all of them (queued + running) and the running
         # ones by id, where its results are matched.
         self.assigned: set[Invocation] = set()
@@ -161,9 +166,9 @@ class WorkerConnection(Actor):
 
     async def run(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
         self.ws.on_control_frame(self._queue_control)
-        self.engine.connections[self.worker_id] = self
+        self.dispatcher.connected(self)
         await self.send(protocol.WorkerRegistered(self.worker_id, self.reattach_token))
-        self.engine.worker_event("worker_connected", self.worker_id)
+        self.dispatcher.worker_event("worker_connected", self.worker_id)
         task_status.started()
         try:
             async with trio.open_nursery() as nursery:
@@ -175,11 +180,11 @@ class WorkerConnection(Actor):
             with trio.CancelScope(shield=True):
                 self.outbox.close()
                 self._room.set()  # waiting senders retry and meet MailboxClosed
-                self.engine.disconnected(self)
+                self.dispatcher.disconnected(self)
                 await self._close_socket()
 
     async def _read_loop(self) -> None:
-        handle = self.engine.handle_frame
+        handle = self.dispatcher.handle_frame
         while True:
             try:
                 frame = await self.ws.receive()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from iii_trio.runtime.config.loading import ModuleEntry, OtelConfig
+from iii_trio.runtime.config.loading import ModuleEntry
 from iii_trio.runtime.engine import Engine
+from iii_trio.runtime.modules.observability.config import OtelConfig
 
 
 def otel_entry(**config: Any) -> ModuleEntry:

@@ -14,8 +14,9 @@ import orjson
 import pytest
 import trio
 
-from iii_trio.runtime.config.loading import CorsConfig, ModuleEntry, RestApiConfig, load_config
-from iii_trio.runtime.engine import Engine
+from iii_trio.runtime.config.loading import ModuleEntry
+from iii_trio.runtime.engine import Engine, load_config
+from iii_trio.runtime.modules.rest_api.config import CorsConfig, RestApiConfig
 from iii_trio.sdk import III
 from tests.conftest import StartEngine, worker_url
 from tests.support.raw_worker import raw_worker
@@ -342,7 +343,7 @@ async def test_a_slow_client_is_closed_at_the_header_deadline(engine: Engine) ->
     worker = III(worker_url(engine), worker_name="api")
     worker.register_function("api::fine", lambda data: {"body": "fine"})
     worker.register_trigger("http", "api::fine", {"api_path": "fine"})
-    from iii_trio.runtime.modules import rest_api
+    from iii_trio.runtime.modules.rest_api import module as rest_api
 
     deadline = rest_api.HEADER_DEADLINE_SECONDS
     rest_api.HEADER_DEADLINE_SECONDS = 0.5  # the test's own deadline, instead of 10 s

@@ -11,8 +11,8 @@ import attrs
 import pytest
 import trio
 
-from iii_trio.runtime.config.loading import CorsConfig, RestApiConfig, load_config
-from iii_trio.runtime.engine import Engine
+from iii_trio.runtime.engine import Engine, load_config
+from iii_trio.runtime.modules.rest_api.config import CorsConfig, RestApiConfig
 from iii_trio.sdk import III
 from tests.conftest import StartEngine, worker_url
 from tests.modules.test_http import answer, client, http_entry, routed

@@ -13,12 +13,8 @@ import trio.testing
 from iii_trio.runtime.calls.errors import InvocationError
 from iii_trio.runtime.calls.invocation import CallContext, EngineFunction
 from iii_trio.runtime.calls.registry import Binding
-from iii_trio.runtime.config.loading import (
-    BuiltinQueueConfig,
-    ModuleEntry,
-    NamedQueueConfig,
-    QueueConfig,
-)
+from iii_trio.runtime.config.loading import ModuleEntry
+from iii_trio.runtime.modules.queue.config import BuiltinQueueConfig, NamedQueueConfig, QueueConfig
 from tests.conftest import StartEngine, worker_url
 from tests.modules.queue_support import GroupHandler, Handler, call, enqueue_lanes, subscribe
 from tests.support.raw_worker import raw_worker

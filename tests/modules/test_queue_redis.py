@@ -13,14 +13,9 @@ import trio
 
 from iii_trio.runtime.calls.errors import InvocationError
 from iii_trio.runtime.calls.invocation import EngineFunction
-from iii_trio.runtime.config.loading import (
-    EngineConfig,
-    ModuleEntry,
-    NamedQueueConfig,
-    QueueConfig,
-    RedisQueueConfig,
-)
+from iii_trio.runtime.config.loading import EngineConfig, ModuleEntry
 from iii_trio.runtime.engine import Engine
+from iii_trio.runtime.modules.queue.config import NamedQueueConfig, QueueConfig, RedisQueueConfig
 from iii_trio.runtime.modules.storage.redis import open_redis
 from iii_trio.sdk import III
 from iii_trio.sdk.errors import InvocationError as SdkInvocationError

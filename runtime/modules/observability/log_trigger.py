@@ -32,7 +32,7 @@ from iii_trio.runtime.calls.tracing import current_span
 
 if TYPE_CHECKING:
     from iii_trio.runtime.calls.registry import Binding
-    from iii_trio.runtime.engine import Engine
+    from iii_trio.runtime.modules.context import ModuleContext
 
 log = logging.getLogger("iii_trio.otel")
 
@@ -62,8 +62,8 @@ class LogTrigger:
     id = "log"
     description = "Receives each stored log record of the chosen level"
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, ctx: ModuleContext) -> None:
+        self.ctx = ctx
         self.bindings: dict[Binding, str] = {}  # binding -> level
         self._in, self._out = trio.open_memory_channel[dict[str, Any]](QUEUE_CAPACITY)
         self._delivery_traces: OrderedDict[str, None] = OrderedDict()
@@ -124,11 +124,8 @@ class LogTrigger:
         slots: trio.CapacityLimiter,
         token: object,
     ) -> None:
-        router = self.engine.router
         try:
-            invocation = router.start(
-                binding.function_id, record, caller_module=CALLER, reply=False
-            )
+            invocation = self.ctx.start(binding.function_id, record, caller=CALLER)
             if invocation is None:
                 self.failed += 1
                 log.info("log trigger %s: function %s not found", binding.id, binding.function_id)
@@ -136,7 +133,7 @@ class LogTrigger:
             if invocation.span is not None:
                 self._remember(invocation.span.trace_id)
             try:
-                await router.result(invocation)
+                await self.ctx.result(invocation)
             except InvocationError as exc:
                 self.failed += 1
                 log.info("log trigger %s -> %s failed: %s", binding.id, binding.function_id, exc)

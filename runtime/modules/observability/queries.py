@@ -238,6 +238,7 @@ class Queries:
             isinstance(interval, bool) or not isinstance(interval, int) or interval <= 0
         ):
             raise deserialization_error(fid, "`aggregate_interval` must be a positive integer (s)")
+        gauges = self.observer.ctx.engine_gauges()
         result: dict[str, Any] = {
             "engine_metrics": {
                 "invocations": {
@@ -245,7 +246,7 @@ class Queries:
                     "success": metrics.success,
                     "error": metrics.error,
                     "deferred": metrics.deferred,
-                    "in_flight": len(self.observer.engine.router.live),
+                    "in_flight": gauges.invocations_in_flight,
                     "by_function": {
                         function_id: stats.row()
                         for function_id, stats in metrics.by_function.items()
@@ -254,7 +255,7 @@ class Queries:
                 "workers": {
                     "spawns": metrics.spawns,
                     "deaths": metrics.deaths,
-                    "active": len(self.observer.engine.connections),
+                    "active": gauges.workers_connected,
                 },
                 "performance": {
                     "avg_duration_ms": overall["avg_duration_ms"],

@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from iii_trio.runtime.calls.errors import InvocationError
-from iii_trio.runtime.config.modules import BuiltinQueueConfig, QueueConfig
+from iii_trio.runtime.modules.queue.config import BuiltinQueueConfig, QueueConfig
 from iii_trio.runtime.modules.queue.jobs import Job, JobStore
 from iii_trio.runtime.modules.queue.module import QueueModule
 from iii_trio.runtime.modules.queue.streams import Stream
 
 if TYPE_CHECKING:
     from iii_trio.runtime.calls.registry import Binding
-    from iii_trio.runtime.engine import Engine
+    from iii_trio.runtime.modules.context import ModuleContext
 
 # Jobs waiting or in flight across all streams, and messages held per topic without a
 # subscriber: beyond these an enqueue is refused with `queue_full` rather than growing.
@@ -31,8 +31,8 @@ MAX_BACKLOG_PER_TOPIC = 10_000
 class BuiltinQueue(QueueModule):
     adapter_name = "builtin"
 
-    def __init__(self, engine: Engine, name: str, config: QueueConfig) -> None:
-        super().__init__(engine, name, config)
+    def __init__(self, ctx: ModuleContext, config: QueueConfig) -> None:
+        super().__init__(ctx, config)
         assert isinstance(config.adapter, BuiltinQueueConfig)
         self.builtin = config.adapter
         self.backlog: dict[str, list[tuple[str, Any]]] = {}

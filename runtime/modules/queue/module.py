@@ -12,23 +12,24 @@ import itertools
 import logging
 import time
 import uuid
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from iii_trio.runtime.calls import tracing
 from iii_trio.runtime.calls.errors import InvocationError, TriggerConfigError, deserialization_error
 from iii_trio.runtime.calls.invocation import CallContext, LocalHandler
-from iii_trio.runtime.config.modules import NamedQueueConfig, QueueConfig, QueueDeliveryConfig
 from iii_trio.runtime.modules.base import EngineModule, required_topic
+from iii_trio.runtime.modules.context import GaugeFamily
+from iii_trio.runtime.modules.queue.config import NamedQueueConfig, QueueConfig, QueueDeliveryConfig
 from iii_trio.runtime.modules.queue.jobs import Job
 from iii_trio.runtime.modules.queue.streams import Stream
-from iii_trio.runtime.wire import protocol
 
 if TYPE_CHECKING:
     from iii_trio.runtime.calls.registry import Binding, EngineTriggerType
-    from iii_trio.runtime.connections.connection import WorkerConnection
-    from iii_trio.runtime.engine import Engine
+    from iii_trio.runtime.connections.dispatch import InvokeAction
+    from iii_trio.runtime.modules.context import ModuleContext
+    from iii_trio.runtime.wire import protocol
 
 log = logging.getLogger("iii_trio.queue")
 
@@ -79,8 +80,8 @@ class QueueTrigger:
 class QueueModule(EngineModule):
     adapter_name = ""
 
-    def __init__(self, engine: Engine, name: str, config: QueueConfig) -> None:
-        super().__init__(engine, name)
+    def __init__(self, ctx: ModuleContext, config: QueueConfig) -> None:
+        super().__init__(ctx)
         assert isinstance(config.adapter, QueueDeliveryConfig)
         self.adapter = config.adapter
         self.named: dict[str, NamedQueueConfig] = dict(config.queue_configs)
@@ -101,6 +102,32 @@ class QueueModule(EngineModule):
 
     def trigger_types(self) -> list[EngineTriggerType]:
         return [self.trigger]
+
+    def invoke_actions(self) -> Mapping[str, InvokeAction]:
+        return {"enqueue": self.enqueue_action}
+
+    def gauges(self) -> list[GaugeFamily]:
+        """Rendered on ``/metrics`` by the observability module."""
+
+        def waiting() -> Iterator[tuple[Mapping[str, str], float]]:
+            for (queue, function_id), stream in self.streams.items():
+                yield {"queue": queue, "function_id": function_id}, stream.waiting
+
+        def in_flight() -> Iterator[tuple[Mapping[str, str], float]]:
+            for (queue, function_id), stream in self.streams.items():
+                yield {"queue": queue, "function_id": function_id}, stream.in_flight
+
+        def dead_letters() -> Iterator[tuple[Mapping[str, str], float]]:
+            for queue, size in self.introspect().get("dlq", {}).items():
+                yield {"queue": queue}, size
+
+        return [
+            GaugeFamily("iii_queue_depth", "Jobs waiting per queue and function", waiting),
+            GaugeFamily(
+                "iii_queue_in_flight", "Jobs being delivered per queue and function", in_flight
+            ),
+            GaugeFamily("iii_queue_dlq_size", "Dead-lettered jobs per queue", dead_letters),
+        ]
 
     def introspect(self) -> dict[str, Any]:
         return {
@@ -140,7 +167,7 @@ class QueueModule(EngineModule):
         return (ms or self.adapter.poll_interval_ms) / 1000
 
     def lease_ms(self) -> int:
-        return self.adapter.visibility_timeout_ms or self.engine.router.default_timeout_ms
+        return self.adapter.visibility_timeout_ms or self.ctx.default_timeout_ms
 
     def _make_stream(self, queue: str, function_id: str, concurrency: int, fifo: bool) -> Stream:
         return Stream(queue, function_id, concurrency=concurrency, fifo=fifo)
@@ -225,7 +252,7 @@ class QueueModule(EngineModule):
 
     async def _attempt(self, stream: Stream, job: Job) -> str | None:
         """One delivery; None when it succeeded (or its condition said no)."""
-        if self.engine.observer is None:
+        if self.ctx.observer is None:
             return await self._attempt_once(job)
         attributes = {
             "messaging.system": "iii",
@@ -234,9 +261,7 @@ class QueueModule(EngineModule):
             "iii.function_id": job.function_id,
             "iii.queue.attempt": job.attempts_made + 1,
         }
-        with tracing.span(
-            self.engine, f"queue {job.queue}", kind="consumer", attributes=attributes
-        ) as span:
+        with self.ctx.span(f"queue {job.queue}", kind="consumer", attributes=attributes) as span:
             error = await self._attempt_once(job)
             if span is not None and error is not None:
                 span.fail(error)
@@ -256,12 +281,8 @@ class QueueModule(EngineModule):
     async def _invoke(self, function_id: str, data: Any) -> Any:
         # A delivery cut off (its consumer stopped) abandons its invocation, so the job it
         # hands back is not still running here when it is delivered again.
-        return await self.engine.router.call(
-            function_id,
-            data,
-            caller_module="queue",
-            timeout_ms=self.lease_ms(),
-            abandon_on_cancel=True,
+        return await self.ctx.call(
+            function_id, data, timeout_ms=self.lease_ms(), abandon_on_cancel=True
         )
 
     async def _failed(self, stream: Stream, job: Job, error: str) -> float | None:
@@ -359,21 +380,11 @@ class QueueModule(EngineModule):
             raise InvocationError("enqueue_error", exc.message) from None
         return job.message_id
 
-    async def enqueue_action(self, conn: WorkerConnection, msg: protocol.InvokeFunction) -> None:
-        """The invoke action ``{type: "enqueue", queue}`` (spec §6.1): ``{messageReceiptId}``."""
-        assert msg.action is not None
-        result: Any = None
-        error: protocol.ErrorBody | None = None
-        try:
-            receipt = await self.enqueue_named(msg.action.queue or "", msg.function_id, msg.data)
-        except InvocationError as exc:
-            error = exc.body
-        else:
-            result = {"messageReceiptId": receipt}
-        if msg.invocation_id is not None:
-            await self.engine.dispatcher.reply(
-                conn, msg.invocation_id, msg.function_id, result=result, error=error
-            )
+    async def enqueue_action(self, function_id: str, data: Any, action: protocol.Action) -> Any:
+        """The invoke action ``{type: "enqueue", queue}`` (spec §6.1): ``{messageReceiptId}``,
+        or ``enqueue_error``."""
+        receipt = await self.enqueue_named(action.queue or "", function_id, data)
+        return {"messageReceiptId": receipt}
 
     # --- dead letters ------------------------------------------------------------------------
 

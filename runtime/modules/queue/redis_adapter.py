@@ -50,8 +50,8 @@ import orjson
 import trio
 
 from iii_trio.runtime.calls.errors import InvocationError
-from iii_trio.runtime.config.modules import QueueConfig, RedisQueueConfig
 from iii_trio.runtime.modules.queue import redis_layout as layout
+from iii_trio.runtime.modules.queue.config import QueueConfig, RedisQueueConfig
 from iii_trio.runtime.modules.queue.jobs import Job
 from iii_trio.runtime.modules.queue.module import QueueModule, log, now_ms
 from iii_trio.runtime.modules.queue.redis_layout import (
@@ -75,7 +75,7 @@ from iii_trio.runtime.modules.storage.redis import (
 
 if TYPE_CHECKING:
     from iii_trio.runtime.calls.registry import Binding
-    from iii_trio.runtime.engine import Engine
+    from iii_trio.runtime.modules.context import ModuleContext
 
 MAX_JOBS_PER_STREAM = 100_000
 MAX_BACKLOG_PER_TOPIC = 10_000
@@ -93,11 +93,11 @@ GONE_CONSUMER_IDLE_MS = 3_600_000
 class RedisQueue(QueueModule):
     adapter_name = "redis"
 
-    def __init__(self, engine: Engine, name: str, config: QueueConfig) -> None:
-        super().__init__(engine, name, config)
+    def __init__(self, ctx: ModuleContext, config: QueueConfig) -> None:
+        super().__init__(ctx, config)
         assert isinstance(config.adapter, RedisQueueConfig)
         self.redis = ReconnectingRedis(
-            config.adapter.redis_url, name=name, on_reconnect=self._reconnected
+            config.adapter.redis_url, name=self.name, on_reconnect=self._reconnected
         )
         # One consumer name per engine process: no spaces (subscription members split on one).
         host = socket.gethostname().replace(" ", "_")
@@ -204,8 +204,7 @@ class RedisQueue(QueueModule):
     # --- named queues: consumed where their function lives -----------------------------------
 
     def _is_local(self, function_id: str) -> bool:
-        registry = self.engine.registry
-        return function_id in registry.functions or function_id in registry.engine_functions
+        return self.ctx.has_function(function_id)
 
     async def _watch_named_queues(self) -> None:
         queues = sorted(self.named)

@@ -25,30 +25,30 @@ from typing import TYPE_CHECKING, Any
 import trio
 from croniter import croniter
 
-from iii_trio.runtime.calls import tracing
 from iii_trio.runtime.calls.errors import TriggerConfigError
-from iii_trio.runtime.config.modules import CronConfig, KvCronConfig, RedisAdapterConfig
 from iii_trio.runtime.modules.base import EngineModule
+from iii_trio.runtime.modules.cron.config import CronConfig, KvCronConfig
+from iii_trio.runtime.modules.storage.config import RedisAdapterConfig
 from iii_trio.runtime.modules.storage.redis import ReconnectingRedis, RedisError, open_reconnecting
 
 if TYPE_CHECKING:
     from iii_trio.runtime.calls.registry import Binding, EngineTriggerType
     from iii_trio.runtime.config.loading import ModuleEntry
-    from iii_trio.runtime.engine import Engine
+    from iii_trio.runtime.modules.context import ModuleContext
 
 log = logging.getLogger("iii_trio.cron")
 
 REDIS_LOCK_TTL_MS = 30_000
 
 
-def create(engine: Engine, entry: ModuleEntry) -> CronModule:
+def create(ctx: ModuleContext, entry: ModuleEntry) -> CronModule:
     assert isinstance(entry.config, CronConfig)
     adapter = entry.config.adapter
     if isinstance(adapter, RedisAdapterConfig):
-        return CronModule(engine, entry.kind, redis_url=adapter.redis_url)
+        return CronModule(ctx, redis_url=adapter.redis_url)
     # KvCronAdapter: the in-process lock needs no TTL (its lock_ttl_ms has no effect here).
     assert isinstance(adapter, KvCronConfig)
-    return CronModule(engine, entry.kind)
+    return CronModule(ctx)
 
 
 def schedule(expression: str) -> Callable[[float], float]:
@@ -105,8 +105,8 @@ class CronTrigger:
 
 
 class CronModule(EngineModule):
-    def __init__(self, engine: Engine, name: str, *, redis_url: str | None = None) -> None:
-        super().__init__(engine, name)
+    def __init__(self, ctx: ModuleContext, *, redis_url: str | None = None) -> None:
+        super().__init__(ctx)
         self.redis_url = redis_url
         self.trigger = CronTrigger(self)
         # Wall-clock seconds; tests tie it to trio's (autojump) clock.
@@ -180,9 +180,9 @@ class CronModule(EngineModule):
             "scheduled_time": iso(scheduled, millis=False),
             "actual_time": iso(self.clock(), millis=True),
         }
-        if self.engine.observer is None:
+        if self.ctx.observer is None:
             await self.fire_binding(binding, payload)
             return
         attributes = {"iii.cron.job_id": binding.id, "iii.function_id": binding.function_id}
-        with tracing.span(self.engine, f"cron {binding.id}", attributes=attributes):
+        with self.ctx.span(f"cron {binding.id}", attributes=attributes):
             await self.fire_binding(binding, payload)

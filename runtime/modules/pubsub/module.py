@@ -18,8 +18,9 @@ import trio
 
 from iii_trio.runtime.calls.errors import TriggerConfigError
 from iii_trio.runtime.calls.invocation import CallContext, LocalHandler
-from iii_trio.runtime.config.modules import PubSubConfig, RedisAdapterConfig
 from iii_trio.runtime.modules.base import EngineModule, required_topic
+from iii_trio.runtime.modules.pubsub.config import PubSubConfig
+from iii_trio.runtime.modules.storage.config import RedisAdapterConfig
 from iii_trio.runtime.modules.storage.redis import (
     ReconnectingRedis,
     RedisConnectionError,
@@ -31,7 +32,7 @@ from iii_trio.runtime.modules.storage.redis import (
 if TYPE_CHECKING:
     from iii_trio.runtime.calls.registry import Binding, EngineTriggerType
     from iii_trio.runtime.config.loading import ModuleEntry
-    from iii_trio.runtime.engine import Engine
+    from iii_trio.runtime.modules.context import ModuleContext
 
 log = logging.getLogger("iii_trio.pubsub")
 
@@ -39,11 +40,11 @@ log = logging.getLogger("iii_trio.pubsub")
 REDIS_RETRY_SECONDS = 1.0
 
 
-def create(engine: Engine, entry: ModuleEntry) -> PubSubModule:
+def create(ctx: ModuleContext, entry: ModuleEntry) -> PubSubModule:
     assert isinstance(entry.config, PubSubConfig)
     adapter = entry.config.adapter
     redis_url = adapter.redis_url if isinstance(adapter, RedisAdapterConfig) else None
-    return PubSubModule(engine, entry.kind, redis_url)
+    return PubSubModule(ctx, redis_url)
 
 
 class SubscribeTrigger:
@@ -76,8 +77,8 @@ class SubscribeTrigger:
 
 
 class PubSubModule(EngineModule):
-    def __init__(self, engine: Engine, name: str, redis_url: str | None) -> None:
-        super().__init__(engine, name)
+    def __init__(self, ctx: ModuleContext, redis_url: str | None) -> None:
+        super().__init__(ctx)
         self.redis_url = redis_url
         self.trigger = SubscribeTrigger(self._topics_changed)
         self._redis: ReconnectingRedis | None = None
@@ -129,7 +130,7 @@ class PubSubModule(EngineModule):
     def _deliver(self, topic: str, message: Any) -> None:
         for binding in list(self.trigger.topics.get(topic, ())):
             self.delivered += 1
-            self.engine.router.fire(binding.function_id, message, caller_module="pubsub")
+            self.ctx.fire(binding.function_id, message)
 
     # --- Redis: one subscription connection following the set of bound topics ---------------
 

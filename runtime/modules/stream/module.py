@@ -1,0 +1,508 @@
+"""StreamModule (``modules::stream::StreamModule``, ``iii-stream``; spec/modules.md §5, D11).
+
+``stream::*`` functions keep items on a StateModule store (:mod:`.items`); every change
+becomes one event message (§5.3) that goes to
+
+- the subscribed WebSocket clients of the client port (:mod:`.clients`): directly with the
+  KvStore adapter; through the Redis channel ``stream::events`` with the RedisAdapter, so
+  every engine on that Redis delivers every engine's changes to its own clients (this
+  engine's own events come back the same way, so each client gets them once);
+- the ``stream`` bindings of this engine, after the change, in a background task: events
+  wait in a bounded queue (:data:`EVENT_QUEUE_CAPACITY`; beyond it an event's trigger
+  delivery is dropped with a warning), at most :data:`DELIVERIES_IN_FLIGHT` events are
+  delivered at once, and the bindings of one event are called one after another. Order
+  between events is not guaranteed (as in the reference); errors are logged.
+
+Per-stream overrides: when a function ``stream::<op>(<stream_name>)`` is registered,
+``stream::<op>`` delegates to it with the parsed input; events and triggers still fire.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import trio
+
+from iii_trio.runtime.calls.errors import InvocationError, deserialization_error
+from iii_trio.runtime.calls.invocation import CallContext, LocalHandler
+from iii_trio.runtime.modules.base import EngineModule
+from iii_trio.runtime.modules.state.ops import apply_ops, parse_ops
+from iii_trio.runtime.modules.state.stores import (
+    STORE_ERRORS,
+    KvStore,
+    MemoryStore,
+    RedisStore,
+    SqliteStore,
+)
+from iii_trio.runtime.modules.storage.config import RedisAdapterConfig, StreamKvStoreConfig
+from iii_trio.runtime.modules.storage.redis import (
+    ReconnectingRedis,
+    RedisConnectionError,
+    RedisError,
+    open_reconnecting,
+    open_subscription,
+)
+from iii_trio.runtime.modules.stream.clients import ClientServer
+from iii_trio.runtime.modules.stream.config import StreamConfig
+from iii_trio.runtime.modules.stream.items import Counts, StreamItems
+from iii_trio.runtime.modules.stream.messages import (
+    ClientRequest,
+    event_message,
+    is_event_message,
+    optional_str,
+    required_key,
+    required_str,
+)
+from iii_trio.runtime.modules.stream.triggers import StreamTrigger, SubscriptionTrigger
+
+if TYPE_CHECKING:
+    from iii_trio.runtime.calls.registry import Binding, EngineTriggerType
+    from iii_trio.runtime.config.loading import ModuleEntry
+    from iii_trio.runtime.modules.context import ModuleContext
+
+log = logging.getLogger("iii_trio.stream")
+
+# Events waiting for `stream` trigger delivery; beyond this an event's delivery is dropped.
+EVENT_QUEUE_CAPACITY = 1024
+# Events being delivered to `stream` bindings at once.
+DELIVERIES_IN_FLIGHT = 64
+# Per-client outbox with the RedisAdapter (the KvStore adapter's `channel_size` default).
+REDIS_CLIENT_OUTBOX = 256
+# The Redis pub/sub channel carrying event messages between engines (as the reference).
+REDIS_CHANNEL = "stream::events"
+# Pause before the Redis subscriber reconnects after losing its connection.
+REDIS_RETRY_SECONDS = 1.0
+# Deadline of the auth function call; a timeout accepts the client without context.
+AUTH_TIMEOUT_MS = 5000
+# Item counts for introspection are recounted at most this often while items change.
+COUNTS_REFRESH_SECONDS = 1.0
+
+
+def create(ctx: ModuleContext, entry: ModuleEntry) -> StreamModule:
+    assert isinstance(entry.config, StreamConfig)
+    # Its adapter is one this build has: checked by the catalog before the engine starts.
+    assert isinstance(entry.config.adapter, StreamKvStoreConfig | RedisAdapterConfig)
+    return StreamModule(ctx, entry.config)
+
+
+def _address(function_id: str, data: Any, *, item: bool = True) -> tuple[str, str, str]:
+    stream_name = required_str(function_id, data, "stream_name")
+    group_id = required_str(function_id, data, "group_id")
+    item_id = required_str(function_id, data, "item_id") if item else ""
+    return stream_name, group_id, item_id
+
+
+def _change_event(old: Any, new: Any) -> dict[str, Any]:
+    return {"type": "create" if old is None else "update", "data": new}
+
+
+class StreamModule(EngineModule):
+    def __init__(self, ctx: ModuleContext, config: StreamConfig) -> None:
+        super().__init__(ctx)
+        self.config = config
+        adapter = config.adapter
+        self.redis_url = adapter.redis_url if isinstance(adapter, RedisAdapterConfig) else None
+        self.items: StreamItems | None = None
+        self.port: int | None = None
+        self.trigger = StreamTrigger()
+        self.join_trigger = SubscriptionTrigger("stream:join", "Called when a client joins")
+        self.leave_trigger = SubscriptionTrigger("stream:leave", "Called when a client leaves")
+        outbox = (
+            adapter.channel_size
+            if isinstance(adapter, StreamKvStoreConfig)
+            else REDIS_CLIENT_OUTBOX
+        )
+        self.clients = ClientServer(
+            self, outbox_capacity=outbox, with_auth=config.auth_function is not None
+        )
+        self._redis: ReconnectingRedis | None = None
+        self._events_in, self._events_out = trio.open_memory_channel[
+            tuple[list["Binding"], dict[str, Any]]
+        ](EVENT_QUEUE_CAPACITY)
+        self.dropped_events = 0
+        self.counts = Counts()
+        self._counts_stale = trio.Event()
+
+    def functions(self) -> dict[str, tuple[LocalHandler, str]]:
+        return {
+            "stream::set": (self.set, "Store an item of a stream group"),
+            "stream::get": (self.get, "Read an item of a stream group"),
+            "stream::delete": (self.delete, "Delete an item of a stream group"),
+            "stream::update": (self.update, "Apply update operations to an item atomically"),
+            "stream::list": (self.list_items, "Every item of a stream group"),
+            "stream::list_groups": (self.list_groups, "The groups of a stream"),
+            "stream::list_all": (self.list_all, "Every stream with its groups"),
+            "stream::send": (self.send, "Send a custom event to a stream group's subscribers"),
+        }
+
+    def trigger_types(self) -> list[EngineTriggerType]:
+        return [self.trigger, self.join_trigger, self.leave_trigger]
+
+    def introspect(self) -> dict[str, Any]:
+        adapter = self.config.adapter
+        return {
+            "adapter": adapter.store_method
+            if isinstance(adapter, StreamKvStoreConfig)
+            else "redis",
+            "port": self.port,
+            "streams": self.counts.streams,
+            "groups": self.counts.groups,
+            "items": self.counts.items,
+            **self.clients.introspect(),
+            "bindings": len(self.trigger.bindings),
+            "join_bindings": len(self.join_trigger.bindings),
+            "leave_bindings": len(self.leave_trigger.bindings),
+            "events_waiting": self._events_out.statistics().current_buffer_used,
+            "events_dropped": self.dropped_events,
+        }
+
+    async def serve(self, task_status: trio.TaskStatus[Any]) -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            items = self.items = StreamItems(*await self._open_store(stack))
+
+            async def close_store() -> None:
+                with trio.CancelScope(shield=True):  # the module stops by cancellation
+                    await items.aclose()
+
+            stack.push_async_callback(close_store)
+            async with trio.open_nursery() as nursery:
+                if self.redis_url is not None:
+                    await nursery.start(self._follow_redis, self.redis_url)
+                self.port = await nursery.start(
+                    self.clients.serve, self.config.host, self.config.port
+                )
+                nursery.start_soon(self._deliver_events)
+                nursery.start_soon(self._refresh_counts)
+                task_status.started()
+
+    async def _open_store(self, stack: contextlib.AsyncExitStack) -> tuple[KvStore, str]:
+        """The store and the scope prefix of its items (see :mod:`.items`)."""
+        adapter = self.config.adapter
+        if isinstance(adapter, RedisAdapterConfig):
+            # Reopened after a lost connection (calls meanwhile answer STREAM_*_ERROR).
+            redis = open_reconnecting(adapter.redis_url, name="stream")
+            self._redis = await stack.enter_async_context(redis)
+            return RedisStore(self._redis, prefix="stream"), ""
+        assert isinstance(adapter, StreamKvStoreConfig)
+        if adapter.store_method == "file_based":
+            return await SqliteStore.open(adapter.file_path), "stream:"
+        log.warning("stream: in_memory store, items are lost when the engine stops")
+        return MemoryStore(), "stream:"
+
+    def _store(self, code: str, operation: str) -> StreamItems:
+        if self.items is None:
+            raise InvocationError(code, f"Failed to {operation}: the stream store is not open")
+        return self.items
+
+    # --- per-stream overrides ----------------------------------------------------------------
+
+    def _override(self, operation: str, stream_name: str) -> str | None:
+        function_id = f"stream::{operation}({stream_name})"
+        return function_id if self.ctx.has_function(function_id) else None
+
+    async def _call_override(
+        self, function_id: str, data: dict[str, Any], code: str, operation: str, shape: str
+    ) -> dict[str, Any]:
+        """A ``set`` / ``delete`` / ``update`` override's result, checked for ``shape``."""
+        try:
+            result = await self.ctx.call(function_id, data)
+        except InvocationError as exc:
+            raise InvocationError(
+                code, f"Failed to {operation}: Failed to invoke function: {exc.message}"
+            ) from None
+        if result is None:
+            raise InvocationError(code, f"Failed to {operation}: Function returned no result")
+        if not isinstance(result, dict) or (shape == "change" and "new_value" not in result):
+            expected = "{old_value, new_value}" if shape == "change" else "{old_value}"
+            raise InvocationError(
+                "JSON_ERROR",
+                f"Failed to convert result to value: {function_id} must return {expected}",
+            )
+        return result
+
+    # --- functions ---------------------------------------------------------------------------
+
+    async def set(self, data: Any, ctx: CallContext) -> Any:
+        stream_name, group_id, item_id = _address("stream::set", data)
+        value = required_key("stream::set", data, "data")
+        override = self._override("set", stream_name)
+        if override is not None:
+            forwarded = {**_ids(stream_name, group_id, item_id), "data": value}
+            result = await self._call_override(
+                override, forwarded, "STREAM_SET_ERROR", "set value", "change"
+            )
+            old, new = result.get("old_value"), result["new_value"]
+        else:
+            items = self._store("STREAM_SET_ERROR", "set value")
+            try:
+                old = await items.set(stream_name, group_id, item_id, value)
+            except STORE_ERRORS as exc:
+                raise InvocationError("STREAM_SET_ERROR", f"Failed to set value: {exc}") from None
+            new = value
+        await self._changed(event_message(stream_name, group_id, item_id, _change_event(old, new)))
+        return {"old_value": old, "new_value": new}
+
+    async def get(self, data: Any, ctx: CallContext) -> Any:
+        stream_name, group_id, item_id = _address("stream::get", data)
+        return await self._get(stream_name, group_id, item_id)
+
+    async def _get(self, stream_name: str, group_id: str, item_id: str) -> Any:
+        override = self._override("get", stream_name)
+        if override is not None:
+            forwarded = _ids(stream_name, group_id, item_id)
+            return await self.ctx.call(override, forwarded)
+        items = self._store("STREAM_GET_ERROR", "get value")
+        try:
+            return await items.get(stream_name, group_id, item_id)  # None: no result
+        except STORE_ERRORS as exc:
+            raise InvocationError("STREAM_GET_ERROR", f"Failed to get value: {exc}") from None
+
+    async def delete(self, data: Any, ctx: CallContext) -> Any:
+        stream_name, group_id, item_id = _address("stream::delete", data)
+        override = self._override("delete", stream_name)
+        if override is not None:
+            result = await self._call_override(
+                override,
+                _ids(stream_name, group_id, item_id),
+                "STREAM_DELETE_ERROR",
+                "delete value",
+                "delete",
+            )
+            old = result.get("old_value")
+            existed = old is not None
+        else:
+            items = self._store("STREAM_DELETE_ERROR", "delete value")
+            try:
+                existed, old = await items.delete(stream_name, group_id, item_id)
+            except STORE_ERRORS as exc:
+                raise InvocationError(
+                    "STREAM_DELETE_ERROR", f"Failed to delete value: {exc}"
+                ) from None
+        if existed:  # no event for an item that was not there
+            event = {"type": "delete", "data": old}
+            await self._changed(event_message(stream_name, group_id, item_id, event))
+        return {"old_value": old}
+
+    async def update(self, data: Any, ctx: CallContext) -> Any:
+        stream_name, group_id, item_id = _address("stream::update", data)
+        raw_ops = data.get("ops")
+        ops = parse_ops("stream::update", raw_ops)
+        override = self._override("update", stream_name)
+        if override is not None:
+            forwarded = {**_ids(stream_name, group_id, item_id), "ops": raw_ops}
+            result = await self._call_override(
+                override, forwarded, "STREAM_UPDATE_ERROR", "update value", "change"
+            )
+            old, new = result.get("old_value"), result["new_value"]
+        else:
+            items = self._store("STREAM_UPDATE_ERROR", "update value")
+            try:
+                old, new = await items.update(
+                    stream_name, group_id, item_id, lambda current: apply_ops(current, ops)
+                )
+            except STORE_ERRORS as exc:
+                raise InvocationError(
+                    "STREAM_UPDATE_ERROR", f"Failed to update value: {exc}"
+                ) from None
+        await self._changed(event_message(stream_name, group_id, item_id, _change_event(old, new)))
+        return {"old_value": old, "new_value": new}
+
+    async def list_items(self, data: Any, ctx: CallContext) -> Any:
+        stream_name, group_id, _ = _address("stream::list", data, item=False)
+        return await self._list(stream_name, group_id)
+
+    async def _list(self, stream_name: str, group_id: str) -> Any:
+        override = self._override("list", stream_name)
+        if override is not None:
+            forwarded = {"stream_name": stream_name, "group_id": group_id}
+            return await self.ctx.call(override, forwarded)
+        items = self._store("STREAM_GET_GROUP_ERROR", "get group")
+        try:
+            return await items.values(stream_name, group_id)
+        except STORE_ERRORS as exc:
+            raise InvocationError("STREAM_GET_GROUP_ERROR", f"Failed to get group: {exc}") from None
+
+    async def list_groups(self, data: Any, ctx: CallContext) -> Any:
+        stream_name = required_str("stream::list_groups", data, "stream_name")
+        override = self._override("list_groups", stream_name)
+        if override is not None:
+            forwarded = {"stream_name": stream_name}
+            return await self.ctx.call(override, forwarded)
+        items = self._store("STREAM_LIST_GROUPS_ERROR", "list groups")
+        try:
+            return await items.groups(stream_name)
+        except STORE_ERRORS as exc:
+            raise InvocationError(
+                "STREAM_LIST_GROUPS_ERROR", f"Failed to list groups: {exc}"
+            ) from None
+
+    async def list_all(self, data: Any, ctx: CallContext) -> Any:
+        if not isinstance(data, dict):
+            raise deserialization_error("stream::list_all", "expected an object")
+        items = self._store("STREAM_LIST_ALL_ERROR", "list stream")
+        try:
+            streams = await items.streams()
+        except STORE_ERRORS as exc:
+            raise InvocationError(
+                "STREAM_LIST_ALL_ERROR", f"Failed to list stream: {exc}"
+            ) from None
+        rows = [{"id": name, "groups": groups} for name, groups in streams.items()]
+        return {"stream": rows, "count": len(rows)}
+
+    async def send(self, data: Any, ctx: CallContext) -> Any:
+        stream_name, group_id, _ = _address("stream::send", data, item=False)
+        event_type = required_str("stream::send", data, "type")
+        item_id = optional_str("stream::send", data, "id")
+        payload = required_key("stream::send", data, "data")
+        event = {"type": "event", "event": {"type": event_type, "data": payload}}
+        message = event_message(stream_name, group_id, item_id, event)
+        self._queue_triggers(message)
+        try:
+            await self._emit(message)
+        except (RedisError, OSError) as exc:
+            raise InvocationError("STREAM_SEND_ERROR", f"Failed to send event: {exc}") from None
+        return None
+
+    # --- events ------------------------------------------------------------------------------
+
+    async def _changed(self, message: dict[str, Any]) -> None:
+        """An item changed: fire the triggers, tell the clients (failures logged)."""
+        self._queue_triggers(message)
+        self._counts_stale.set()
+        try:
+            await self._emit(message)
+        except (RedisError, OSError) as exc:
+            log.error("stream: failed to publish an event to Redis: %s", exc)
+
+    async def _emit(self, message: dict[str, Any]) -> None:
+        if self._redis is not None:
+            await self._redis.execute("PUBLISH", REDIS_CHANNEL, orjson.dumps(message))
+        else:
+            self.clients.deliver(message)
+
+    async def _follow_redis(
+        self, url: str, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Deliver every engine's event messages to this engine's clients."""
+        started = False
+        while True:
+            try:
+                async with open_subscription(url) as subscription:
+                    await subscription.subscribe(REDIS_CHANNEL)
+                    if not started:
+                        task_status.started()
+                        started = True
+                    while True:
+                        _, raw = await subscription.receive()
+                        self._received(raw)
+            except (RedisConnectionError, OSError) as exc:
+                if not started:
+                    raise  # no Redis at startup: the module fails to start
+                log.warning("stream: Redis subscription lost (%s); retrying", exc)
+            await trio.sleep(REDIS_RETRY_SECONDS)
+
+    def _received(self, raw: bytes) -> None:
+        try:
+            message = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            message = None
+        if not is_event_message(message):
+            log.warning("stream: a message on %s is not a stream event; dropped", REDIS_CHANNEL)
+            return
+        self._counts_stale.set()  # another engine may have changed items
+        self.clients.deliver(message)
+
+    def _queue_triggers(self, message: dict[str, Any]) -> None:
+        bindings = self.trigger.matching(message)
+        if not bindings:
+            return
+        try:
+            self._events_in.send_nowait((bindings, message))
+        except trio.WouldBlock:
+            self.dropped_events += 1
+            log.warning(
+                "stream: %d events waiting for triggers; an event of %s/%s dropped",
+                EVENT_QUEUE_CAPACITY,
+                message["streamName"],
+                message["groupId"],
+            )
+
+    async def _deliver_events(self) -> None:
+        slots = trio.CapacityLimiter(DELIVERIES_IN_FLIGHT)
+        async with trio.open_nursery() as nursery:
+            async for bindings, message in self._events_out:
+                token = object()
+                await slots.acquire_on_behalf_of(token)
+                nursery.start_soon(self._deliver, bindings, message, slots, token)
+
+    async def _deliver(
+        self,
+        bindings: list[Binding],
+        message: dict[str, Any],
+        slots: trio.CapacityLimiter,
+        token: object,
+    ) -> None:
+        try:
+            for binding in bindings:
+                await self.fire_binding(binding, message)
+        finally:
+            slots.release_on_behalf_of(token)
+
+    async def _refresh_counts(self) -> None:
+        while True:
+            if self.items is not None:
+                try:
+                    self.counts = await self.items.counts()
+                except STORE_ERRORS as exc:
+                    log.debug("stream: counting items failed: %s", exc)
+            await self._counts_stale.wait()
+            self._counts_stale = trio.Event()
+            await trio.sleep(COUNTS_REFRESH_SECONDS)
+
+    # --- the client port's callbacks (clients.ClientHost) --------------------------------------
+
+    async def authenticate(self, info: dict[str, Any]) -> Any:
+        function_id = self.config.auth_function
+        if function_id is None:
+            return None
+        try:
+            result = await self.ctx.call(function_id, info, timeout_ms=AUTH_TIMEOUT_MS)
+        except InvocationError as exc:
+            log.info("stream: auth function %s failed: %s", function_id, exc)
+            return None
+        return result.get("context") if isinstance(result, dict) else None
+
+    async def join_allowed(self, payload: dict[str, Any]) -> bool:
+        allowed = True
+        for binding in list(self.join_trigger.bindings):
+            try:
+                result = await self.ctx.call(binding.function_id, payload)
+            except InvocationError as exc:
+                log.info("stream: join binding %s failed: %s", binding.function_id, exc)
+                continue
+            if isinstance(result, dict) and result.get("unauthorized") is True:
+                allowed = False
+        return allowed
+
+    async def left(self, payload: dict[str, Any]) -> None:
+        for binding in list(self.leave_trigger.bindings):
+            try:
+                await self.ctx.call(binding.function_id, payload)
+            except InvocationError as exc:
+                log.info("stream: leave binding %s failed: %s", binding.function_id, exc)
+
+    async def sync_data(self, request: ClientRequest) -> tuple[bool, Any]:
+        try:
+            if request.item_id is not None:
+                return True, await self._get(request.stream_name, request.group_id, request.item_id)
+            return True, await self._list(request.stream_name, request.group_id)
+        except InvocationError as exc:
+            log.info("stream: sync of %s/%s failed: %s", request.stream_name, request.group_id, exc)
+            return False, None
+
+
+def _ids(stream_name: str, group_id: str, item_id: str) -> dict[str, Any]:
+    return {"stream_name": stream_name, "group_id": group_id, "item_id": item_id}
