@@ -18,7 +18,6 @@ about a fifth of the engine's CPU per routed call (docs/performance.md).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -29,6 +28,7 @@ from iii_trio.actors.actor import Actor
 from iii_trio.actors.mailbox import MailboxClosed
 from iii_trio.runtime.calls.errors import InvocationError
 from iii_trio.runtime.calls.tracing import Span, current_span
+from iii_trio.runtime.clock import now_ms
 from iii_trio.runtime.wire import protocol
 from iii_trio.runtime.wire.websocket import text_frame
 
@@ -114,7 +114,7 @@ class Invocation(Actor):
         self.metadata = metadata
         self.span: Span | None = None  # set by the observer, when there is one
         self.state = "queued"
-        self.started_at_ms = wall_ms() if started_at_ms is None else started_at_ms
+        self.started_at_ms = now_ms() if started_at_ms is None else started_at_ms
         self.outcome: Outcome | None = None
         self.finished = trio.Event()
         self._on_done = on_done
@@ -395,8 +395,3 @@ def call_row(
         "deadline_ms": started_at_ms + timeout_ms,
         "state": state,
     }
-
-
-def wall_ms() -> int:
-    """Unix ms, the clock of the rows' `started_at` and `deadline_ms`."""
-    return int(time.time() * 1000)

@@ -18,7 +18,8 @@ import trio
 
 from iii_trio.runtime.calls.deadlines import Deadlines
 from iii_trio.runtime.calls.errors import InvocationError
-from iii_trio.runtime.calls.invocation import Invocation, Outcome, QueuedCall, wall_ms
+from iii_trio.runtime.calls.invocation import Invocation, Outcome, QueuedCall
+from iii_trio.runtime.clock import now_ms
 from iii_trio.runtime.wire import protocol
 
 if TYPE_CHECKING:
@@ -185,7 +186,7 @@ class Router:
     ) -> QueuedCall:
         """List a call the module has accepted but cannot route yet; :meth:`start` with its
         id routes it, :meth:`unqueue` drops it."""
-        started = wall_ms() if started_at_ms is None else started_at_ms
+        started = now_ms() if started_at_ms is None else started_at_ms
         call = QueuedCall(protocol.new_uuid(), function_id, caller_module, started, timeout_ms)
         self.queued[call.id] = call
         return call

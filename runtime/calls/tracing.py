@@ -13,7 +13,6 @@ invocation actors of those calls see it too.
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -81,10 +80,6 @@ def new_trace_id() -> str:
 
 def new_span_id() -> str:
     return f"{_random.getrandbits(64) or 1:016x}"
-
-
-def now_ns() -> int:
-    return time.time_ns()
 
 
 current_span: ContextVar[Span | None] = ContextVar("iii_trio_current_span", default=None)

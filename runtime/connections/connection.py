@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +21,7 @@ import trio
 
 from iii_trio.actors.actor import Actor
 from iii_trio.actors.mailbox import Mailbox, MailboxClosed
+from iii_trio.runtime.clock import now_ms
 from iii_trio.runtime.wire import protocol
 from iii_trio.runtime.wire.websocket import (
     MESSAGE_TOO_BIG,
@@ -70,7 +70,7 @@ class WorkerConnection(Actor):
         self.peer = peer
         self.worker_id = str(uuid.uuid4())
         self.reattach_token = secrets.token_urlsafe(24)  # 192 bits from the OS CSPRNG
-        self.connected_at_ms = int(time.time() * 1000)
+        self.connected_at_ms = now_ms()
         assert self.mailbox is not None
         self.outbox: Mailbox[bytes] = self.mailbox
         # The outbox is bounded in bytes too: frames can be up to max_message_size, so 1024

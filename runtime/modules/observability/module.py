@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from iii_trio.runtime.calls.invocation import LocalHandler
+from iii_trio.runtime.clock import now_ms
 from iii_trio.runtime.modules.base import EngineModule
 from iii_trio.runtime.modules.observability import baggage, prometheus
 from iii_trio.runtime.modules.observability.alerts import (
@@ -37,7 +38,7 @@ from iii_trio.runtime.modules.observability.engine_logging import engine_log_out
 from iii_trio.runtime.modules.observability.export import OtlpExporter
 from iii_trio.runtime.modules.observability.log_trigger import LogTrigger
 from iii_trio.runtime.modules.observability.observer import SEVERITIES, EngineObserver, Settings
-from iii_trio.runtime.modules.observability.queries import Queries, now_ms
+from iii_trio.runtime.modules.observability.queries import Queries
 
 if TYPE_CHECKING:
     from iii_trio.runtime.calls.registry import EngineTriggerType

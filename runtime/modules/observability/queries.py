@@ -6,11 +6,11 @@ read as nanoseconds. Lists are newest first unless ``sort_order`` says otherwise
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from iii_trio.runtime.calls.errors import InvocationError, deserialization_error
+from iii_trio.runtime.clock import now_ms
 from iii_trio.runtime.modules.observability.observer import SEVERITIES
 from iii_trio.runtime.modules.observability.rollups import LEVELS
 
@@ -21,10 +21,6 @@ if TYPE_CHECKING:
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _object(function_id: str, data: Any) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import time
 import uuid
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,7 @@ import trio
 
 from iii_trio.runtime.calls.errors import InvocationError, TriggerConfigError, deserialization_error
 from iii_trio.runtime.calls.invocation import CallContext, LocalHandler
+from iii_trio.runtime.clock import now_ms
 from iii_trio.runtime.modules.base import EngineModule, required_topic
 from iii_trio.runtime.modules.context import GaugeFamily
 from iii_trio.runtime.modules.queue.config import NamedQueueConfig, QueueConfig, QueueDeliveryConfig
@@ -32,10 +32,6 @@ if TYPE_CHECKING:
     from iii_trio.runtime.wire import protocol
 
 log = logging.getLogger("iii_trio.queue")
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class QueueTrigger:

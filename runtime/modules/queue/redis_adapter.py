@@ -50,10 +50,11 @@ import orjson
 import trio
 
 from iii_trio.runtime.calls.errors import InvocationError
+from iii_trio.runtime.clock import now_ms
 from iii_trio.runtime.modules.queue import redis_layout as layout
 from iii_trio.runtime.modules.queue.config import QueueConfig, RedisQueueConfig
 from iii_trio.runtime.modules.queue.jobs import Job
-from iii_trio.runtime.modules.queue.module import QueueModule, log, now_ms
+from iii_trio.runtime.modules.queue.module import QueueModule, log
 from iii_trio.runtime.modules.queue.redis_layout import (
     QueueKeys,
     RedisJob,

@@ -27,7 +27,7 @@ import orjson
 import trio
 
 from iii_trio.runtime.calls import tracing
-from iii_trio.runtime.calls.invocation import wall_ms
+from iii_trio.runtime.clock import now_ms
 from iii_trio.runtime.modules.rest_api.http_io import HttpConnection, HttpError, too_large
 
 CALLER = "http"  # how the requests' calls name their caller in engine::invocations::list
@@ -182,7 +182,7 @@ class Exchange:
             raise HttpError(404, "not_found", f"no route for {url.path}")
         _name_server_span(self.method, match)
         deadline = trio.current_time() + config.default_timeout / 1000
-        arrived_ms = wall_ms()
+        arrived_ms = now_ms()
         ctx = self.module.ctx
         json_body = "application/json" in self.headers.get("content-type", "")
         # One deadline up to the decision; a streamed response lifts it (see _stream).

@@ -7,12 +7,12 @@ parsed here.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import attrs
 
 from iii_trio.runtime.calls.errors import deserialization_error
+from iii_trio.runtime.clock import now_ms
 
 
 def required_str(function_id: str, data: Any, name: str) -> str:
@@ -38,10 +38,6 @@ def required_key(function_id: str, data: dict[str, Any], name: str) -> Any:
     if name not in data:
         raise deserialization_error(function_id, f"missing field `{name}`")
     return data[name]
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def event_message(
