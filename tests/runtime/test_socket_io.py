@@ -1,4 +1,5 @@
-"""Reads that wait for readability after a short read (runtime/socket_reads.py)."""
+"""Raw socket I/O (runtime/wire/socket_io.py): reads that wait for readability after a short
+read, and writes that never wait."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import socket
 import trio
 import trio.testing
 
-from iii_trio.runtime.wire.socket_io import SocketReader
+from iii_trio.runtime.wire.socket_io import SocketReader, socket_fd, try_write
 
 
 async def test_socket_reads_deliver_every_byte_then_end() -> None:
@@ -50,3 +51,38 @@ async def test_other_streams_read_the_usual_way() -> None:
     assert await reader.receive_some() == b"xyz"
     await b.aclose()
     assert await reader.receive_some() == b""
+
+
+def socket_stream_pair() -> tuple[trio.SocketStream, socket.socket]:
+    left, right = socket.socketpair()
+    return trio.SocketStream(trio.socket.from_stdlib_socket(left)), right
+
+
+async def test_a_write_that_cannot_wait_writes_what_the_socket_takes() -> None:
+    stream, peer = socket_stream_pair()
+    fd = socket_fd(stream)
+    assert fd is not None
+    assert try_write(fd, b"hello") == 5
+    assert peer.recv(16) == b"hello"
+    # Nobody reads: the socket's buffer fills, the last write is partial, then nothing goes.
+    chunk = b"x" * 65536
+    written = [try_write(fd, chunk) for _ in range(200)]
+    assert written[-1] == 0
+    assert 0 < sum(written) < 200 * len(chunk)
+    await stream.aclose()
+    peer.close()
+
+
+async def test_a_write_to_a_broken_socket_writes_nothing() -> None:
+    stream, peer = socket_stream_pair()
+    peer.close()
+    fd = socket_fd(stream)
+    assert fd is not None
+    assert try_write(fd, b"lost") == 0  # broken pipe: the caller's writer reports it
+    await stream.aclose()
+
+
+async def test_other_streams_have_no_descriptor_and_take_no_direct_write() -> None:
+    a, _ = trio.testing.memory_stream_pair()
+    assert socket_fd(a) is None
+    assert try_write(None, b"data") == 0
