@@ -23,14 +23,8 @@ from iii_trio.runtime.connections.connection import (
     WorkerConnection,
 )
 from iii_trio.runtime.wire import protocol
-from iii_trio.runtime.wire.websocket import (
-    HandshakeFailed,
-    HandshakeRequest,
-    Rejection,
-    ServerWebSocket,
-    WebSocketClosed,
-    accept,
-)
+from iii_trio.runtime.wire.handshake import HandshakeFailed, HandshakeRequest, Rejection, accept
+from iii_trio.runtime.wire.websocket import ServerWebSocket, WebSocketClosed
 
 if TYPE_CHECKING:
     from iii_trio.runtime.config.loading import EngineConfig
