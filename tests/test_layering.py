@@ -33,7 +33,7 @@ LAYERS = [
     {"iii_trio.runtime.builtins"},
     {"iii_trio.runtime.modules"},
     {"iii_trio.runtime.engine"},
-    # The SDK imports only the wire (test below); the CLI's introspection client uses it.
+    # The SDK imports only the wire (test below and tests/sdk/test_depends_only_on_wire.py).
     {"iii_trio.sdk"},
     {"iii_trio.runtime.cli"},
     {"iii_trio.runtime.__main__"},
