@@ -5,9 +5,9 @@ reverse order. Each child runs in its own shielded cancel scope that only its su
 cancels, so even a cancellation from outside stops the children one by one, last first,
 each with ``request_stop()``, then up to its ``shutdown_timeout``, then cancellation.
 
-Short-lived children that need no restart bookkeeping (one per routed call in the engine)
-go through ``spawn()`` instead: they share one plain nursery and are cancelled together,
-before the spec children are stopped.
+Short-lived children that need no restart bookkeeping (one per request, say) go through
+``spawn()`` instead: they share one plain nursery and are cancelled together, before the
+spec children are stopped.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 import trio
 
-from iii_trio.actors.actor import Actor
+from iii_trio.actors.actor import Actor, ActorStatistics
 from iii_trio.actors.system import ActorState, ActorSystem, current_actor_id, current_system
 
 log = logging.getLogger("iii_trio.actors")
@@ -45,6 +45,15 @@ class ChildSpec:
     factory: Callable[[], Actor]  # a fresh actor for every (re)start
     restart: Restart = Restart.PERMANENT
     shutdown_timeout: float = 5.0  # seconds between request_stop() and cancellation
+
+
+@attrs.frozen
+class SupervisorStatistics(ActorStatistics):
+    """What ``Supervisor.statistics()`` reports: its children, besides the mailbox."""
+
+    children: int  # spec children now, running or being restarted
+    restarts: int  # restarts of its children since this supervisor (re)started
+    temporaries: int  # spawn()ed temporaries running now
 
 
 class RestartIntensityExceeded(Exception):
@@ -100,6 +109,10 @@ def _hears_stop_requests(actor: Actor) -> bool:
 
 
 class Supervisor(Actor):
+    """Starts its spec children in order, restarts them by ``strategy`` when they exit,
+    and gives up (``RestartIntensityExceeded``) after more than ``max_restarts`` restarts
+    within ``within_seconds``; also runs the temporaries given to ``spawn()``."""
+
     kind = "supervisor"
 
     def __init__(
@@ -123,6 +136,7 @@ class Supervisor(Actor):
         self._exits: deque[tuple[_Child, int, Exception | None]] = deque()
         self._wake = trio.Event()
         self._restart_times: deque[float] = deque()
+        self._restarts = 0
         self._stop_requested = False
         self._accepting = False  # start_child()/spawn() allowed
         self._system: ActorSystem | None = None
@@ -136,6 +150,15 @@ class Supervisor(Actor):
     def children(self) -> list[str]:
         """The actor ids of the spec children, in start order."""
         return [child.actor_id for child in self._children]
+
+    def statistics(self) -> SupervisorStatistics:
+        temporaries = self._temporaries
+        return SupervisorStatistics(
+            mailbox=super().statistics().mailbox,
+            children=len(self._children),
+            restarts=self._restarts,
+            temporaries=len(temporaries.child_tasks) if temporaries is not None else 0,
+        )
 
     def request_stop(self) -> None:
         self._stop_requested = True
@@ -186,6 +209,7 @@ class Supervisor(Actor):
         self._children = []
         self._exits.clear()
         self._restart_times.clear()
+        self._restarts = 0
         self._stop_requested = False
         failure: BaseException | None = None
         async with trio.open_nursery() as nursery:
@@ -259,6 +283,7 @@ class Supervisor(Actor):
                 await self._stop(other, ActorState.RESTARTING)
         for restarted in affected:
             restarted.restarts += 1
+            self._restarts += 1
             start_error = await self._start(restarted)
             if start_error is not None:
                 # Counts as an exit of the new incarnation: restarted (and counted) again.

@@ -22,9 +22,7 @@ from typing import Any
 
 import trio
 
-from iii_trio.actors.actor import Actor
-from iii_trio.actors.supervisor import ChildSpec, Supervisor
-from iii_trio.actors.system import ActorSystem
+from iii_trio.actors import Actor, ActorSystem, ChildSpec, Supervisor
 from iii_trio.runtime.builtins.module import WorkerModule
 from iii_trio.runtime.calls.registry import Registry
 from iii_trio.runtime.calls.router import Router

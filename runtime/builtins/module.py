@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from iii_trio.runtime.builtins.actor_rows import actor_row, tree_row
 from iii_trio.runtime.calls.errors import InvocationError, deserialization_error
 from iii_trio.runtime.calls.invocation import CallContext, LocalHandler
 from iii_trio.runtime.calls.registry import Binding, EngineTriggerType
@@ -140,10 +141,12 @@ class WorkerModule(EngineModule):
         return {"writer": channel.ref("write"), "reader": channel.ref("read")}
 
     async def actors_list(self, data: Any, ctx: CallContext) -> Any:
-        return {"actors": self.engine.system.rows(), "timestamp": now_ms()}
+        rows = [actor_row(actor) for actor in self.engine.system.rows()]
+        return {"actors": rows, "timestamp": now_ms()}
 
     async def actors_tree(self, data: Any, ctx: CallContext) -> Any:
-        return {"roots": self.engine.system.tree(), "timestamp": now_ms()}
+        roots = [tree_row(node) for node in self.engine.system.tree()]
+        return {"roots": roots, "timestamp": now_ms()}
 
     async def invocations_list(self, data: Any, ctx: CallContext) -> Any:
         now = now_ms()

@@ -22,7 +22,7 @@ from iii_trio.runtime.calls.invocation import Invocation, Outcome, QueuedCall, w
 from iii_trio.runtime.wire import protocol
 
 if TYPE_CHECKING:
-    from iii_trio.actors.supervisor import Supervisor
+    from iii_trio.actors import Supervisor
     from iii_trio.runtime.calls.registry import Registry
     from iii_trio.runtime.calls.tracing import Observer
     from iii_trio.runtime.connections.connection import WorkerConnection

@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from iii_trio.actors.actor import Actor
-from iii_trio.actors.mailbox import Mailbox, MailboxClosed
+from iii_trio.actors import Actor, Mailbox, MailboxClosed
 from iii_trio.runtime.wire import protocol
 from iii_trio.runtime.wire.websocket import (
     MESSAGE_TOO_BIG,

@@ -15,8 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import trio
 
-from iii_trio.actors.actor import Actor
-from iii_trio.actors.system import current_actor_id, current_system
+from iii_trio.actors import Actor, current_actor_id, current_system
 from iii_trio.runtime.connections.connection import WorkerConnection
 from iii_trio.runtime.wire import protocol
 from iii_trio.runtime.wire.websocket import (

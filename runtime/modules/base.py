@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from iii_trio.actors.actor import Actor
+from iii_trio.actors import Actor
 from iii_trio.runtime.calls.errors import InvocationError, deserialization_error
 from iii_trio.runtime.calls.invocation import EngineFunction, LocalHandler
 
