@@ -5,6 +5,9 @@ reverse order. Each child runs in its own shielded cancel scope that only its su
 cancels, so even a cancellation from outside stops the children one by one, last first,
 each with ``request_stop()``, then up to its ``shutdown_timeout``, then cancellation.
 
+Every (re)start of a spec child gets a fresh actor from its ``ChildSpec.factory``; a child
+that must stay the same object says so with ``ChildSpec.reusing`` (see there).
+
 Short-lived children that need no restart bookkeeping (one per request, say) go through
 ``spawn()`` instead: they share one plain nursery and are cancelled together, before the
 spec children are stopped.
@@ -41,10 +44,38 @@ class Restart(enum.Enum):
 
 @attrs.frozen
 class ChildSpec:
+    """One child of a supervisor: how to make it, when to restart it, how to stop it.
+
+    ``factory`` is called at every start and restart and must return a fresh actor: the
+    one that failed may hold the state that made it fail. A supervisor refuses a factory
+    that hands back the incarnation it just ran (that restart fails, and counts toward the
+    restart intensity like any failed restart) unless the spec says ``reuse=True``.
+
+    ``reuse=True`` (or the ``ChildSpec.reusing`` constructor) is for a child that others
+    hold a reference to, so it must stay the same object: each restart calls the same
+    instance's ``run()`` again, which must therefore be re-entrant, starting from whatever
+    its fields hold.
+    """
+
     id: str  # unique among the supervisor's children
-    factory: Callable[[], Actor]  # a fresh actor for every (re)start
+    factory: Callable[[], Actor]  # a fresh actor for every (re)start, unless reuse
     restart: Restart = Restart.PERMANENT
     shutdown_timeout: float = 5.0  # seconds between request_stop() and cancellation
+    reuse: bool = False  # the factory may return the same actor again: run() is re-entrant
+
+    @classmethod
+    def reusing(
+        cls,
+        id: str,
+        actor: Actor,
+        *,
+        restart: Restart = Restart.PERMANENT,
+        shutdown_timeout: float = 5.0,
+    ) -> ChildSpec:
+        """A child that is always ``actor``: every restart runs its ``run()`` again."""
+        return cls(
+            id, lambda: actor, restart=restart, shutdown_timeout=shutdown_timeout, reuse=True
+        )
 
 
 @attrs.frozen
@@ -205,7 +236,7 @@ class Supervisor(Actor):
     async def run(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
         self._system = system = current_system()
         self._id = current_actor_id()
-        # A factory may hand back the same Supervisor instance on a restart: start clean.
+        # Re-entrant, so a supervisor can be a reused child (ChildSpec.reusing): start clean.
         self._children = []
         self._exits.clear()
         self._restart_times.clear()
@@ -313,6 +344,12 @@ class Supervisor(Actor):
             actor = child.spec.factory()
         except Exception as exc:
             return exc
+        if actor is child.actor and not child.spec.reuse:
+            return RuntimeError(
+                f"the factory of child {child.spec.id!r} returned the actor it ran before; "
+                "return a fresh one, or declare the reuse with ChildSpec.reusing() "
+                "(its run() must then be re-entrant)"
+            )
         child.actor = actor
         child.incarnation += 1
         child.done = trio.Event()

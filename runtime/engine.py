@@ -144,7 +144,7 @@ class Engine:
 
     def _tree(self) -> Supervisor:
         def invocations() -> Supervisor:
-            deadlines = ChildSpec("deadlines", lambda: self.router.deadlines)
+            deadlines = ChildSpec.reusing("deadlines", self.router.deadlines)
             supervisor = Supervisor("invocations", [deadlines])
             self.router.supervisor = supervisor
             return supervisor
@@ -154,7 +154,7 @@ class Engine:
             return self.listener
 
         def modules() -> Supervisor:
-            children = [ChildSpec("worker", lambda: self.worker_module)]
+            children = [ChildSpec.reusing("worker", self.worker_module)]
             for entry in self.config.modules:
                 if entry.kind in BUILT_IN or not is_available(entry.kind):
                     continue  # the CLI has logged what is not in this build
