@@ -10,7 +10,8 @@ that must stay the same object says so with ``ChildSpec.reusing`` (see there).
 
 Short-lived children that need no restart bookkeeping (one per request, say) go through
 ``spawn()`` instead: they share one plain nursery and are cancelled together, before the
-spec children are stopped.
+spec children are stopped. ``ActorSystem.run_temporary`` runs one such child inline in
+the caller's task instead.
 """
 
 from __future__ import annotations
@@ -229,7 +230,8 @@ class Supervisor(Actor):
         """
         if self._temporaries is None or not self._accepting:
             raise RuntimeError(f"supervisor {self.name!r} is not running")
-        self._temporaries.start_soon(self._run_temporary, actor)
+        assert self._system is not None
+        self._temporaries.start_soon(self._system.run_temporary, actor, self._id)
 
     # --- the body -----------------------------------------------------------------------
 
@@ -441,14 +443,6 @@ class Supervisor(Actor):
         finally:
             self._temporaries = None
             done.set()
-
-    async def _run_temporary(self, actor: Actor) -> None:
-        assert self._system is not None
-        actor_id = self._system.new_id(actor.kind, actor.name)
-        try:
-            await self._system.run_actor(actor, self._id, actor_id=actor_id)
-        except Exception:
-            log.exception("%s failed", actor_id)
 
 
 def _check_unique(ids: list[str]) -> None:

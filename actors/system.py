@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import enum
+import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,6 +20,8 @@ import trio
 
 from iii_trio.actors.actor import Actor
 from iii_trio.actors.mailbox import MailboxStatistics
+
+log = logging.getLogger("iii_trio.actors")
 
 # Short ids are 6 hex digits, handed out in sequence and wrapping around; an id still in
 # use by a live actor is skipped, so ids are unique among live actors and, in practice,
@@ -159,6 +162,25 @@ class ActorSystem:
             if self._rows.get(actor_id) is info:
                 del self._rows[actor_id]
             _current.reset(token)
+
+    async def run_temporary(
+        self, actor: Actor, parent: str | None, *, actor_id: str | None = None
+    ) -> None:
+        """Run ``actor`` in this task as a temporary child of ``parent``, its failure
+        contained: logged, never raised, never restarted.
+
+        For a child whose lifetime is the caller's own (one actor per accepted socket,
+        awaited in the task that serves it): it appears under ``parent`` in the tree while
+        it runs, and whoever cancels the caller stops it. An exception from its body is
+        logged as ``<actor id> failed`` and ends only this child; cancellation (and any
+        other ``BaseException``) propagates as usual.
+        """
+        if actor_id is None:
+            actor_id = self.new_id(actor.kind, actor.name)
+        try:
+            await self.run_actor(actor, parent, actor_id=actor_id)
+        except Exception:
+            log.exception("%s failed", actor_id)
 
     def actor(self, actor_id: str) -> Actor | None:
         """The live actor with this id (to reach its mailbox, say); None once it ended."""

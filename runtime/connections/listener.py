@@ -92,12 +92,9 @@ class Listener(Actor):
                 outbox_capacity=self.engine.outbox_capacity,
                 outbox_bytes=self.engine.outbox_bytes,
             )
-            try:
-                await current_system().run_actor(conn, parent=current_actor_id())
-            except Exception:
-                # Contained here: one connection's failure must not restart the listener
-                # (and so drop every other worker).
-                log.exception("%s failed", conn)
+            # A temporary child, contained: one connection's failure must not restart the
+            # listener (and so drop every other worker).
+            await current_system().run_temporary(conn, current_actor_id())
         elif path == "/otel":
             await self._telemetry_socket(ws)
         else:
