@@ -32,6 +32,11 @@ they exit, and stops them in reverse::
 
     trio.run(main)
 
+Every restart gets a fresh actor from the factory; a child that must stay the same object
+(others hold it) is declared with ``ChildSpec.reusing``. Short-lived children go through
+``Supervisor.spawn``, or run inline in the caller's task with ``ActorSystem.run_temporary``;
+either way their failure is logged and contained.
+
 Inside an actor (and the tasks it starts), ``current_actor()``, ``current_actor_id()`` and
 ``current_system()`` say where the code runs. Bounded things report frozen statistics
 records through ``statistics()``, as trio's own objects do.
