@@ -101,6 +101,9 @@ def _wall_clock_ms() -> int:
 
 
 class ActorSystem:
+    """The live actors of one tree: runs them (``run_actor``, ``run_temporary``), gives
+    them ids, and reports them as snapshots (``rows``, ``tree``, ``info``)."""
+
     def __init__(self, *, wall_clock_ms: Callable[[], int] = _wall_clock_ms) -> None:
         self._rows: dict[str, _LiveRow] = {}
         self._clock = wall_clock_ms
