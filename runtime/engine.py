@@ -25,9 +25,7 @@ from typing import Any
 
 import trio
 
-from iii_trio.actors.actor import Actor
-from iii_trio.actors.supervisor import ChildSpec, Supervisor
-from iii_trio.actors.system import ActorSystem
+from iii_trio.actors import Actor, ActorSystem, ChildSpec, Supervisor
 from iii_trio.runtime.builtins.events import EngineEvents
 from iii_trio.runtime.builtins.module import WorkerModule
 from iii_trio.runtime.calls.registry import Registry
@@ -137,7 +135,7 @@ class Engine:
 
     def _tree(self) -> Supervisor:
         def invocations() -> Supervisor:
-            deadlines = ChildSpec("deadlines", lambda: self.router.deadlines)
+            deadlines = ChildSpec.reusing("deadlines", self.router.deadlines)
             supervisor = Supervisor("invocations", [deadlines])
             self.router.supervisor = supervisor
             return supervisor

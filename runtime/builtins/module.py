@@ -13,8 +13,8 @@ from typing import Any, Protocol
 
 import trio
 
-from iii_trio.actors.actor import Actor
-from iii_trio.actors.system import ActorSystem
+from iii_trio.actors import Actor, ActorSystem
+from iii_trio.runtime.builtins.actor_rows import actor_row, tree_row
 from iii_trio.runtime.builtins.events import EngineEvents
 from iii_trio.runtime.calls.errors import InvocationError, deserialization_error
 from iii_trio.runtime.calls.invocation import CallContext, EngineFunction, LocalHandler
@@ -165,10 +165,12 @@ class WorkerModule(Actor):
         return {"writer": channel.ref("write"), "reader": channel.ref("read")}
 
     async def actors_list(self, data: Any, ctx: CallContext) -> Any:
-        return {"actors": self.system.rows(), "timestamp": now_ms()}
+        rows = [actor_row(actor) for actor in self.system.rows()]
+        return {"actors": rows, "timestamp": now_ms()}
 
     async def actors_tree(self, data: Any, ctx: CallContext) -> Any:
-        return {"roots": self.system.tree(), "timestamp": now_ms()}
+        roots = [tree_row(node) for node in self.system.tree()]
+        return {"roots": roots, "timestamp": now_ms()}
 
     async def invocations_list(self, data: Any, ctx: CallContext) -> Any:
         now = now_ms()

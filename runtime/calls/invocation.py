@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 import trio
 
-from iii_trio.actors.actor import Actor
-from iii_trio.actors.mailbox import MailboxClosed
+from iii_trio.actors import Actor, MailboxClosed
 from iii_trio.runtime.calls.errors import InvocationError
 from iii_trio.runtime.calls.tracing import Span, current_span
 from iii_trio.runtime.clock import now_ms

@@ -23,7 +23,7 @@ from iii_trio.runtime.clock import now_ms
 from iii_trio.runtime.wire import protocol
 
 if TYPE_CHECKING:
-    from iii_trio.actors.supervisor import Supervisor
+    from iii_trio.actors import Supervisor
     from iii_trio.runtime.calls.peer import Peer
     from iii_trio.runtime.calls.registry import Registry
     from iii_trio.runtime.calls.tracing import Observer

@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from iii_trio.actors.actor import Actor
-from iii_trio.actors.mailbox import Mailbox, MailboxClosed
+from iii_trio.actors import Actor, Mailbox, MailboxClosed
 from iii_trio.runtime.clock import now_ms
 from iii_trio.runtime.wire import protocol
 from iii_trio.runtime.wire.websocket import (

@@ -15,8 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import trio
 
-from iii_trio.actors.actor import Actor
-from iii_trio.actors.system import current_actor_id, current_system
+from iii_trio.actors import Actor, current_actor_id, current_system
 from iii_trio.runtime.connections.connection import (
     DEFAULT_OUTBOX_BYTES,
     DEFAULT_OUTBOX_CAPACITY,
@@ -106,12 +105,9 @@ class Listener(Actor):
                 outbox_capacity=self.outbox_capacity,
                 outbox_bytes=self.outbox_bytes,
             )
-            try:
-                await current_system().run_actor(conn, parent=current_actor_id())
-            except Exception:
-                # Contained here: one connection's failure must not restart the listener
-                # (and so drop every other worker).
-                log.exception("%s failed", conn)
+            # A temporary child, contained: one connection's failure must not restart the
+            # listener (and so drop every other worker).
+            await current_system().run_temporary(conn, current_actor_id())
         elif path == "/otel":
             await self._telemetry_socket(ws)
         else:

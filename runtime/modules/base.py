@@ -16,7 +16,7 @@ from typing import Any
 
 import trio
 
-from iii_trio.actors.actor import Actor
+from iii_trio.actors import Actor
 from iii_trio.runtime.calls.errors import InvocationError, deserialization_error
 from iii_trio.runtime.calls.invocation import EngineFunction, LocalHandler
 from iii_trio.runtime.calls.registry import Binding, EngineTriggerType

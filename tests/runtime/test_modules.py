@@ -47,7 +47,7 @@ async def test_a_module_registers_its_functions_while_it_runs(
     ping_kind = PING
     assert set(engine.modules) == {"worker", ping_kind}
     assert await engine.router.call("ping::ping", 1, caller_module="test") == {"pong": 1}
-    names = [row["name"] for row in engine.system.rows() if row["kind"] == "module"]
+    names = [row.name for row in engine.system.rows() if row.kind == "module"]
     assert names == ["worker", ping_kind]
 
 
