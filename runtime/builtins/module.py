@@ -126,8 +126,7 @@ class WorkerModule(Actor):
         body = _object("engine::workers::register", data)
         conn = self.dispatcher.connections.get(str(body.get("_caller_worker_id")))
         if conn is not None:
-            conn.metadata = {k: v for k, v in body.items() if k != "_caller_worker_id"}
-            conn.listed = True
+            conn.session.set_metadata({k: v for k, v in body.items() if k != "_caller_worker_id"})
             self.dispatcher.worker_event("worker_metadata_updated", conn.worker_id)
         return {"success": True}
 
@@ -140,9 +139,9 @@ class WorkerModule(Actor):
         body = data if isinstance(data, dict) else {}
         wanted = body.get("worker_id")
         rows = [
-            conn.worker_row()
+            conn.session.row(active_invocations=len(conn.assigned))
             for conn in self.dispatcher.connections.values()
-            if conn.listed and (wanted is None or conn.worker_id == wanted)
+            if conn.session.listed and (wanted is None or conn.worker_id == wanted)
         ]
         return {"workers": rows, "timestamp": now_ms()}
 

@@ -12,14 +12,12 @@ reason the engine runs the disconnect cleanup of spec §3.7 for this connection 
 from __future__ import annotations
 
 import logging
-import secrets
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from iii_trio.actors import Actor, Mailbox, MailboxClosed
-from iii_trio.runtime.clock import now_ms
+from iii_trio.runtime.connections.session import Session
 from iii_trio.runtime.wire import protocol
 from iii_trio.runtime.wire.websocket import (
     MESSAGE_TOO_BIG,
@@ -65,10 +63,9 @@ class WorkerConnection(Actor):
         super().__init__(name, mailbox_capacity=outbox_capacity)
         self.dispatcher = dispatcher
         self.ws = ws
-        self.peer = peer
-        self.worker_id = str(uuid.uuid4())
-        self.reattach_token = secrets.token_urlsafe(24)  # 192 bits from the OS CSPRNG
-        self.connected_at_ms = now_ms()
+        # What the worker registered and told about itself (changed only by its methods).
+        self.session = Session(peer)
+        self.worker_id = self.session.worker_id
         assert self.mailbox is not None
         self.outbox: Mailbox[bytes] = self.mailbox
         # The outbox is bounded in bytes too: frames can be up to max_message_size, so 1024
@@ -84,12 +81,6 @@ class WorkerConnection(Actor):
         self.pending: dict[str, Invocation] = {}
         # Invocations this worker is waiting on as a caller.
         self.outgoing: set[Invocation] = set()
-        self.functions: set[str] = set()
-        self.provided_types: set[str] = set()
-        self.services: dict[str, protocol.RegisterService] = {}
-        self.metadata: dict[str, Any] = {}
-        self.latest_metrics: Any = None
-        self.listed = False  # appears in engine::workers::list (spec §3.8)
         self.close_code = SERVICE_RESTART
         self._cancel_scope: trio.CancelScope | None = None
         # Direct writes (ws.try_send) need an idle writer: one that found the outbox empty
@@ -97,12 +88,7 @@ class WorkerConnection(Actor):
         self._writer_idle = False
 
     def __repr__(self) -> str:
-        return f"<WorkerConnection {self.worker_id} {self.peer}>"
-
-    @property
-    def display_name(self) -> str:
-        name = self.metadata.get("name")
-        return name if isinstance(name, str) else self.peer
+        return f"<WorkerConnection {self.worker_id} {self.session.peer}>"
 
     def request_stop(self) -> None:
         """Retire the connection (reattach, shutdown); cleanup runs in its own task."""
@@ -161,7 +147,7 @@ class WorkerConnection(Actor):
     async def run(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
         self.ws.on_control_frame(self._queue_control)
         self.dispatcher.connected(self)
-        await self.send(protocol.WorkerRegistered(self.worker_id, self.reattach_token))
+        await self.send(protocol.WorkerRegistered(self.worker_id, self.session.reattach_token))
         self.dispatcher.worker_event("worker_connected", self.worker_id)
         task_status.started()
         try:
@@ -247,27 +233,3 @@ class WorkerConnection(Actor):
         with trio.move_on_after(_CLOSE_FLUSH_SECONDS):
             await self.ws.close(code)
         await self.ws.aclose()
-
-    # --- introspection ---------------------------------------------------------------------
-
-    def worker_row(self) -> dict[str, Any]:
-        meta = self.metadata
-        return {
-            "id": self.worker_id,
-            "name": _str_or_none(meta.get("name")),
-            "runtime": _str_or_none(meta.get("runtime")),
-            "version": _str_or_none(meta.get("version")),
-            "os": _str_or_none(meta.get("os")),
-            "ip_address": self.peer,
-            "status": "connected",
-            "connected_at_ms": self.connected_at_ms,
-            "function_count": len(self.functions),
-            "functions": sorted(self.functions),
-            "active_invocations": len(self.assigned),
-            "latest_metrics": self.latest_metrics,
-            "pid": meta.get("pid") if isinstance(meta.get("pid"), int) else None,
-        }
-
-
-def _str_or_none(value: object) -> str | None:
-    return value if isinstance(value, str) else None

@@ -144,7 +144,8 @@ class Dispatcher:
                 await self.reply(
                     conn, msg.invocation_id, msg.function_id, error=not_found(msg.function_id)
                 )
-        conn.listed = conn.listed or msg.function_id == "engine::workers::register"
+        if msg.function_id == "engine::workers::register":
+            conn.session.mark_listed()
 
     async def _act(
         self, conn: WorkerConnection, msg: protocol.InvokeFunction, action: protocol.Action
@@ -202,25 +203,22 @@ class Dispatcher:
                     )
                     return
                 registry.add_provider(conn, message)
-                conn.functions.add(message.id)
-                conn.listed = True
+                conn.session.provide_function(message.id)
             case protocol.UnregisterFunction():
                 if registry.remove_provider(conn, message.id):
-                    conn.functions.discard(message.id)
+                    conn.session.withdraw_function(message.id)
             case protocol.RegisterTriggerType():
                 if message.id in self.reserved_types:
                     log.warning("%s: cannot provide engine trigger type %r", conn, message.id)
                     return
                 registry.add_type_provider(conn, message)
-                conn.provided_types.add(message.id)
-                conn.listed = True
+                conn.session.provide_trigger_type(message.id)
                 self.triggers.provider_added(message.id)
             case protocol.UnregisterTriggerType():
-                if message.id in conn.provided_types:
-                    conn.provided_types.discard(message.id)
+                if conn.session.withdraw_trigger_type(message.id):
                     self.triggers.provider_removed(conn, message.id)
             case protocol.RegisterTrigger():
-                conn.listed = True
+                conn.session.mark_listed()
                 self.triggers.bind(
                     Binding(
                         owner=conn,
@@ -238,7 +236,7 @@ class Dispatcher:
             case protocol.TriggerRegistrationResult():
                 self.triggers.provider_answered(conn, message)
             case protocol.RegisterService():
-                conn.services[message.id] = message
+                conn.session.declare_service(message)
             case protocol.Reattach():
                 self._reattach(conn, message)
             case protocol.Ping():
@@ -251,7 +249,8 @@ class Dispatcher:
         old = self.connections.get(msg.previous_worker_id)
         if old is None or old is conn or msg.reattach_token is None:
             return
-        if hmac.compare_digest(old.reattach_token.encode(), msg.reattach_token.encode()):
+        expected = old.session.reattach_token.encode()
+        if hmac.compare_digest(expected, msg.reattach_token.encode()):
             log.info("%s reattached: retiring %s", conn, old)
             old.request_stop()
 
@@ -267,14 +266,13 @@ class Dispatcher:
         for invocation in list(conn.outgoing):
             invocation.abandon()
         version = registry.version
-        for function_id in list(conn.functions):
+        functions, trigger_types = conn.session.take_registrations()
+        for function_id in functions:
             registry.remove_provider(conn, function_id)
-        conn.functions.clear()
         for binding in list(registry.owned_by(conn)):
             self.triggers.unbind(binding)
-        for type_id in list(conn.provided_types):
+        for type_id in trigger_types:
             self.triggers.provider_removed(conn, type_id)
-        conn.provided_types.clear()
         self.channels.owner_gone(conn.worker_id)
         if registry.version != version:
             self.events.functions_changed()

@@ -216,7 +216,7 @@ class ModuleContext:
     def worker_metrics(self) -> Iterator[tuple[str, Any]]:
         """(worker id, its latest reported metrics) for every connected worker."""
         for conn in self._dispatcher.connections.values():
-            yield conn.worker_id, conn.latest_metrics
+            yield conn.worker_id, conn.session.latest_metrics
 
     def record_worker_metrics(
         self, worker_id: str, values: Mapping[str, Any], *, at_ms: int, limit: int
@@ -224,15 +224,8 @@ class ModuleContext:
         """Merge a connected worker's latest metric values (at most ``limit`` names; values
         of names it already has are always updated); unknown workers are ignored."""
         conn = self._dispatcher.connections.get(worker_id)
-        if conn is None:
-            return
-        current = conn.latest_metrics
-        if not isinstance(current, dict):
-            current = conn.latest_metrics = {}
-        for name, value in values.items():
-            if name in current or len(current) < limit:
-                current[name] = value
-        current["timestamp"] = at_ms
+        if conn is not None:
+            conn.session.record_metrics(values, at_ms=at_ms, limit=limit)
 
     # --- what a running module offers ------------------------------------------------------------
 
