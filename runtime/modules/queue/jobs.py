@@ -2,22 +2,21 @@
 
 A :class:`Job` is one message for one function. The :class:`JobStore` keeps jobs (waiting
 or dead-lettered) and topic backlogs; with ``file_based`` it writes through to SQLite before
-the caller is answered, so an acknowledged enqueue survives a crash, and a job that was
-being delivered at the crash is simply waiting again after the restart (at least once).
+the caller is answered (a :class:`~iii_trio.runtime.modules.storage.sqlite.SqliteDatabase`),
+so an acknowledged enqueue survives a crash, and a job that was being delivered at the crash
+is simply waiting again after the restart (at least once).
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import attrs
 import orjson
-import trio
 
-from iii_trio.runtime.modules.state.stores import database_path
+from iii_trio.runtime.modules.storage.sqlite import SqliteDatabase
 
 
 @attrs.define(eq=False)
@@ -51,7 +50,7 @@ class Job:
         }
 
 
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, body TEXT NOT NULL, dead INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS backlog (message_id TEXT PRIMARY KEY, topic TEXT NOT NULL,
                                     data TEXT NOT NULL);
@@ -63,39 +62,19 @@ def _body(job: Job) -> str:
 
 
 class JobStore:
-    """In memory (``path`` None) or written through to SQLite (WAL, one writer thread)."""
+    """Written through to SQLite (``db``), or in memory only (``db`` None)."""
 
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self._db: sqlite3.Connection | None = None
-        self._writer = trio.CapacityLimiter(1)
-        if path is not None:
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+    def __init__(self, db: SqliteDatabase | None) -> None:
+        self._db = db
 
     @classmethod
     async def open(cls, file_path: str | None) -> JobStore:
-        if file_path is None:
-            return cls(None)
-        return await trio.to_thread.run_sync(cls, database_path(file_path))
+        """The store of the database at ``file_path``; in memory only when None."""
+        return cls(None if file_path is None else await SqliteDatabase.open(file_path, SCHEMA))
 
     async def _write(self, operation: Callable[[sqlite3.Connection], Any]) -> None:
-        db = self._db
-        if db is None:
-            return
-
-        def transaction() -> None:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                operation(db)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-
-        await trio.to_thread.run_sync(transaction, limiter=self._writer)
+        if self._db is not None:
+            await self._db.transaction(operation)
 
     async def save(self, *jobs: Job) -> None:
         rows = [(job.id, _body(job), int(job.error is not None)) for job in jobs]
@@ -124,11 +103,10 @@ class JobStore:
 
     async def load(self) -> tuple[list[Job], list[tuple[str, str, Any]]]:
         """Every stored job, and the backlog as (topic, message_id, data), oldest first."""
-        db = self._db
-        if db is None:
+        if self._db is None:
             return [], []
 
-        def read() -> tuple[list[Job], list[tuple[str, str, Any]]]:
+        def read(db: sqlite3.Connection) -> tuple[list[Job], list[tuple[str, str, Any]]]:
             jobs = [
                 Job(**orjson.loads(body))
                 for (body,) in db.execute("SELECT body FROM jobs ORDER BY rowid")
@@ -141,8 +119,8 @@ class JobStore:
             ]
             return jobs, backlog
 
-        return await trio.to_thread.run_sync(read, limiter=self._writer)
+        return await self._db.read(read)
 
     async def aclose(self) -> None:
         if self._db is not None:
-            await trio.to_thread.run_sync(self._db.close, limiter=self._writer)
+            await self._db.aclose()

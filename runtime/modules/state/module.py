@@ -20,15 +20,12 @@ from iii_trio.runtime.calls.errors import InvocationError, TriggerConfigError, d
 from iii_trio.runtime.calls.invocation import CallContext, LocalHandler
 from iii_trio.runtime.modules.base import EngineModule
 from iii_trio.runtime.modules.state.config import StateConfig
-from iii_trio.runtime.modules.state.ops import apply_ops, parse_ops
-from iii_trio.runtime.modules.state.stores import (
-    STORE_ERRORS,
-    KvStore,
-    MemoryStore,
-    RedisStore,
-    SqliteStore,
-)
 from iii_trio.runtime.modules.storage.config import KvStoreConfig, RedisAdapterConfig
+from iii_trio.runtime.modules.storage.kv import STORE_ERRORS, KvStore, closing
+from iii_trio.runtime.modules.storage.kv.memory import MemoryStore
+from iii_trio.runtime.modules.storage.kv.ops import apply_ops, parse_ops
+from iii_trio.runtime.modules.storage.kv.redis import RedisStore
+from iii_trio.runtime.modules.storage.kv.sqlite import SqliteStore
 from iii_trio.runtime.modules.storage.redis import open_reconnecting
 
 if TYPE_CHECKING:
@@ -156,13 +153,7 @@ class StateModule(EngineModule):
 
     async def serve(self, task_status: trio.TaskStatus[Any]) -> None:
         async with contextlib.AsyncExitStack() as stack:
-            self.store = store = await self._open(stack)
-
-            async def close_store() -> None:
-                with trio.CancelScope(shield=True):  # the module stops by cancellation
-                    await store.aclose()
-
-            stack.push_async_callback(close_store)
+            self.store = store = await stack.enter_async_context(closing(await self._open(stack)))
             async with trio.open_nursery() as nursery:
                 if store.counts() is None:
                     nursery.start_soon(self._recount, store)

@@ -29,15 +29,12 @@ import trio
 from iii_trio.runtime.calls.errors import InvocationError, deserialization_error
 from iii_trio.runtime.calls.invocation import CallContext, LocalHandler
 from iii_trio.runtime.modules.base import EngineModule
-from iii_trio.runtime.modules.state.ops import apply_ops, parse_ops
-from iii_trio.runtime.modules.state.stores import (
-    STORE_ERRORS,
-    KvStore,
-    MemoryStore,
-    RedisStore,
-    SqliteStore,
-)
 from iii_trio.runtime.modules.storage.config import RedisAdapterConfig, StreamKvStoreConfig
+from iii_trio.runtime.modules.storage.kv import STORE_ERRORS, KvStore, closing
+from iii_trio.runtime.modules.storage.kv.memory import MemoryStore
+from iii_trio.runtime.modules.storage.kv.ops import apply_ops, parse_ops
+from iii_trio.runtime.modules.storage.kv.redis import RedisStore
+from iii_trio.runtime.modules.storage.kv.sqlite import SqliteStore
 from iii_trio.runtime.modules.storage.redis import (
     ReconnectingRedis,
     RedisConnectionError,
@@ -161,13 +158,8 @@ class StreamModule(EngineModule):
 
     async def serve(self, task_status: trio.TaskStatus[Any]) -> None:
         async with contextlib.AsyncExitStack() as stack:
-            items = self.items = StreamItems(*await self._open_store(stack))
-
-            async def close_store() -> None:
-                with trio.CancelScope(shield=True):  # the module stops by cancellation
-                    await items.aclose()
-
-            stack.push_async_callback(close_store)
+            store, prefix = await self._open_store(stack)
+            self.items = StreamItems(await stack.enter_async_context(closing(store)), prefix)
             async with trio.open_nursery() as nursery:
                 if self.redis_url is not None:
                     await nursery.start(self._follow_redis, self.redis_url)
