@@ -6,6 +6,10 @@
 Core is, lowest first: config and clock; calls; connections; builtins. A package may import
 its own modules and lower layers only; packages of one layer are independent. Every import
 counts, type-only ones included.
+
+Inside ``runtime.modules`` (:data:`MODULE_LAYERS`), each module kind's package (rest_api,
+state, stream, queue, pubsub, cron, observability) imports only itself and what the modules
+share (context, base, storage, absent, kind); only the catalog names every kind.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.layering import check_layers, check_only, source_modules
+from tests.support.layering import check_layers, check_only, owner, source_modules
 
 ROOT = Path(__file__).resolve().parent.parent
 ROOTS = {
@@ -40,6 +44,17 @@ LAYERS = [
 ]
 
 
+MODULES = "iii_trio.runtime.modules"
+MODULE_KINDS = ("rest_api", "state", "stream", "queue", "pubsub", "cron", "observability")
+MODULE_LAYERS = [
+    {f"{MODULES}.context"},
+    {f"{MODULES}.base", f"{MODULES}.storage", f"{MODULES}.absent"},
+    {f"{MODULES}.kind"},
+    {f"{MODULES}.{kind}" for kind in MODULE_KINDS},  # siblings: independent of each other
+    {f"{MODULES}.catalog"},
+]
+
+
 def modules_of(roots: dict[str, Path]) -> dict[str, Path]:
     return source_modules(roots)
 
@@ -47,6 +62,28 @@ def modules_of(roots: dict[str, Path]) -> dict[str, Path]:
 def test_the_runtime_is_layered() -> None:
     violations = check_layers(modules_of(ROOTS), LAYERS, scope="iii_trio")
     assert not violations, "\n".join(map(str, violations))
+
+
+def test_the_module_packages_are_independent_of_each_other() -> None:
+    modules = modules_of(ROOTS)
+    violations = check_layers(modules, MODULE_LAYERS, scope=MODULES)
+    assert not violations, "\n".join(map(str, violations))
+    listed = [package for layer in MODULE_LAYERS for package in layer]
+    unlisted = [m for m in modules if m.startswith(f"{MODULES}.") and owner(m, listed) is None]
+    assert not unlisted, f"add to MODULE_LAYERS: {unlisted}"  # a new module kind, say
+
+
+def test_the_module_contract_reports_one_module_importing_another(tmp_path: Path) -> None:
+    """The real tree with one more file in the state package, importing the stream module."""
+    probe = tmp_path / "probe.py"
+    probe.write_text("from iii_trio.runtime.modules.stream.items import StreamItems\n")
+    modules = modules_of(ROOTS) | {f"{MODULES}.state.probe": probe}
+    [violation] = check_layers(modules, MODULE_LAYERS, scope=MODULES)
+    assert (violation.module, violation.imported) == (
+        f"{MODULES}.state.probe",
+        f"{MODULES}.stream.items",
+    )
+    assert "siblings" in violation.rule
 
 
 def test_the_sdk_depends_only_on_the_wire() -> None:

@@ -404,7 +404,7 @@ async def test_enqueue_fails_while_redis_is_away_and_works_once_it_is_back(
     async with redis_server(tmp_path, port=port):  # back, empty, on the same port
 
         async def reconnected() -> bool:
-            return bool(queue_module(engine).redis.connected)
+            return bool(queue_module(engine).introspect()["connected"])
 
         await eventually(reconnected)
         await call(engine, "enqueue", {"topic": "t", "data": 3})

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from iii_trio.runtime.calls.errors import InvocationError
-from iii_trio.runtime.modules.state.ops import apply_ops, parse_ops
+from iii_trio.runtime.modules.storage.kv.ops import apply_ops, parse_ops
 
 
 def update(old: Any, *ops: dict[str, Any]) -> Any:

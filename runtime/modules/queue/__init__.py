@@ -11,10 +11,10 @@ A failed delivery waits ``backoff_ms * 2^(n-1)`` and is delivered again; after
 one order per group and retry a failed job in place, blocking only its group.
 
 - :mod:`.config`: the settings of the module and its adapters;
-- :mod:`.module`: the trigger, the functions and the consumer both adapters share;
-- :mod:`.builtin`: ``BuiltinQueueAdapter``, jobs in memory or SQLite (:mod:`.jobs`);
-- :mod:`.redis_adapter`: ``RedisAdapter``, jobs in Redis streams shared by every engine on
-  that Redis, at least once (its layout in :mod:`.redis_layout`).
+- :mod:`.module`: the trigger, the functions and the consumer both adapters share, with
+  :mod:`.jobs` and :mod:`.streams`;
+- :mod:`.adapters`: where jobs live, ``BuiltinQueueAdapter`` (memory or SQLite) or
+  ``RedisAdapter`` (Redis streams shared by every engine on that Redis, at least once).
 """
 
 from __future__ import annotations
@@ -31,15 +31,11 @@ if TYPE_CHECKING:
 
 
 def _create(ctx: ModuleContext, entry: ModuleEntry) -> EngineModule:
-    # Imported only when configured.
-    from iii_trio.runtime.modules.queue.builtin import BuiltinQueue
     from iii_trio.runtime.modules.queue.config import QueueConfig
-    from iii_trio.runtime.modules.queue.redis_adapter import RedisQueue
+    from iii_trio.runtime.modules.queue.module import QueueModule  # imported only when configured
 
     assert isinstance(entry.config, QueueConfig)  # its adapter is checked by the catalog
-    if isinstance(entry.config.adapter, RedisQueueConfig):
-        return RedisQueue(ctx, entry.config)
-    return BuiltinQueue(ctx, entry.config)
+    return QueueModule(ctx, entry.config)
 
 
 KIND = ModuleKind(

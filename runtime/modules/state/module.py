@@ -1,9 +1,10 @@
 """StateModule (``modules::state::StateModule``, ``iii-state``; spec/modules.md §4).
 
-``state::set/get/delete/update/list/list_groups`` on a KvStore (in memory or SQLite), and
-the ``state`` trigger, fired after the write is committed. Events wait in a bounded queue;
-a consumer delivers each event in a task of its own (bindings of one event one after
-another), at most :data:`DELIVERIES_IN_FLIGHT` events at a time.
+``state::set/get/delete/update/list/list_groups`` on the store of its adapter (in memory,
+SQLite or Redis: :mod:`.adapters`), and the ``state`` trigger, fired after the write is
+committed. Events wait in a bounded queue; a consumer delivers each event in a task of its
+own (bindings of one event one after another), at most :data:`DELIVERIES_IN_FLIGHT` events
+at a time.
 """
 
 from __future__ import annotations
@@ -19,17 +20,11 @@ import trio
 from iii_trio.runtime.calls.errors import InvocationError, TriggerConfigError, deserialization_error
 from iii_trio.runtime.calls.invocation import CallContext, LocalHandler
 from iii_trio.runtime.modules.base import EngineModule
+from iii_trio.runtime.modules.state import adapters
 from iii_trio.runtime.modules.state.config import StateConfig
-from iii_trio.runtime.modules.state.ops import apply_ops, parse_ops
-from iii_trio.runtime.modules.state.stores import (
-    STORE_ERRORS,
-    KvStore,
-    MemoryStore,
-    RedisStore,
-    SqliteStore,
-)
 from iii_trio.runtime.modules.storage.config import KvStoreConfig, RedisAdapterConfig
-from iii_trio.runtime.modules.storage.redis import open_reconnecting
+from iii_trio.runtime.modules.storage.kv import STORE_ERRORS, KvStore
+from iii_trio.runtime.modules.storage.kv.ops import apply_ops, parse_ops
 
 if TYPE_CHECKING:
     from iii_trio.runtime.calls.registry import Binding, EngineTriggerType
@@ -120,7 +115,7 @@ def _field(function_id: str, data: Any, name: str) -> str:
 class StateModule(EngineModule):
     def __init__(self, ctx: ModuleContext, adapter: KvStoreConfig | RedisAdapterConfig) -> None:
         super().__init__(ctx)
-        self.adapter = adapter
+        self.adapter = adapters.create(adapter)
         self.store: KvStore | None = None
         self.trigger = StateTrigger()
         self._events_in, self._events_out = trio.open_memory_channel[StateEvent](
@@ -145,9 +140,8 @@ class StateModule(EngineModule):
 
     def introspect(self) -> dict[str, Any]:
         counts = self.store.counts() if self.store is not None else None
-        adapter = self.adapter
         return {
-            "adapter": adapter.store_method if isinstance(adapter, KvStoreConfig) else "redis",
+            "adapter": self.adapter.name,
             **(self.counted if counts is None else counts),
             "bindings": len(self.trigger.bindings),
             "events_waiting": self._events_out.statistics().current_buffer_used,
@@ -155,14 +149,8 @@ class StateModule(EngineModule):
         }
 
     async def serve(self, task_status: trio.TaskStatus[Any]) -> None:
-        async with contextlib.AsyncExitStack() as stack:
-            self.store = store = await self._open(stack)
-
-            async def close_store() -> None:
-                with trio.CancelScope(shield=True):  # the module stops by cancellation
-                    await store.aclose()
-
-            stack.push_async_callback(close_store)
+        async with self.adapter.open() as store:
+            self.store = store
             async with trio.open_nursery() as nursery:
                 if store.counts() is None:
                     nursery.start_soon(self._recount, store)
@@ -179,17 +167,6 @@ class StateModule(EngineModule):
             await self._written.wait()
             self._written = trio.Event()
             await trio.sleep(COUNTS_REFRESH_SECONDS)
-
-    async def _open(self, stack: contextlib.AsyncExitStack) -> KvStore:
-        adapter = self.adapter
-        if isinstance(adapter, RedisAdapterConfig):
-            # Reopened after a lost connection (calls meanwhile answer <OP>_ERROR at once).
-            redis = open_reconnecting(adapter.redis_url, name="state")
-            return RedisStore(await stack.enter_async_context(redis))
-        if adapter.store_method == "file_based":
-            return await SqliteStore.open(adapter.file_path)
-        log.warning("state: in_memory store, values are lost when the engine stops")
-        return MemoryStore()
 
     # --- functions ---------------------------------------------------------------------------
 

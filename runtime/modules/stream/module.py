@@ -1,12 +1,12 @@
 """StreamModule (``modules::stream::StreamModule``, ``iii-stream``; spec/modules.md §5, D11).
 
-``stream::*`` functions keep items on a StateModule store (:mod:`.items`); every change
-becomes one event message (§5.3) that goes to
+``stream::*`` functions keep items on the key-value store of the module's adapter
+(:mod:`.adapters`, :mod:`.items`); every change becomes one event message (§5.3) that goes to
 
-- the subscribed WebSocket clients of the client port (:mod:`.clients`): directly with the
-  KvStore adapter; through the Redis channel ``stream::events`` with the RedisAdapter, so
-  every engine on that Redis delivers every engine's changes to its own clients (this
-  engine's own events come back the same way, so each client gets them once);
+- the subscribed WebSocket clients of the client port (:mod:`.clients`), through the
+  adapter: directly with the KvStore adapter; through a Redis channel with the
+  RedisAdapter, so every engine on that Redis delivers every engine's changes to its own
+  clients;
 - the ``stream`` bindings of this engine, after the change, in a background task: events
   wait in a bounded queue (:data:`EVENT_QUEUE_CAPACITY`; beyond it an event's trigger
   delivery is dropped with a warning), at most :data:`DELIVERIES_IN_FLIGHT` events are
@@ -19,39 +19,25 @@ Per-stream overrides: when a function ``stream::<op>(<stream_name>)`` is registe
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-import orjson
 import trio
 
 from iii_trio.runtime.calls.errors import InvocationError, deserialization_error
 from iii_trio.runtime.calls.invocation import CallContext, LocalHandler
 from iii_trio.runtime.modules.base import EngineModule
-from iii_trio.runtime.modules.state.ops import apply_ops, parse_ops
-from iii_trio.runtime.modules.state.stores import (
-    STORE_ERRORS,
-    KvStore,
-    MemoryStore,
-    RedisStore,
-    SqliteStore,
-)
 from iii_trio.runtime.modules.storage.config import RedisAdapterConfig, StreamKvStoreConfig
-from iii_trio.runtime.modules.storage.redis import (
-    ReconnectingRedis,
-    RedisConnectionError,
-    RedisError,
-    open_reconnecting,
-    open_subscription,
-)
+from iii_trio.runtime.modules.storage.kv import STORE_ERRORS
+from iii_trio.runtime.modules.storage.kv.ops import apply_ops, parse_ops
+from iii_trio.runtime.modules.stream import adapters
+from iii_trio.runtime.modules.stream.adapters import PUBLISH_ERRORS
 from iii_trio.runtime.modules.stream.clients import ClientServer
 from iii_trio.runtime.modules.stream.config import StreamConfig
 from iii_trio.runtime.modules.stream.items import Counts, StreamItems
 from iii_trio.runtime.modules.stream.messages import (
     ClientRequest,
     event_message,
-    is_event_message,
     optional_str,
     required_key,
     required_str,
@@ -69,12 +55,6 @@ log = logging.getLogger("iii_trio.stream")
 EVENT_QUEUE_CAPACITY = 1024
 # Events being delivered to `stream` bindings at once.
 DELIVERIES_IN_FLIGHT = 64
-# Per-client outbox with the RedisAdapter (the KvStore adapter's `channel_size` default).
-REDIS_CLIENT_OUTBOX = 256
-# The Redis pub/sub channel carrying event messages between engines (as the reference).
-REDIS_CHANNEL = "stream::events"
-# Pause before the Redis subscriber reconnects after losing its connection.
-REDIS_RETRY_SECONDS = 1.0
 # Deadline of the auth function call; a timeout accepts the client without context.
 AUTH_TIMEOUT_MS = 5000
 # Item counts for introspection are recounted at most this often while items change.
@@ -103,22 +83,18 @@ class StreamModule(EngineModule):
     def __init__(self, ctx: ModuleContext, config: StreamConfig) -> None:
         super().__init__(ctx)
         self.config = config
-        adapter = config.adapter
-        self.redis_url = adapter.redis_url if isinstance(adapter, RedisAdapterConfig) else None
+        assert isinstance(config.adapter, StreamKvStoreConfig | RedisAdapterConfig)
+        self.adapter = adapters.create(config.adapter, self._to_clients)
         self.items: StreamItems | None = None
         self.port: int | None = None
         self.trigger = StreamTrigger()
         self.join_trigger = SubscriptionTrigger("stream:join", "Called when a client joins")
         self.leave_trigger = SubscriptionTrigger("stream:leave", "Called when a client leaves")
-        outbox = (
-            adapter.channel_size
-            if isinstance(adapter, StreamKvStoreConfig)
-            else REDIS_CLIENT_OUTBOX
-        )
         self.clients = ClientServer(
-            self, outbox_capacity=outbox, with_auth=config.auth_function is not None
+            self,
+            outbox_capacity=self.adapter.outbox_capacity,
+            with_auth=config.auth_function is not None,
         )
-        self._redis: ReconnectingRedis | None = None
         self._events_in, self._events_out = trio.open_memory_channel[
             tuple[list["Binding"], dict[str, Any]]
         ](EVENT_QUEUE_CAPACITY)
@@ -142,11 +118,8 @@ class StreamModule(EngineModule):
         return [self.trigger, self.join_trigger, self.leave_trigger]
 
     def introspect(self) -> dict[str, Any]:
-        adapter = self.config.adapter
         return {
-            "adapter": adapter.store_method
-            if isinstance(adapter, StreamKvStoreConfig)
-            else "redis",
+            "adapter": self.adapter.name,
             "port": self.port,
             "streams": self.counts.streams,
             "groups": self.counts.groups,
@@ -160,37 +133,16 @@ class StreamModule(EngineModule):
         }
 
     async def serve(self, task_status: trio.TaskStatus[Any]) -> None:
-        async with contextlib.AsyncExitStack() as stack:
-            items = self.items = StreamItems(*await self._open_store(stack))
-
-            async def close_store() -> None:
-                with trio.CancelScope(shield=True):  # the module stops by cancellation
-                    await items.aclose()
-
-            stack.push_async_callback(close_store)
+        async with self.adapter.open() as items:
+            self.items = items
             async with trio.open_nursery() as nursery:
-                if self.redis_url is not None:
-                    await nursery.start(self._follow_redis, self.redis_url)
+                await nursery.start(self.adapter.follow)
                 self.port = await nursery.start(
                     self.clients.serve, self.config.host, self.config.port
                 )
                 nursery.start_soon(self._deliver_events)
                 nursery.start_soon(self._refresh_counts)
                 task_status.started()
-
-    async def _open_store(self, stack: contextlib.AsyncExitStack) -> tuple[KvStore, str]:
-        """The store and the scope prefix of its items (see :mod:`.items`)."""
-        adapter = self.config.adapter
-        if isinstance(adapter, RedisAdapterConfig):
-            # Reopened after a lost connection (calls meanwhile answer STREAM_*_ERROR).
-            redis = open_reconnecting(adapter.redis_url, name="stream")
-            self._redis = await stack.enter_async_context(redis)
-            return RedisStore(self._redis, prefix="stream"), ""
-        assert isinstance(adapter, StreamKvStoreConfig)
-        if adapter.store_method == "file_based":
-            return await SqliteStore.open(adapter.file_path), "stream:"
-        log.warning("stream: in_memory store, items are lost when the engine stops")
-        return MemoryStore(), "stream:"
 
     def _store(self, code: str, operation: str) -> StreamItems:
         if self.items is None:
@@ -361,8 +313,8 @@ class StreamModule(EngineModule):
         message = event_message(stream_name, group_id, item_id, event)
         self._queue_triggers(message)
         try:
-            await self._emit(message)
-        except (RedisError, OSError) as exc:
+            await self.adapter.publish(message)
+        except PUBLISH_ERRORS as exc:
             raise InvocationError("STREAM_SEND_ERROR", f"Failed to send event: {exc}") from None
         return None
 
@@ -373,46 +325,15 @@ class StreamModule(EngineModule):
         self._queue_triggers(message)
         self._counts_stale.set()
         try:
-            await self._emit(message)
-        except (RedisError, OSError) as exc:
+            await self.adapter.publish(message)
+        except PUBLISH_ERRORS as exc:
             log.error("stream: failed to publish an event to Redis: %s", exc)
 
-    async def _emit(self, message: dict[str, Any]) -> None:
-        if self._redis is not None:
-            await self._redis.execute("PUBLISH", REDIS_CHANNEL, orjson.dumps(message))
-        else:
-            self.clients.deliver(message)
-
-    async def _follow_redis(
-        self, url: str, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        """Deliver every engine's event messages to this engine's clients."""
-        started = False
-        while True:
-            try:
-                async with open_subscription(url) as subscription:
-                    await subscription.subscribe(REDIS_CHANNEL)
-                    if not started:
-                        task_status.started()
-                        started = True
-                    while True:
-                        _, raw = await subscription.receive()
-                        self._received(raw)
-            except (RedisConnectionError, OSError) as exc:
-                if not started:
-                    raise  # no Redis at startup: the module fails to start
-                log.warning("stream: Redis subscription lost (%s); retrying", exc)
-            await trio.sleep(REDIS_RETRY_SECONDS)
-
-    def _received(self, raw: bytes) -> None:
-        try:
-            message = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            message = None
-        if not is_event_message(message):
-            log.warning("stream: a message on %s is not a stream event; dropped", REDIS_CHANNEL)
-            return
-        self._counts_stale.set()  # another engine may have changed items
+    def _to_clients(self, message: dict[str, Any]) -> None:
+        """An event message for this engine's clients, from the adapter (with Redis: from any
+        engine, this one included)."""
+        if message["event"].get("type") != "event":  # an item changed, maybe elsewhere
+            self._counts_stale.set()
         self.clients.deliver(message)
 
     def _queue_triggers(self, message: dict[str, Any]) -> None:

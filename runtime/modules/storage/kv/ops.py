@@ -1,4 +1,5 @@
-"""``state::update`` operations (spec/modules.md §4.4): parsed strictly, applied purely.
+"""The ``update`` operations of ``state::update`` and ``stream::update`` (spec/modules.md §4.4,
+§5.2): parsed strictly, applied purely.
 
 :func:`parse_ops` turns the wire list into :class:`Op` values or raises a
 ``deserialization_error``; :func:`apply_ops` computes the new value from the old one without
