@@ -6,7 +6,8 @@ The tables were taken from the hand-written checks before the inputs were declar
 classes (runtime/calls/inputs.py) and pin what callers see: each distinct message of each
 function, every function's answer to ``null`` and to a non-object, the inputs with two
 faults (the first field in order names the error), and inputs that are accepted (``null``
-as an absent key, the aliases, the listings' any-input).
+as an absent key, the aliases, the listings' any-input). ``test_inputs_stricter_*`` are the
+few inputs refused since, each noted with what it did before.
 """
 
 from __future__ import annotations
@@ -607,3 +608,37 @@ async def test_configs_accepted_as_before(engine: Engine) -> None:
             for n, (kind, config) in enumerate(CONFIG_ACCEPTED)
         ]
     assert [row for row in answers if row[2] != "bound"] == []
+
+
+#: Inputs refused since the inputs are declared (a bool is not a number, a field's type is
+#: checked whatever the data): (function, input, detail), with what each did before.
+STRICTER: list[tuple[str, Any, str]] = [
+    # Before: accepted, true read as the severity number 1.
+    (
+        "engine::logs::list",
+        {"severity_min": True},
+        "`severity_min` must be a number or a level name",
+    ),
+    # Before: any false-like value sorted by start time.
+    ("engine::traces::list", {"sort_by": 0}, "`sort_by` is start_time, duration or name"),
+    # Before: invocation_failed, "TypeError: 'int' object is not iterable" (spans stored).
+    ("engine::traces::list", {"attributes": 5}, "`attributes` is a list of [key, value] pairs"),
+    # Before: invocation_failed, "TypeError: '<' not supported ..." (spans stored).
+    ("engine::traces::list", {"min_duration_ms": "x"}, "`min_duration_ms` must be a number"),
+]
+
+
+async def test_inputs_stricter_than_the_hand_written_checks(engine: Engine) -> None:
+    async with raw_worker(worker_url(engine)) as worker:
+        answers = [(f, data, await answer(worker, f, data)) for f, data, _ in STRICTER]
+    assert answers == STRICTER
+
+
+async def test_inputs_stricter_span_filters_are_checked_with_no_span_stored(
+    engine: Engine,
+) -> None:
+    # Before: the times and attributes were checked against each stored span, so accepted
+    # while none was (here: the engine's first call).
+    async with raw_worker(worker_url(engine)) as worker:
+        refused = await answer(worker, "engine::traces::list", {"start_time": "x"})
+    assert refused == "`start_time` must be a number (Unix ms)"
