@@ -634,6 +634,16 @@ async def test_inputs_stricter_than_the_hand_written_checks(engine: Engine) -> N
     assert answers == STRICTER
 
 
+async def test_inputs_stricter_http_method_must_be_a_string(engine: Engine) -> None:
+    # Before: any false-like value (0, []) bound the route as GET.
+    async with raw_worker(worker_url(engine)) as worker:
+        refused = [
+            await bind(worker, f"m-{n}", "http", {"api_path": "p", "http_method": method})
+            for n, method in enumerate([0, [], False])
+        ]
+    assert refused == ["http_method must be a string"] * 3
+
+
 async def test_inputs_stricter_span_filters_are_checked_with_no_span_stored(
     engine: Engine,
 ) -> None:
