@@ -16,7 +16,15 @@ import trio
 from iii_trio.actors import Actor, ActorSystem
 from iii_trio.runtime.builtins.actor_rows import actor_row, tree_row
 from iii_trio.runtime.builtins.events import EngineEvents
-from iii_trio.runtime.calls.errors import InvocationError, deserialization_error
+from iii_trio.runtime.builtins.inputs import (
+    ChannelRequest,
+    InvocationQuery,
+    Listing,
+    WorkerQuery,
+    WorkerRegistration,
+)
+from iii_trio.runtime.calls import inputs
+from iii_trio.runtime.calls.errors import InvocationError
 from iii_trio.runtime.calls.invocation import CallContext, EngineFunction, LocalHandler
 from iii_trio.runtime.calls.registry import Registry
 from iii_trio.runtime.calls.router import Router
@@ -35,21 +43,6 @@ class RunningModule(Protocol):
     async def drain(self) -> None:
         """Finish work in flight before shutdown (the engine bounds the wait)."""
         ...
-
-
-def _object(function_id: str, data: Any) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise deserialization_error(function_id, "expected an object")
-    return data
-
-
-def _flag(function_id: str, data: dict[str, Any], key: str) -> bool:
-    value = data.get(key, False)
-    if value is None:
-        return False
-    if not isinstance(value, bool):
-        raise deserialization_error(function_id, f"'{key}' must be a boolean")
-    return value
 
 
 class WorkerModule(Actor):
@@ -123,21 +116,19 @@ class WorkerModule(Actor):
     # --- functions ---------------------------------------------------------------------------
 
     async def workers_register(self, data: Any, ctx: CallContext) -> Any:
-        body = _object("engine::workers::register", data)
-        conn = self.dispatcher.connections.get(str(body.get("_caller_worker_id")))
+        caller = inputs.structure("engine::workers::register", data, WorkerRegistration)
+        conn = self.dispatcher.connections.get(str(caller.caller_worker_id))
         if conn is not None:
-            conn.session.set_metadata({k: v for k, v in body.items() if k != "_caller_worker_id"})
+            conn.session.set_metadata({k: v for k, v in data.items() if k != "_caller_worker_id"})
             self.dispatcher.worker_event("worker_metadata_updated", conn.worker_id)
         return {"success": True}
 
     async def functions_list(self, data: Any, ctx: CallContext) -> Any:
-        body = data if isinstance(data, dict) else {}
-        internal = _flag("engine::functions::list", body, "include_internal")
+        internal = inputs.structure("engine::functions::list", data, Listing).include_internal
         return {"functions": self.registry.function_rows(include_internal=internal)}
 
     async def workers_list(self, data: Any, ctx: CallContext) -> Any:
-        body = data if isinstance(data, dict) else {}
-        wanted = body.get("worker_id")
+        wanted = inputs.structure("engine::workers::list", data, WorkerQuery).worker_id
         rows = [
             conn.session.row(active_invocations=len(conn.assigned))
             for conn in self.dispatcher.connections.values()
@@ -146,20 +137,14 @@ class WorkerModule(Actor):
         return {"workers": rows, "timestamp": now_ms()}
 
     async def triggers_list(self, data: Any, ctx: CallContext) -> Any:
-        body = data if isinstance(data, dict) else {}
-        internal = _flag("engine::triggers::list", body, "include_internal")
+        internal = inputs.structure("engine::triggers::list", data, Listing).include_internal
         return {"triggers": self.registry.binding_rows(include_internal=internal)}
 
     async def trigger_types_list(self, data: Any, ctx: CallContext) -> Any:
         return {"trigger_types": self.registry.trigger_type_rows()}
 
     async def channels_create(self, data: Any, ctx: CallContext) -> Any:
-        body = data if isinstance(data, dict) else {}
-        size = body.get("buffer_size")
-        if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
-            raise deserialization_error(
-                "engine::channels::create", "'buffer_size' must be an integer"
-            )
+        size = inputs.structure("engine::channels::create", data, ChannelRequest).buffer_size
         channel = self.channels.create(size)
         return {"writer": channel.ref("write"), "reader": channel.ref("read")}
 
@@ -183,10 +168,9 @@ class WorkerModule(Actor):
         return {"modules": rows, "timestamp": now_ms()}
 
     async def invocations_get(self, data: Any, ctx: CallContext) -> Any:
-        body = _object("engine::invocations::get", data)
-        invocation_id = body.get("id")
-        if not isinstance(invocation_id, str):
-            raise deserialization_error("engine::invocations::get", "missing field 'id'")
+        invocation_id = inputs.structure(
+            "engine::invocations::get", data, InvocationQuery
+        ).invocation_id
         row = self.router.row(invocation_id, now_ms())
         if row is None:
             raise InvocationError("invocation_not_found", f"Invocation {invocation_id} not found")

@@ -14,10 +14,12 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import attrs
 import trio
 
 from iii_trio.actors import Actor
-from iii_trio.runtime.calls.errors import InvocationError, deserialization_error
+from iii_trio.runtime.calls import inputs
+from iii_trio.runtime.calls.errors import InvocationError
 from iii_trio.runtime.calls.invocation import EngineFunction, LocalHandler
 from iii_trio.runtime.calls.registry import Binding, EngineTriggerType
 from iii_trio.runtime.connections.dispatch import InvokeAction
@@ -26,16 +28,15 @@ from iii_trio.runtime.modules.context import GaugeFamily, HttpEndpoint, ModuleCo
 log = logging.getLogger("iii_trio.modules")
 
 
-def required_topic(function_id: str, data: Any) -> str:
-    """The ``topic`` of ``publish`` / ``enqueue`` input; an empty one is ``topic_not_set``."""
-    if not isinstance(data, dict):
-        raise deserialization_error(function_id, "expected an object")
-    topic = data.get("topic")
-    if topic is not None and not isinstance(topic, str):
-        raise deserialization_error(function_id, "`topic` must be a string")
-    if not topic:
-        raise InvocationError("topic_not_set", "Topic is not set")
-    return topic
+@attrs.frozen(kw_only=True)
+class TopicMessage:
+    """The input of ``publish`` and ``enqueue``: ``{topic, data?}``; an absent or empty
+    topic is ``topic_not_set``."""
+
+    topic: str = inputs.field(
+        missing=inputs.Refusal("topic_not_set", "Topic is not set"), blank_is_missing=True
+    )
+    data: Any = None
 
 
 class EngineModule(Actor):

@@ -20,11 +20,13 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+import attrs
 import trio
 from croniter import croniter
 
+from iii_trio.runtime.calls import inputs
 from iii_trio.runtime.calls.errors import TriggerConfigError
 from iii_trio.runtime.modules.base import EngineModule
 from iii_trio.runtime.modules.cron.config import CronConfig, KvCronConfig
@@ -73,6 +75,22 @@ def iso(seconds: float, *, millis: bool) -> str:
     return text.replace("+00:00", "Z")
 
 
+@attrs.frozen(kw_only=True)
+class CronTriggerConfig:
+    """A ``cron`` binding: ``{expression, condition_function_id?}``."""
+
+    RULES: ClassVar[inputs.Rules] = inputs.Rules(
+        not_object="cron trigger config must be an object with 'expression'",
+        wrong="cron trigger '{key}' must be a string",
+    )
+    expression: str = inputs.field(
+        missing="Cron expression is required",
+        wrong="Cron expression must be a string",
+        blank_is_missing=True,
+    )
+    condition_function_id: str | None = None
+
+
 class CronTrigger:
     """The ``cron`` trigger type: config ``{expression, condition_function_id?}``."""
 
@@ -84,18 +102,8 @@ class CronTrigger:
         self.jobs: dict[Binding, trio.CancelScope] = {}
 
     def bind(self, binding: Binding) -> None:
-        config = binding.config
-        if not isinstance(config, dict):
-            raise TriggerConfigError("cron trigger config must be an object with 'expression'")
-        expression = config.get("expression")
-        if expression is None or expression == "":
-            raise TriggerConfigError("Cron expression is required")
-        if not isinstance(expression, str):
-            raise TriggerConfigError("Cron expression must be a string")
-        condition = config.get("condition_function_id")
-        if condition is not None and not isinstance(condition, str):
-            raise TriggerConfigError("cron trigger 'condition_function_id' must be a string")
-        next_after = schedule(expression)
+        config = inputs.structure_config(binding.config, CronTriggerConfig)
+        next_after = schedule(config.expression)
         self.jobs[binding] = self.module.start_job(binding, next_after)
 
     def unbind(self, binding: Binding) -> None:

@@ -39,6 +39,7 @@ import trio
 
 from iii_trio.runtime.calls.errors import InvocationError
 from iii_trio.runtime.modules.observability.http_client import REQUEST_ERRORS, Target, post_json
+from iii_trio.runtime.modules.observability.inputs import LogEntry
 
 if TYPE_CHECKING:
     from iii_trio.runtime.modules.observability.config import AlertRule
@@ -229,7 +230,7 @@ class AlertManager:
         )
         (log.warning if firing else log.info)("%s", message)
         severity = "warn" if firing else "info"
-        self.observer.engine_log(severity, {"message": message, "data": event})
+        self.observer.engine_log(severity, LogEntry(message=message, data=event))
 
     async def _webhook(self, name: str, url: str, event: dict[str, Any]) -> None:
         try:

@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+import attrs
 import trio
 
-from iii_trio.runtime.calls.errors import InvocationError, TriggerConfigError
+from iii_trio.runtime.calls import inputs
+from iii_trio.runtime.calls.errors import InvocationError
 from iii_trio.runtime.calls.tracing import current_span
 
 if TYPE_CHECKING:
@@ -43,19 +45,19 @@ LEVELS = frozenset({"all", "trace", "debug", "info", "warn", "error"})
 CALLER = "observability"
 
 
-def binding_level(config: Any) -> str:
-    if config is None:
-        return "all"
-    if not isinstance(config, dict):
-        raise TriggerConfigError("log trigger config must be an object")
-    level = config.get("level", "all")
-    if level is None:
-        return "all"
-    if not isinstance(level, str) or level.lower() not in LEVELS:
-        raise TriggerConfigError(
-            f"log trigger 'level' must be one of {', '.join(sorted(LEVELS))}, got {level!r}"
-        )
-    return level.lower()
+_LEVEL = f"log trigger 'level' must be one of {', '.join(sorted(LEVELS))}, got {{value!r}}"
+
+
+@attrs.frozen(kw_only=True)
+class LogTriggerConfig:
+    """A ``log`` binding: ``{level?}``, any case; no config is ``{}`` (every level)."""
+
+    RULES: ClassVar[inputs.Rules] = inputs.Rules(
+        accepts="object_or_null", not_object="log trigger config must be an object"
+    )
+    level: str = inputs.field(
+        default="all", wrong=_LEVEL, checks=[(lambda level: level.lower() in LEVELS, _LEVEL)]
+    )
 
 
 class LogTrigger:
@@ -76,7 +78,8 @@ class LogTrigger:
     # --- EngineTriggerType ------------------------------------------------------------------
 
     def bind(self, binding: Binding) -> None:
-        self.bindings[binding] = binding_level(binding.config)
+        level = inputs.structure_config(binding.config, LogTriggerConfig).level
+        self.bindings[binding] = level.lower()
 
     def unbind(self, binding: Binding) -> None:
         self.bindings.pop(binding, None)

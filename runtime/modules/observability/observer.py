@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from iii_trio.runtime.calls.peer import Peer
     from iii_trio.runtime.modules.context import ModuleContext
     from iii_trio.runtime.modules.observability.export import OtlpExporter
+    from iii_trio.runtime.modules.observability.inputs import LogEntry
     from iii_trio.runtime.wire.protocol import Telemetry
 
 log = logging.getLogger("iii_trio.otel")
@@ -330,24 +331,24 @@ class EngineObserver:
         if self.log_sink is not None:
             self.log_sink(record)
 
-    def engine_log(self, severity: str, data: dict[str, Any]) -> dict[str, Any]:
+    def engine_log(self, severity: str, entry: LogEntry) -> dict[str, Any]:
         """A record for ``engine::log::<severity>`` (spec §9.3), stored and returned."""
         now = time.time_ns()
         enclosing = current_span.get()
-        extra = data.get("data")
+        extra = entry.data
         attributes = dict(extra) if isinstance(extra, dict) else {}
         if extra is not None and not isinstance(extra, dict):
             attributes["log.data"] = extra
-        service = data.get("service_name")
+        service = entry.service_name
         record = {
             "timestamp_unix_nano": now,
             "observed_timestamp_unix_nano": now,
             "severity_number": SEVERITIES[severity],
             "severity_text": severity.upper(),
-            "body": str(data["message"]),
+            "body": entry.message,
             "attributes": attributes,
-            "trace_id": data.get("trace_id") or (enclosing.trace_id if enclosing else None),
-            "span_id": data.get("span_id") or (enclosing.span_id if enclosing else None),
+            "trace_id": entry.trace_id or (enclosing.trace_id if enclosing else None),
+            "span_id": entry.span_id or (enclosing.span_id if enclosing else None),
             "resource": dict(self.settings.resource),
             "service_name": service if isinstance(service, str) else self.settings.service_name,
             "instrumentation_scope_name": "iii_trio.engine",

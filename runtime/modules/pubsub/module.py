@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+import attrs
 import orjson
 import trio
 
-from iii_trio.runtime.calls.errors import TriggerConfigError
+from iii_trio.runtime.calls import inputs
 from iii_trio.runtime.calls.invocation import CallContext, LocalHandler
-from iii_trio.runtime.modules.base import EngineModule, required_topic
+from iii_trio.runtime.modules.base import EngineModule, TopicMessage
 from iii_trio.runtime.modules.pubsub.config import PubSubConfig
 from iii_trio.runtime.modules.storage.config import RedisAdapterConfig
 from iii_trio.runtime.modules.storage.redis import (
@@ -47,6 +48,18 @@ def create(ctx: ModuleContext, entry: ModuleEntry) -> PubSubModule:
     return PubSubModule(ctx, redis_url)
 
 
+@attrs.frozen(kw_only=True)
+class SubscribeTriggerConfig:
+    """A ``subscribe`` binding: ``{topic}`` (any other config lacks the topic)."""
+
+    RULES: ClassVar[inputs.Rules] = inputs.Rules(accepts="anything")
+    topic: str = inputs.field(
+        missing="subscribe trigger needs a non-empty string 'topic'",
+        wrong="subscribe trigger needs a non-empty string 'topic'",
+        blank_is_missing=True,
+    )
+
+
 class SubscribeTrigger:
     """The ``subscribe`` trigger type: config ``{topic}``, bindings grouped by topic."""
 
@@ -58,10 +71,7 @@ class SubscribeTrigger:
         self._changed = on_topics_changed
 
     def bind(self, binding: Binding) -> None:
-        config = binding.config
-        topic = config.get("topic") if isinstance(config, dict) else None
-        if not isinstance(topic, str) or not topic:
-            raise TriggerConfigError("subscribe trigger needs a non-empty string 'topic'")
+        topic = inputs.structure_config(binding.config, SubscribeTriggerConfig).topic
         bindings = self.topics.setdefault(topic, [])
         bindings.append(binding)
         if len(bindings) == 1:
@@ -118,8 +128,8 @@ class PubSubModule(EngineModule):
                 await trio.sleep(REDIS_RETRY_SECONDS)
 
     async def publish(self, data: Any, ctx: CallContext) -> Any:
-        topic = required_topic("publish", data)
-        message = data.get("data")
+        published = inputs.structure("publish", data, TopicMessage)
+        topic, message = published.topic, published.data
         self.published += 1
         if self._redis is not None:
             await self._redis.execute("PUBLISH", topic, orjson.dumps(message))

@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from iii_trio.runtime.calls.errors import InvocationError, TriggerConfigError, deserialization_error
+from iii_trio.runtime.calls import inputs
+from iii_trio.runtime.calls.errors import InvocationError
 from iii_trio.runtime.calls.invocation import CallContext, LocalHandler
 from iii_trio.runtime.clock import now_ms
-from iii_trio.runtime.modules.base import EngineModule, required_topic
+from iii_trio.runtime.modules.base import EngineModule, TopicMessage
 from iii_trio.runtime.modules.context import GaugeFamily
 from iii_trio.runtime.modules.queue import adapters
 from iii_trio.runtime.modules.queue.config import (
@@ -29,6 +30,7 @@ from iii_trio.runtime.modules.queue.config import (
     QueueConfig,
     RedisQueueConfig,
 )
+from iii_trio.runtime.modules.queue.inputs import DeadLetterRef, QueueName, QueueTriggerConfig
 from iii_trio.runtime.modules.queue.jobs import Job
 from iii_trio.runtime.modules.queue.streams import Stream
 
@@ -52,16 +54,7 @@ class QueueTrigger:
         self.topics: dict[str, list[Binding]] = {}
 
     def bind(self, binding: Binding) -> None:
-        config = binding.config
-        topic = config.get("topic") if isinstance(config, dict) else None
-        if not isinstance(topic, str) or not topic:
-            raise TriggerConfigError("queue trigger needs a non-empty string 'topic'")
-        queue_config = config.get("queue_config")
-        if queue_config is not None and not isinstance(queue_config, dict):
-            raise TriggerConfigError("queue trigger 'queue_config' must be an object")
-        condition = config.get("condition_function_id")
-        if condition is not None and not isinstance(condition, str):
-            raise TriggerConfigError("queue trigger 'condition_function_id' must be a string")
+        topic = inputs.structure_config(binding.config, QueueTriggerConfig).topic
         self.topics.setdefault(topic, []).append(binding)
         self.module.subscribed(topic, binding)
 
@@ -343,8 +336,8 @@ class QueueModule(EngineModule):
         )
 
     async def enqueue(self, data: Any, ctx: CallContext) -> Any:
-        topic = required_topic("enqueue", data)
-        await self.adapter.enqueue_topic(topic, str(uuid.uuid4()), data.get("data"))
+        message = inputs.structure("enqueue", data, TopicMessage)
+        await self.adapter.enqueue_topic(message.topic, str(uuid.uuid4()), message.data)
         return None
 
     async def enqueue_named(self, queue: str, function_id: str, data: Any) -> str:
@@ -373,17 +366,8 @@ class QueueModule(EngineModule):
 
     # --- dead letters ------------------------------------------------------------------------
 
-    @staticmethod
-    def _queue_name(function_id: str, data: Any) -> str:
-        if not isinstance(data, dict):
-            raise deserialization_error(function_id, "expected an object")
-        queue = data.get("queue")
-        if not isinstance(queue, str) or not queue:
-            raise InvocationError("queue_not_set", "Queue is not set")
-        return queue
-
     async def redrive(self, data: Any, ctx: CallContext) -> Any:
-        queue = self._queue_name("iii::queue::redrive", data)
+        queue = inputs.structure("iii::queue::redrive", data, QueueName).queue
         try:
             redriven = await self.adapter.redrive(queue, None)
         except InvocationError:
@@ -393,8 +377,8 @@ class QueueModule(EngineModule):
         return {"queue": queue, "redriven": redriven}
 
     async def redrive_message(self, data: Any, ctx: CallContext) -> Any:
-        queue = self._queue_name("iii::queue::redrive_message", data)
-        message_id = data.get("message_id")
+        ref = inputs.structure("iii::queue::redrive_message", data, DeadLetterRef)
+        queue, message_id = ref.queue, ref.message_id
         try:
             redriven = isinstance(message_id, str) and await self.adapter.redrive(queue, message_id)
         except InvocationError:
@@ -406,7 +390,7 @@ class QueueModule(EngineModule):
         return {"queue": queue, "message_id": message_id, "redriven": True}
 
     async def dlq_messages(self, data: Any, ctx: CallContext) -> Any:
-        queue = self._queue_name("engine::queue::dlq_messages", data)
+        queue = inputs.structure("engine::queue::dlq_messages", data, QueueName).queue
         messages = [
             {
                 "message_id": job.message_id,

@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+import attrs
 import h11
 import orjson
 import trio
 
-from iii_trio.runtime.calls.errors import InvocationError, TriggerConfigError
+from iii_trio.runtime.calls import inputs
+from iii_trio.runtime.calls.errors import InvocationError
 from iii_trio.runtime.calls.router import not_found
 from iii_trio.runtime.modules.base import EngineModule
 from iii_trio.runtime.modules.rest_api.config import CorsConfig, RestApiConfig
@@ -51,6 +53,21 @@ def create(ctx: ModuleContext, entry: ModuleEntry) -> RestApiModule:
     return RestApiModule(ctx, entry.config)
 
 
+@attrs.frozen(kw_only=True)
+class HttpTriggerConfig:
+    """An ``http`` binding: ``{api_path, http_method?}`` (an empty method is ``GET``); its
+    ``condition_function_id`` is read when a request comes."""
+
+    RULES: ClassVar[inputs.Rules] = inputs.Rules(accepts="anything")
+    api_path: str = inputs.field(
+        missing="api_path is required for http triggers",
+        wrong="api_path is required for http triggers",
+    )
+    http_method: str = inputs.field(
+        default="GET", wrong="http_method must be a string", blank_is_missing=True
+    )
+
+
 class HttpTrigger:
     """The ``http`` trigger type: ``{api_path, http_method?, condition_function_id?}``."""
 
@@ -61,17 +78,11 @@ class HttpTrigger:
         self.routes = RouteTable()
 
     def bind(self, binding: Binding) -> None:
-        config = binding.config
-        path = config.get("api_path") if isinstance(config, dict) else None
-        if not isinstance(path, str):
-            raise TriggerConfigError("api_path is required for http triggers")
-        method = config.get("http_method") or "GET"
-        if not isinstance(method, str):
-            raise TriggerConfigError("http_method must be a string")
-        method = method.upper()
+        config = inputs.structure_config(binding.config, HttpTriggerConfig)
+        method = config.http_method.upper()
         if method not in ROUTED_METHODS:
             log.warning("http trigger %s: method %s is stored but never routed", binding.id, method)
-        self.routes.add(method, path, binding)
+        self.routes.add(method, config.api_path, binding)
 
     def unbind(self, binding: Binding) -> None:
         config = binding.config

@@ -17,14 +17,22 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from iii_trio.runtime.calls.errors import InvocationError, TriggerConfigError, deserialization_error
+from iii_trio.runtime.calls import inputs
+from iii_trio.runtime.calls.errors import InvocationError
 from iii_trio.runtime.calls.invocation import CallContext, LocalHandler
 from iii_trio.runtime.modules.base import EngineModule
 from iii_trio.runtime.modules.state import adapters
 from iii_trio.runtime.modules.state.config import StateConfig
+from iii_trio.runtime.modules.state.inputs import (
+    StateKey,
+    StateScope,
+    StateTriggerConfig,
+    StateUpdate,
+    StateWrite,
+)
 from iii_trio.runtime.modules.storage.config import KvStoreConfig, RedisAdapterConfig
 from iii_trio.runtime.modules.storage.kv import STORE_ERRORS, KvStore
-from iii_trio.runtime.modules.storage.kv.ops import apply_ops, parse_ops
+from iii_trio.runtime.modules.storage.kv.ops import apply_ops
 
 if TYPE_CHECKING:
     from iii_trio.runtime.calls.registry import Binding, EngineTriggerType
@@ -78,12 +86,7 @@ class StateTrigger:
         self.bindings: list[Binding] = []
 
     def bind(self, binding: Binding) -> None:
-        config = binding.config if binding.config is not None else {}
-        if not isinstance(config, dict):
-            raise TriggerConfigError("state trigger config must be an object")
-        for field in ("scope", "key", "condition_function_id"):
-            if config.get(field) is not None and not isinstance(config[field], str):
-                raise TriggerConfigError(f"state trigger '{field}' must be a string")
+        inputs.structure_config(binding.config, StateTriggerConfig)
         self.bindings.append(binding)
 
     def unbind(self, binding: Binding) -> None:
@@ -99,17 +102,6 @@ class StateTrigger:
             )
 
         return [b for b in self.bindings if matches(b)]
-
-
-def _field(function_id: str, data: Any, name: str) -> str:
-    if not isinstance(data, dict):
-        raise deserialization_error(function_id, "expected an object")
-    value = data.get(name)
-    if value is None:
-        raise deserialization_error(function_id, f"missing field `{name}`")
-    if not isinstance(value, str):
-        raise deserialization_error(function_id, f"`{name}` must be a string")
-    return value
 
 
 class StateModule(EngineModule):
@@ -186,10 +178,8 @@ class StateModule(EngineModule):
             ) from None
 
     async def set(self, data: Any, ctx: CallContext) -> Any:
-        scope, key = _field("state::set", data, "scope"), _field("state::set", data, "key")
-        if "value" not in data and "data" not in data:  # `data` is an accepted alias
-            raise deserialization_error("state::set", "missing field `value`")
-        value = data["value"] if "value" in data else data["data"]
+        write = inputs.structure("state::set", data, StateWrite)
+        scope, key, value = write.scope, write.key, write.value
         store = self._open_store("set")
         with self._store_errors("set"):
             old = await store.set(scope, key, value)
@@ -197,22 +187,22 @@ class StateModule(EngineModule):
         return {"old_value": old, "new_value": value}
 
     async def get(self, data: Any, ctx: CallContext) -> Any:
-        scope, key = _field("state::get", data, "scope"), _field("state::get", data, "key")
+        address = inputs.structure("state::get", data, StateKey)
         with self._store_errors("get"):
-            _, value = await self._open_store("get").get(scope, key)
+            _, value = await self._open_store("get").get(address.scope, address.key)
         return value  # None: the result has no value (spec: "no result when missing")
 
     async def delete(self, data: Any, ctx: CallContext) -> Any:
-        scope, key = _field("state::delete", data, "scope"), _field("state::delete", data, "key")
+        address = inputs.structure("state::delete", data, StateKey)
+        scope, key = address.scope, address.key
         with self._store_errors("delete"):
             _, old = await self._open_store("delete").delete(scope, key)
         self._emit("state:deleted", scope, key, old, None)  # also when nothing was there
         return old
 
     async def update(self, data: Any, ctx: CallContext) -> Any:
-        scope, key = _field("state::update", data, "scope"), _field("state::update", data, "key")
-        raw_ops = data.get("ops", data.get("operations"))  # `operations` is an alias
-        ops = parse_ops("state::update", raw_ops)
+        update = inputs.structure("state::update", data, StateUpdate)
+        scope, key, ops = update.scope, update.key, update.ops
         store = self._open_store("update")
         with self._store_errors("update"):
             old, new = await store.update(scope, key, lambda current: apply_ops(current, ops))
@@ -220,7 +210,7 @@ class StateModule(EngineModule):
         return {"old_value": old, "new_value": new}
 
     async def list_values(self, data: Any, ctx: CallContext) -> Any:
-        scope = _field("state::list", data, "scope")
+        scope = inputs.structure("state::list", data, StateScope).scope
         with self._store_errors("list"):
             return await self._open_store("list").values(scope)
 

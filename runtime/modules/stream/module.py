@@ -24,24 +24,28 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from iii_trio.runtime.calls.errors import InvocationError, deserialization_error
+from iii_trio.runtime.calls import inputs
+from iii_trio.runtime.calls.errors import InvocationError
 from iii_trio.runtime.calls.invocation import CallContext, LocalHandler
 from iii_trio.runtime.modules.base import EngineModule
 from iii_trio.runtime.modules.storage.config import RedisAdapterConfig, StreamKvStoreConfig
 from iii_trio.runtime.modules.storage.kv import STORE_ERRORS
-from iii_trio.runtime.modules.storage.kv.ops import apply_ops, parse_ops
+from iii_trio.runtime.modules.storage.kv.ops import apply_ops
 from iii_trio.runtime.modules.stream import adapters
 from iii_trio.runtime.modules.stream.adapters import PUBLISH_ERRORS
 from iii_trio.runtime.modules.stream.clients import ClientServer
 from iii_trio.runtime.modules.stream.config import StreamConfig
-from iii_trio.runtime.modules.stream.items import Counts, StreamItems
-from iii_trio.runtime.modules.stream.messages import (
-    ClientRequest,
-    event_message,
-    optional_str,
-    required_key,
-    required_str,
+from iii_trio.runtime.modules.stream.inputs import (
+    NoInput,
+    StreamEvent,
+    StreamGroup,
+    StreamItem,
+    StreamName,
+    StreamUpdate,
+    StreamWrite,
 )
+from iii_trio.runtime.modules.stream.items import Counts, StreamItems
+from iii_trio.runtime.modules.stream.messages import ClientRequest, event_message
 from iii_trio.runtime.modules.stream.triggers import StreamTrigger, SubscriptionTrigger
 
 if TYPE_CHECKING:
@@ -66,13 +70,6 @@ def create(ctx: ModuleContext, entry: ModuleEntry) -> StreamModule:
     # Its adapter is one this build has: checked by the catalog before the engine starts.
     assert isinstance(entry.config.adapter, StreamKvStoreConfig | RedisAdapterConfig)
     return StreamModule(ctx, entry.config)
-
-
-def _address(function_id: str, data: Any, *, item: bool = True) -> tuple[str, str, str]:
-    stream_name = required_str(function_id, data, "stream_name")
-    group_id = required_str(function_id, data, "group_id")
-    item_id = required_str(function_id, data, "item_id") if item else ""
-    return stream_name, group_id, item_id
 
 
 def _change_event(old: Any, new: Any) -> dict[str, Any]:
@@ -178,8 +175,9 @@ class StreamModule(EngineModule):
     # --- functions ---------------------------------------------------------------------------
 
     async def set(self, data: Any, ctx: CallContext) -> Any:
-        stream_name, group_id, item_id = _address("stream::set", data)
-        value = required_key("stream::set", data, "data")
+        write = inputs.structure("stream::set", data, StreamWrite)
+        stream_name, group_id, item_id = write.stream_name, write.group_id, write.item_id
+        value = write.data
         override = self._override("set", stream_name)
         if override is not None:
             forwarded = {**_ids(stream_name, group_id, item_id), "data": value}
@@ -198,8 +196,8 @@ class StreamModule(EngineModule):
         return {"old_value": old, "new_value": new}
 
     async def get(self, data: Any, ctx: CallContext) -> Any:
-        stream_name, group_id, item_id = _address("stream::get", data)
-        return await self._get(stream_name, group_id, item_id)
+        item = inputs.structure("stream::get", data, StreamItem)
+        return await self._get(item.stream_name, item.group_id, item.item_id)
 
     async def _get(self, stream_name: str, group_id: str, item_id: str) -> Any:
         override = self._override("get", stream_name)
@@ -213,7 +211,8 @@ class StreamModule(EngineModule):
             raise InvocationError("STREAM_GET_ERROR", f"Failed to get value: {exc}") from None
 
     async def delete(self, data: Any, ctx: CallContext) -> Any:
-        stream_name, group_id, item_id = _address("stream::delete", data)
+        item = inputs.structure("stream::delete", data, StreamItem)
+        stream_name, group_id, item_id = item.stream_name, item.group_id, item.item_id
         override = self._override("delete", stream_name)
         if override is not None:
             result = await self._call_override(
@@ -239,12 +238,12 @@ class StreamModule(EngineModule):
         return {"old_value": old}
 
     async def update(self, data: Any, ctx: CallContext) -> Any:
-        stream_name, group_id, item_id = _address("stream::update", data)
-        raw_ops = data.get("ops")
-        ops = parse_ops("stream::update", raw_ops)
+        update = inputs.structure("stream::update", data, StreamUpdate)
+        stream_name, group_id, item_id = update.stream_name, update.group_id, update.item_id
+        ops = update.ops
         override = self._override("update", stream_name)
         if override is not None:
-            forwarded = {**_ids(stream_name, group_id, item_id), "ops": raw_ops}
+            forwarded = {**_ids(stream_name, group_id, item_id), "ops": data["ops"]}
             result = await self._call_override(
                 override, forwarded, "STREAM_UPDATE_ERROR", "update value", "change"
             )
@@ -263,8 +262,8 @@ class StreamModule(EngineModule):
         return {"old_value": old, "new_value": new}
 
     async def list_items(self, data: Any, ctx: CallContext) -> Any:
-        stream_name, group_id, _ = _address("stream::list", data, item=False)
-        return await self._list(stream_name, group_id)
+        group = inputs.structure("stream::list", data, StreamGroup)
+        return await self._list(group.stream_name, group.group_id)
 
     async def _list(self, stream_name: str, group_id: str) -> Any:
         override = self._override("list", stream_name)
@@ -278,7 +277,7 @@ class StreamModule(EngineModule):
             raise InvocationError("STREAM_GET_GROUP_ERROR", f"Failed to get group: {exc}") from None
 
     async def list_groups(self, data: Any, ctx: CallContext) -> Any:
-        stream_name = required_str("stream::list_groups", data, "stream_name")
+        stream_name = inputs.structure("stream::list_groups", data, StreamName).stream_name
         override = self._override("list_groups", stream_name)
         if override is not None:
             forwarded = {"stream_name": stream_name}
@@ -292,8 +291,7 @@ class StreamModule(EngineModule):
             ) from None
 
     async def list_all(self, data: Any, ctx: CallContext) -> Any:
-        if not isinstance(data, dict):
-            raise deserialization_error("stream::list_all", "expected an object")
+        inputs.structure("stream::list_all", data, NoInput)
         items = self._store("STREAM_LIST_ALL_ERROR", "list stream")
         try:
             streams = await items.streams()
@@ -305,12 +303,9 @@ class StreamModule(EngineModule):
         return {"stream": rows, "count": len(rows)}
 
     async def send(self, data: Any, ctx: CallContext) -> Any:
-        stream_name, group_id, _ = _address("stream::send", data, item=False)
-        event_type = required_str("stream::send", data, "type")
-        item_id = optional_str("stream::send", data, "id")
-        payload = required_key("stream::send", data, "data")
-        event = {"type": "event", "event": {"type": event_type, "data": payload}}
-        message = event_message(stream_name, group_id, item_id, event)
+        sent = inputs.structure("stream::send", data, StreamEvent)
+        event = {"type": "event", "event": {"type": sent.event_type, "data": sent.data}}
+        message = event_message(sent.stream_name, sent.group_id, sent.item_id, event)
         self._queue_triggers(message)
         try:
             await self.adapter.publish(message)
