@@ -39,9 +39,12 @@ examples/node/node_modules/.installed: examples/node/package-lock.json
 serve: setup
 	.venv/bin/iii-trio serve --config config.yaml
 
+# The import contract (tests/test_layering.py: actors <- wire <- core <- modules <- engine <- cli,
+# sdk <- wire) is part of lint.
 lint: setup
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	.venv/bin/pytest -q -p no:cacheprovider tests/test_layering.py
 
 typecheck: setup
 	.venv/bin/mypy -p iii_trio

@@ -5,9 +5,17 @@ from __future__ import annotations
 import abc
 from typing import Any, ClassVar
 
+import attrs
 import trio
 
 from iii_trio.actors.mailbox import NO_MAILBOX_STATISTICS, Mailbox, MailboxStatistics
+
+
+@attrs.frozen
+class ActorStatistics:
+    """What ``Actor.statistics()`` reports; subclasses that bound more report more."""
+
+    mailbox: MailboxStatistics  # all zero for an actor without a mailbox
 
 
 class Actor(abc.ABC):
@@ -18,8 +26,8 @@ class Actor(abc.ABC):
 
     def __init__(self, name: str, *, mailbox_capacity: int = 0) -> None:
         self.name = name
-        # No mailbox unless asked for: most actors (invocations, services) never receive
-        # messages, and a mailbox is a channel pair they would carry for nothing.
+        # No mailbox unless asked for: most actors (one per request, long-running services)
+        # never receive messages, and a mailbox is a channel pair they would carry for nothing.
         self.mailbox: Mailbox[Any] | None = Mailbox(mailbox_capacity) if mailbox_capacity else None
 
     @abc.abstractmethod
@@ -34,5 +42,9 @@ class Actor(abc.ABC):
         this method could never hear the request, so it is cancelled at once instead.
         """
 
-    def mailbox_statistics(self) -> MailboxStatistics:
-        return self.mailbox.statistics() if self.mailbox is not None else NO_MAILBOX_STATISTICS
+    def statistics(self) -> ActorStatistics:
+        """The actor's bounded parts, in trio's style (``MemoryChannel.statistics()``)."""
+        mailbox = self.mailbox
+        return ActorStatistics(
+            mailbox=mailbox.statistics() if mailbox is not None else NO_MAILBOX_STATISTICS
+        )

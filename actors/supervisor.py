@@ -5,9 +5,13 @@ reverse order. Each child runs in its own shielded cancel scope that only its su
 cancels, so even a cancellation from outside stops the children one by one, last first,
 each with ``request_stop()``, then up to its ``shutdown_timeout``, then cancellation.
 
-Short-lived children that need no restart bookkeeping (one per routed call in the engine)
-go through ``spawn()`` instead: they share one plain nursery and are cancelled together,
-before the spec children are stopped.
+Every (re)start of a spec child gets a fresh actor from its ``ChildSpec.factory``; a child
+that must stay the same object says so with ``ChildSpec.reusing`` (see there).
+
+Short-lived children that need no restart bookkeeping (one per request, say) go through
+``spawn()`` instead: they share one plain nursery and are cancelled together, before the
+spec children are stopped. ``ActorSystem.run_temporary`` runs one such child inline in
+the caller's task instead.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any
 import attrs
 import trio
 
-from iii_trio.actors.actor import Actor
+from iii_trio.actors.actor import Actor, ActorStatistics
 from iii_trio.actors.system import ActorState, ActorSystem, current_actor_id, current_system
 
 log = logging.getLogger("iii_trio.actors")
@@ -41,10 +45,47 @@ class Restart(enum.Enum):
 
 @attrs.frozen
 class ChildSpec:
+    """One child of a supervisor: how to make it, when to restart it, how to stop it.
+
+    ``factory`` is called at every start and restart and must return a fresh actor: the
+    one that failed may hold the state that made it fail. A supervisor refuses a factory
+    that hands back the incarnation it just ran (that restart fails, and counts toward the
+    restart intensity like any failed restart) unless the spec says ``reuse=True``.
+
+    ``reuse=True`` (or the ``ChildSpec.reusing`` constructor) is for a child that others
+    hold a reference to, so it must stay the same object: each restart calls the same
+    instance's ``run()`` again, which must therefore be re-entrant, starting from whatever
+    its fields hold.
+    """
+
     id: str  # unique among the supervisor's children
-    factory: Callable[[], Actor]  # a fresh actor for every (re)start
+    factory: Callable[[], Actor]  # a fresh actor for every (re)start, unless reuse
     restart: Restart = Restart.PERMANENT
     shutdown_timeout: float = 5.0  # seconds between request_stop() and cancellation
+    reuse: bool = False  # the factory may return the same actor again: run() is re-entrant
+
+    @classmethod
+    def reusing(
+        cls,
+        id: str,
+        actor: Actor,
+        *,
+        restart: Restart = Restart.PERMANENT,
+        shutdown_timeout: float = 5.0,
+    ) -> ChildSpec:
+        """A child that is always ``actor``: every restart runs its ``run()`` again."""
+        return cls(
+            id, lambda: actor, restart=restart, shutdown_timeout=shutdown_timeout, reuse=True
+        )
+
+
+@attrs.frozen
+class SupervisorStatistics(ActorStatistics):
+    """What ``Supervisor.statistics()`` reports: its children, besides the mailbox."""
+
+    children: int  # spec children now, running or being restarted
+    restarts: int  # restarts of its children since this supervisor (re)started
+    temporaries: int  # spawn()ed temporaries running now
 
 
 class RestartIntensityExceeded(Exception):
@@ -100,6 +141,10 @@ def _hears_stop_requests(actor: Actor) -> bool:
 
 
 class Supervisor(Actor):
+    """Starts its spec children in order, restarts them by ``strategy`` when they exit,
+    and gives up (``RestartIntensityExceeded``) after more than ``max_restarts`` restarts
+    within ``within_seconds``; also runs the temporaries given to ``spawn()``."""
+
     kind = "supervisor"
 
     def __init__(
@@ -123,6 +168,7 @@ class Supervisor(Actor):
         self._exits: deque[tuple[_Child, int, Exception | None]] = deque()
         self._wake = trio.Event()
         self._restart_times: deque[float] = deque()
+        self._restarts = 0
         self._stop_requested = False
         self._accepting = False  # start_child()/spawn() allowed
         self._system: ActorSystem | None = None
@@ -136,6 +182,15 @@ class Supervisor(Actor):
     def children(self) -> list[str]:
         """The actor ids of the spec children, in start order."""
         return [child.actor_id for child in self._children]
+
+    def statistics(self) -> SupervisorStatistics:
+        temporaries = self._temporaries
+        return SupervisorStatistics(
+            mailbox=super().statistics().mailbox,
+            children=len(self._children),
+            restarts=self._restarts,
+            temporaries=len(temporaries.child_tasks) if temporaries is not None else 0,
+        )
 
     def request_stop(self) -> None:
         self._stop_requested = True
@@ -175,17 +230,19 @@ class Supervisor(Actor):
         """
         if self._temporaries is None or not self._accepting:
             raise RuntimeError(f"supervisor {self.name!r} is not running")
-        self._temporaries.start_soon(self._run_temporary, actor)
+        assert self._system is not None
+        self._temporaries.start_soon(self._system.run_temporary, actor, self._id)
 
     # --- the body -----------------------------------------------------------------------
 
     async def run(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
         self._system = system = current_system()
         self._id = current_actor_id()
-        # A factory may hand back the same Supervisor instance on a restart: start clean.
+        # Re-entrant, so a supervisor can be a reused child (ChildSpec.reusing): start clean.
         self._children = []
         self._exits.clear()
         self._restart_times.clear()
+        self._restarts = 0
         self._stop_requested = False
         failure: BaseException | None = None
         async with trio.open_nursery() as nursery:
@@ -259,6 +316,7 @@ class Supervisor(Actor):
                 await self._stop(other, ActorState.RESTARTING)
         for restarted in affected:
             restarted.restarts += 1
+            self._restarts += 1
             start_error = await self._start(restarted)
             if start_error is not None:
                 # Counts as an exit of the new incarnation: restarted (and counted) again.
@@ -288,6 +346,12 @@ class Supervisor(Actor):
             actor = child.spec.factory()
         except Exception as exc:
             return exc
+        if actor is child.actor and not child.spec.reuse:
+            return RuntimeError(
+                f"the factory of child {child.spec.id!r} returned the actor it ran before; "
+                "return a fresh one, or declare the reuse with ChildSpec.reusing() "
+                "(its run() must then be re-entrant)"
+            )
         child.actor = actor
         child.incarnation += 1
         child.done = trio.Event()
@@ -379,14 +443,6 @@ class Supervisor(Actor):
         finally:
             self._temporaries = None
             done.set()
-
-    async def _run_temporary(self, actor: Actor) -> None:
-        assert self._system is not None
-        actor_id = self._system.new_id(actor.kind, actor.name)
-        try:
-            await self._system.run_actor(actor, self._id, actor_id=actor_id)
-        except Exception:
-            log.exception("%s failed", actor_id)
 
 
 def _check_unique(ids: list[str]) -> None:

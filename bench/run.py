@@ -2,6 +2,7 @@
 
     make bench                              # installs what it needs, runs everything
     .venv/bin/python bench/run.py [--quick] [--only rpc,memory,startup] [--json PATH]
+    .venv/bin/python bench/run.py --only rpc --paths engine-trio --baseline ../old --rounds 3
 
 Sections:
   rpc      caller process -> router -> callee process, payload small / 1 KiB / 64 KiB,
@@ -92,11 +93,13 @@ def running(argv: list[str], *, ready_line: bool = False) -> Iterator[subprocess
 
 
 @contextlib.contextmanager
-def engine(tmp: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+def engine(
+    tmp: Path, *extra: str, python: str = OURS
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
     port = free_port()
     config = tmp / f"engine-{port}.yaml"
     config.write_text(f"port: {port}\n")
-    argv = [str(Path(OURS).with_name("iii-trio")), "serve", "--log-level", "WARNING"]
+    argv = [str(Path(python).with_name("iii-trio")), "serve", "--log-level", "WARNING"]
     argv += list(extra) or ["--config", str(config)]
     with running(argv) as process:
         wait_listening(port, process)
@@ -126,14 +129,17 @@ def rpc_direct(args: argparse.Namespace, tmp: Path) -> list[Any]:
         return run_caller([OURS, roles, "echo-client", url], {"callee": server.pid}, args)
 
 
-def rpc_engine_trio(args: argparse.Namespace, tmp: Path) -> list[Any]:
-    roles = str(BENCH / "roles_trio.py")
+def rpc_engine_trio(args: argparse.Namespace, tmp: Path, tree: Path = ROOT) -> list[Any]:
+    """The engine and both trio-SDK workers from the checkout ``tree`` (this one by default;
+    ``--baseline`` runs another one's in the same run)."""
+    python = OURS if tree == ROOT else str(tree / ".venv" / "bin" / "python")
+    roles = str(tree / "bench" / "roles_trio.py")
     with (
-        engine(tmp) as (router, url),
-        running([OURS, roles, "sdk-callee", url], ready_line=True) as callee,
+        engine(tmp, python=python) as (router, url),
+        running([python, roles, "sdk-callee", url], ready_line=True) as callee,
     ):
         watch = {"router": router.pid, "callee": callee.pid}
-        return run_caller([OURS, roles, "sdk-caller", url], watch, args)
+        return run_caller([python, roles, "sdk-caller", url], watch, args)
 
 
 def rpc_engine_official(args: argparse.Namespace, tmp: Path) -> list[Any]:
@@ -206,12 +212,20 @@ RPC_PATHS = {
 
 def section_rpc(args: argparse.Namespace, tmp: Path) -> list[Any]:
     rows = []
-    for key, (path, bench) in RPC_PATHS.items():
-        if key not in args.paths:
-            continue
-        print(f"rpc: {path} ...", file=sys.stderr, flush=True)
-        for row in bench(args, tmp):
-            rows.append({"path": path, **row})
+    for round_number in range(args.rounds):
+        suffix = f" #{round_number + 1}" if args.rounds > 1 else ""
+        for key, (path, bench) in RPC_PATHS.items():
+            if key not in args.paths:
+                continue
+            if key == "engine-trio" and args.baseline is not None:
+                # Before and after in one run: the baseline checkout first, then this one.
+                label = f"{path} @{args.baseline.name}{suffix}"
+                print(f"rpc: {label} ...", file=sys.stderr, flush=True)
+                for row in rpc_engine_trio(args, tmp, args.baseline):
+                    rows.append({"path": label, **row})
+            print(f"rpc: {path}{suffix} ...", file=sys.stderr, flush=True)
+            for row in bench(args, tmp):
+                rows.append({"path": path + suffix, **row})
     return rows
 
 
@@ -294,12 +308,12 @@ def per_call_us(row: dict[str, Any], process: str) -> float | None:
 
 
 def print_rpc(rows: list[Any]) -> None:
-    header = f"{'path':<34}{'payload':>8}{'flight':>7}{'ops/s':>9}{'p50 µs':>9}{'p99 µs':>9}"
+    header = f"{'path':<44}{'payload':>8}{'flight':>7}{'ops/s':>9}{'p50 µs':>9}{'p99 µs':>9}"
     header += f"{'router µs/call':>15}{'caller':>8}{'callee':>8}{'router RSS MB':>14}"
     print(header)
     for row in rows:
         router = per_call_us(row, "router")
-        line = f"{row['path']:<34}{row['payload']:>8}{row['in_flight']:>7}{row['ops_per_s']:>9.0f}"
+        line = f"{row['path']:<44}{row['payload']:>8}{row['in_flight']:>7}{row['ops_per_s']:>9.0f}"
         line += f"{row['p50_us']:>9.0f}{row['p99_us']:>9.0f}"
         line += f"{'-' if router is None else f'{router:.0f}':>15}"
         line += f"{per_call_us(row, 'caller') or 0:>8.0f}{per_call_us(row, 'callee') or 0:>8.0f}"
@@ -340,6 +354,12 @@ def main() -> None:
     parser.add_argument("--in-flight", default="1,8,32,128")
     parser.add_argument("--calls", type=int, default=3000, help="per level (64 KiB: a fifth)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout (with its own .venv) whose engine-trio path runs next to this one",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="repeat the rpc section")
     args = parser.parse_args()
     args.idle_workers = [2000, 5000]
     args.idle_processes = 4
@@ -347,7 +367,8 @@ def main() -> None:
     if args.quick:
         args.calls, args.idle_workers, args.startup_runs = 200, [200], 1
     args.paths = args.paths.split(",")
-    figures: dict[str, Any] = {"machine": machine_facts(), "args": vars(args) | {"json": None}}
+    given = vars(args) | {"json": None, "baseline": args.baseline and str(args.baseline)}
+    figures: dict[str, Any] = {"machine": machine_facts(), "args": given}
     out = args.json or ROOT / "bench" / "results" / time.strftime("bench-%Y%m%dT%H%M%S.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     global SERVER_LOG

@@ -4,169 +4,177 @@
     ├── registry       the functions-available notifier over the registry data
     ├── invocations    supervisor of the live invocation actors and their deadline timer
     ├── channels       expiry of unconnected channels
-    ├── modules        supervisor, the always-loaded WorkerModule, then config order
+    ├── modules        supervisor: the always-loaded WorkerModule, then config order
     └── listener       the worker port; one connection actor per socket
 
-Modules start before the listener so a worker never sees a half-loaded engine; on
-shutdown the tree stops in reverse, so connections close (1012) first.
+This is where the parts meet: the core (:mod:`~iii_trio.runtime.calls`,
+:mod:`~iii_trio.runtime.connections`, :mod:`~iii_trio.runtime.builtins`) is built here and
+each configured module gets its own :class:`~iii_trio.runtime.modules.context.ModuleContext`.
+Modules start before the listener so a worker never sees a half-loaded engine; on shutdown
+the tree stops in reverse, so connections close (1012) first.
 """
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
 
-from iii_trio.actors.actor import Actor
-from iii_trio.actors.supervisor import ChildSpec, Supervisor
-from iii_trio.actors.system import ActorSystem
+from iii_trio.actors import Actor, ActorSystem, ChildSpec, Supervisor
+from iii_trio.runtime.builtins.events import EngineEvents
 from iii_trio.runtime.builtins.module import WorkerModule
 from iii_trio.runtime.calls.registry import Registry
 from iii_trio.runtime.calls.router import Router
-from iii_trio.runtime.calls.tracing import Observer
 from iii_trio.runtime.calls.triggers import Triggers
-from iii_trio.runtime.config.loading import EngineConfig
+from iii_trio.runtime.config import loading
+from iii_trio.runtime.config.loading import EngineConfig, ModuleEntry
 from iii_trio.runtime.connections.channels import ChannelTable
-from iii_trio.runtime.connections.connection import WorkerConnection
+from iii_trio.runtime.connections.connection import (
+    DEFAULT_OUTBOX_BYTES,
+    DEFAULT_OUTBOX_CAPACITY,
+    WorkerConnection,
+)
 from iii_trio.runtime.connections.dispatch import Dispatcher
 from iii_trio.runtime.connections.listener import Listener
-from iii_trio.runtime.modules import BUILT_IN, create, is_available
+from iii_trio.runtime.modules import catalog
 from iii_trio.runtime.modules.base import EngineModule
-from iii_trio.runtime.wire import protocol
+from iii_trio.runtime.modules.context import ModuleContext, Offers
+from iii_trio.runtime.modules.kind import ModuleKind
 
 log = logging.getLogger("iii_trio.engine")
 
-# Bounded outbox of each worker connection (spec §4.7): at most this many frames and this
-# many bytes queued (a single larger frame is still accepted into an empty outbox).
-DEFAULT_OUTBOX_CAPACITY = 1024
-DEFAULT_OUTBOX_BYTES = 8 * 1024 * 1024
-# How long after a change of the function set engine::functions-available fires; changes
-# within this window are coalesced (spec: within 5 s).
-FUNCTIONS_AVAILABLE_DELAY = 0.5
 
-# An engine-served GET endpoint: returns (status, headers, body).
-HttpEndpoint = Callable[[], Awaitable[tuple[int, list[tuple[str, str]], bytes]]]
-
-_current_engine: contextvars.ContextVar[Engine] = contextvars.ContextVar("iii_trio_engine")
+def load_config(
+    path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
+) -> EngineConfig:
+    """Read and validate a config file against every module kind of this build."""
+    return loading.load_config(path, kinds=catalog.CHOICES, environ=environ)
 
 
-def current_engine() -> Engine:
-    try:
-        return _current_engine.get()
-    except LookupError:
-        raise RuntimeError(
-            "current_engine() was called outside a running engine: call it from a task "
-            "started inside Engine.run() (an actor, a module, an engine function)"
-        ) from None
+def parse_config(
+    text: str, *, source: str = "config.yaml", environ: Mapping[str, str] | None = None
+) -> EngineConfig:
+    """Validate config text against every module kind of this build."""
+    return loading.parse_config(text, kinds=catalog.CHOICES, source=source, environ=environ)
+
+
+def default_config() -> EngineConfig:
+    """``--use-default-config``: RestApi, State, Stream, Queue, PubSub and Cron, all defaults."""
+    return catalog.defaults()
 
 
 class Engine:
+    """The assembled engine. ``kinds`` looks up the declaration of each configured module
+    kind (the catalog's; tests add kinds of their own)."""
+
     def __init__(
         self,
         config: EngineConfig,
         *,
         outbox_capacity: int = DEFAULT_OUTBOX_CAPACITY,
         outbox_bytes: int = DEFAULT_OUTBOX_BYTES,
+        kinds: Mapping[str, ModuleKind] | None = None,
     ) -> None:
         self.config = config
         self.outbox_capacity = outbox_capacity
         self.outbox_bytes = outbox_bytes
+        self._kinds = kinds
         self.system = ActorSystem()
         self.registry = Registry()
         self.router = Router(self.registry, config.default_timeout)
         self.triggers = Triggers(self.registry)
         self.channels = ChannelTable()
-        self.connections: dict[str, WorkerConnection] = {}
-        self.dispatcher = Dispatcher(self)
-        self.worker_module = WorkerModule(self)
-        # Running modules by name (the config kind: "rest_api", "state", ...), kept by
-        # EngineModule.run so a restarted module replaces its predecessor.
-        self.modules: dict[str, EngineModule] = {}
+        self.events = EngineEvents(self.registry, self.router)
+        self.dispatcher = Dispatcher(
+            self.registry,
+            self.router,
+            self.triggers,
+            self.channels,
+            self.events,
+            reserved_types=catalog.RESERVED_TRIGGER_TYPES,
+            missing_actions=catalog.MISSING_ACTIONS,
+        )
+        # What the running modules offer, shared by their contexts; ``modules`` is the
+        # table of running modules by name (the config kind), the WorkerModule included.
+        self.offers = Offers()
         self.listener: Listener | None = None
-        # GET endpoints modules serve on the RestApiModule's port when no http trigger
-        # takes the path (the observability module's /metrics): path -> answer.
-        self.http_endpoints: dict[str, HttpEndpoint] = {}
         self.port: int | None = None
-        self._functions_changed = trio.Event()
-        self._root: Supervisor | None = None
-
-    # --- hooks used by connections and modules ---------------------------------------------
-
-    async def handle_frame(self, conn: WorkerConnection, frame: str | bytes) -> None:
-        await self.dispatcher.handle_frame(conn, frame)
-
-    def disconnected(self, conn: WorkerConnection) -> None:
-        self.dispatcher.disconnected(conn)
-
-    def functions_changed(self) -> None:
-        self._functions_changed.set()
-
-    def worker_event(self, event: str, worker_id: str) -> None:
-        if self.router.observer is not None:
-            self.router.observer.worker_event(event)
-        module = self.worker_module
-        module.fire(module.workers_available, {"event": event, "worker_id": worker_id})
 
     @property
-    def observer(self) -> Observer | None:
-        """The observability module's hooks while it runs enabled; None otherwise."""
-        return self.router.observer
+    def modules(self) -> dict[str, Any]:
+        """Running modules by name (``rest_api``, ``state``, ..., ``worker``)."""
+        return self.offers.modules
 
-    @observer.setter
-    def observer(self, observer: Observer | None) -> None:
-        self.router.observer = observer
+    @property
+    def connections(self) -> dict[str, WorkerConnection]:
+        """Live worker connections by worker id."""
+        return self.dispatcher.connections
 
-    def telemetry_received(self, conn: WorkerConnection | None, frame: protocol.Telemetry) -> None:
-        """Ingested by the observability module when it runs, otherwise dropped (D1)."""
-        observer = self.router.observer
-        if observer is not None:
-            observer.telemetry(conn, frame)
-
-    async def enqueue(self, conn: WorkerConnection, msg: protocol.InvokeFunction) -> None:
-        """The invoke action ``enqueue`` (spec §4.5): the QueueModule's, when it is loaded."""
-        enqueue_action = getattr(self.modules.get("queue"), "enqueue_action", None)
-        if enqueue_action is not None:
-            if self.router.observer is not None:
-                self.router.observer.call_deferred()
-            await enqueue_action(conn, msg)
-        elif msg.invocation_id is not None:
-            await self.dispatcher.reply(
-                conn,
-                msg.invocation_id,
-                msg.function_id,
-                error=protocol.ErrorBody("enqueue_error", "QueueModule not loaded"),
-            )
+    def context(self, name: str) -> ModuleContext:
+        """A module's handle on this engine (made once per module, kept across restarts)."""
+        return ModuleContext(
+            name,
+            router=self.router,
+            registry=self.registry,
+            dispatcher=self.dispatcher,
+            channels=self.channels,
+            offers=self.offers,
+        )
 
     # --- the tree ---------------------------------------------------------------------------
 
+    def _kind(self, name: str) -> ModuleKind | None:
+        if self._kinds is not None and name in self._kinds:
+            return self._kinds[name]
+        return catalog.kind(name)
+
     def _tree(self) -> Supervisor:
         def invocations() -> Supervisor:
-            deadlines = ChildSpec("deadlines", lambda: self.router.deadlines)
+            deadlines = ChildSpec.reusing("deadlines", self.router.deadlines)
             supervisor = Supervisor("invocations", [deadlines])
             self.router.supervisor = supervisor
             return supervisor
 
         def listener() -> Listener:
-            self.listener = Listener(self)
+            self.listener = Listener(
+                self.config,
+                self.dispatcher,
+                self.channels,
+                outbox_capacity=self.outbox_capacity,
+                outbox_bytes=self.outbox_bytes,
+            )
             return self.listener
 
+        def worker_module() -> WorkerModule:
+            return WorkerModule(
+                registry=self.registry,
+                router=self.router,
+                dispatcher=self.dispatcher,
+                channels=self.channels,
+                system=self.system,
+                events=self.events,
+                modules=self.offers.modules,
+            )
+
         def modules() -> Supervisor:
-            children = [ChildSpec("worker", lambda: self.worker_module)]
+            children = [ChildSpec("worker", worker_module)]
             for entry in self.config.modules:
-                if entry.kind in BUILT_IN or not is_available(entry.kind):
+                kind = self._kind(entry.kind)
+                if kind is None or kind.built_in or kind.create is None:
                     continue  # the CLI has logged what is not in this build
-                children.append(ChildSpec(entry.kind, functools.partial(create, self, entry)))
+                create = functools.partial(self._create_module, kind, self.context(entry.kind))
+                children.append(ChildSpec(entry.kind, functools.partial(create, entry)))
             return Supervisor("modules", children)
 
         return Supervisor(
             "engine",
             [
-                ChildSpec("registry", lambda: _Task("registry", self._notify_functions_available)),
+                ChildSpec("registry", lambda: _Task("registry", self._notify)),
                 ChildSpec("invocations", invocations),
                 ChildSpec("channels", lambda: _Task("channels", self.channels.expire_forever)),
                 ChildSpec("modules", modules),
@@ -174,12 +182,22 @@ class Engine:
             ],
         )
 
+    @staticmethod
+    def _create_module(kind: ModuleKind, ctx: ModuleContext, entry: ModuleEntry) -> EngineModule:
+        problem = kind.startup_problem(entry)
+        if problem is not None:
+            raise RuntimeError(problem)
+        assert kind.create is not None
+        return kind.create(ctx, entry)
+
+    async def _notify(self) -> None:
+        await self.events.notify_functions_available()
+
     async def run(self, task_status: trio.TaskStatus[Engine] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the engine until cancelled; ``started()`` reports it once the port is bound."""
-        _current_engine.set(self)
-        self._root = self._tree()
+        root = self._tree()
         async with trio.open_nursery() as nursery:
-            await nursery.start(self.system.run_actor, self._root, None)
+            await nursery.start(self.system.run_actor, root, None)
             assert self.listener is not None
             self.port = self.listener.port
             task_status.started(self)
@@ -190,30 +208,13 @@ class Engine:
         if self.listener is not None:
             self.listener.stop_accepting()
         with trio.move_on_after(seconds):
-            for module in list(self.modules.values()):
+            for module in list(self.offers.modules.values()):
                 await module.drain()
             await self.router.wait_idle()
         if self.router.live:
             log.warning(
                 "shutdown: %d invocation(s) still live after %.1f s", len(self.router.live), seconds
             )
-
-    async def _notify_functions_available(self) -> None:
-        seen = self.registry.version
-        while True:
-            await self._functions_changed.wait()
-            self._functions_changed = trio.Event()
-            await trio.sleep(FUNCTIONS_AVAILABLE_DELAY)
-            if self.registry.version == seen:
-                continue
-            seen = self.registry.version
-            module = self.worker_module
-            if module.functions_available.bindings:
-                payload = {
-                    "event": "functions_changed",
-                    "functions": self.registry.function_rows(include_internal=False),
-                }
-                module.fire(module.functions_available, payload)
 
 
 class _Task(Actor):

@@ -25,9 +25,9 @@ import attrs
 import orjson
 import trio
 
-from iii_trio.runtime.wire import protocol
+from iii_trio.runtime.wire import handshake, protocol
+from iii_trio.runtime.wire.websocket import ClientWebSocket, ConnectionClosed
 from iii_trio.sdk.errors import ConnectionLost, InvocationError, InvocationTimeout
-from iii_trio.sdk.transport import ClientWebSocket, ConnectionClosed, HandshakeRejected
 
 log = logging.getLogger("iii_trio.sdk")
 
@@ -349,8 +349,8 @@ class III:
         while True:
             headers = [("Authorization", f"Bearer {self.token}")] if self.token else []
             try:
-                ws = await ClientWebSocket.connect(self.url, headers)
-            except (OSError, ConnectionClosed, HandshakeRejected) as exc:
+                ws = await handshake.connect(self.url, headers)
+            except (OSError, ConnectionClosed, handshake.HandshakeRejected) as exc:
                 pause = min(delay, self.reconnect_max) * random.uniform(0.7, 1.3)
                 log.info("cannot reach %s (%s); retrying in %.2f s", self.url, exc, pause)
                 await trio.sleep(pause)

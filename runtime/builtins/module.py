@@ -1,69 +1,77 @@
-"""The engine's built-in functions and trigger types (WorkerModule, spec §5, D12).
+"""The engine's built-in functions (WorkerModule, spec §5, D12).
 
-Always loaded. Each function takes the decoded input and a :class:`CallContext` and runs
-inside its own invocation actor, like any routed call.
+Always loaded, as the first child of ``modules``. Each function takes the decoded input and
+a :class:`CallContext` and runs inside its own invocation, like any routed call. Unlike the
+config's modules, which see the engine only through their narrow context, this is the
+engine's own part: it reads the registry, the live connections, the actor tree and the
+live invocations directly.
 """
 
 from __future__ import annotations
 
-import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from iii_trio.runtime.calls.errors import InvocationError, deserialization_error
-from iii_trio.runtime.calls.invocation import CallContext, LocalHandler
-from iii_trio.runtime.calls.registry import Binding, EngineTriggerType
-from iii_trio.runtime.modules.base import EngineModule
+import trio
 
-if TYPE_CHECKING:
-    from iii_trio.runtime.engine import Engine
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-class EventTriggerType:
-    """An engine trigger type that takes config ``{}`` and fires payloads the engine emits."""
-
-    def __init__(self, type_id: str, description: str) -> None:
-        self.id = type_id
-        self.description = description
-        self.bindings: list[Binding] = []
-
-    def bind(self, binding: Binding) -> None:
-        self.bindings.append(binding)
-
-    def unbind(self, binding: Binding) -> None:
-        if binding in self.bindings:
-            self.bindings.remove(binding)
+from iii_trio.actors import Actor, ActorSystem
+from iii_trio.runtime.builtins.actor_rows import actor_row, tree_row
+from iii_trio.runtime.builtins.events import EngineEvents
+from iii_trio.runtime.builtins.inputs import (
+    ChannelRequest,
+    InvocationQuery,
+    Listing,
+    WorkerQuery,
+    WorkerRegistration,
+)
+from iii_trio.runtime.calls import inputs
+from iii_trio.runtime.calls.errors import InvocationError
+from iii_trio.runtime.calls.invocation import CallContext, EngineFunction, LocalHandler
+from iii_trio.runtime.calls.registry import Registry
+from iii_trio.runtime.calls.router import Router
+from iii_trio.runtime.clock import now_ms
+from iii_trio.runtime.connections.channels import ChannelTable
+from iii_trio.runtime.connections.dispatch import Dispatcher
 
 
-def _object(function_id: str, data: Any) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise deserialization_error(function_id, "expected an object")
-    return data
+class RunningModule(Protocol):
+    """A running module, as the engine's table of modules holds it."""
+
+    def introspect(self) -> dict[str, Any]:
+        """Counters for ``engine::modules::list`` (depths, sizes, subscriptions)."""
+        ...
+
+    async def drain(self) -> None:
+        """Finish work in flight before shutdown (the engine bounds the wait)."""
+        ...
 
 
-def _flag(function_id: str, data: dict[str, Any], key: str) -> bool:
-    value = data.get(key, False)
-    if value is None:
-        return False
-    if not isinstance(value, bool):
-        raise deserialization_error(function_id, f"'{key}' must be a boolean")
-    return value
+class WorkerModule(Actor):
+    """The built-ins: listings, introspection, channels and the engine's event triggers.
 
+    ``modules`` is the engine's table of running modules by name (this one included, under
+    ``worker``), read by ``engine::modules::list``."""
 
-class WorkerModule(EngineModule):
-    """The built-ins: listings, introspection, channels and the engine's event triggers."""
+    kind = "module"
 
-    def __init__(self, engine: Engine) -> None:
-        super().__init__(engine, "worker")
-        self.functions_available = EventTriggerType(
-            "engine::functions-available", "Fires when the set of functions changes"
-        )
-        self.workers_available = EventTriggerType(
-            "engine::workers-available", "Fires when a worker connects, disconnects or updates"
-        )
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        router: Router,
+        dispatcher: Dispatcher,
+        channels: ChannelTable,
+        system: ActorSystem,
+        events: EngineEvents,
+        modules: dict[str, RunningModule],
+    ) -> None:
+        super().__init__("worker")
+        self.registry = registry
+        self.router = router
+        self.dispatcher = dispatcher
+        self.channels = channels
+        self.system = system
+        self.events = events
+        self.modules = modules
 
     def functions(self) -> dict[str, tuple[LocalHandler, str]]:
         return {
@@ -80,89 +88,90 @@ class WorkerModule(EngineModule):
             "engine::modules::list": (self.modules_list, "Loaded modules and their counters"),
         }
 
-    def trigger_types(self) -> list[EngineTriggerType]:
-        return [self.functions_available, self.workers_available]
-
     def introspect(self) -> dict[str, Any]:
-        registry = self.engine.registry
         return {
-            "connections": len(self.engine.connections),
-            "functions": len(registry.functions),
-            "bindings": len(registry.bindings),
+            "connections": len(self.dispatcher.connections),
+            "functions": len(self.registry.functions),
+            "bindings": len(self.registry.bindings),
         }
 
-    def fire(self, trigger_type: EventTriggerType, payload: Any) -> None:
-        for binding in list(trigger_type.bindings):
-            self.engine.router.fire(binding.function_id, payload, caller_module="worker")
+    async def run(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        functions = [
+            EngineFunction(function_id, handler, description)
+            for function_id, (handler, description) in self.functions().items()
+        ]
+        types = [self.events.functions_available, self.events.workers_available]
+        with self.registry.hosting(functions, types):
+            self.modules[self.name] = self
+            try:
+                task_status.started()
+                await trio.sleep_forever()
+            finally:
+                if self.modules.get(self.name) is self:
+                    del self.modules[self.name]
+
+    async def drain(self) -> None:
+        """Nothing of its own in flight: its calls are invocations the engine drains."""
 
     # --- functions ---------------------------------------------------------------------------
 
     async def workers_register(self, data: Any, ctx: CallContext) -> Any:
-        body = _object("engine::workers::register", data)
-        conn = self.engine.connections.get(str(body.get("_caller_worker_id")))
+        caller = inputs.structure("engine::workers::register", data, WorkerRegistration)
+        conn = self.dispatcher.connections.get(str(caller.caller_worker_id))
         if conn is not None:
-            conn.metadata = {k: v for k, v in body.items() if k != "_caller_worker_id"}
-            conn.listed = True
-            self.engine.worker_event("worker_metadata_updated", conn.worker_id)
+            conn.session.set_metadata({k: v for k, v in data.items() if k != "_caller_worker_id"})
+            self.dispatcher.worker_event("worker_metadata_updated", conn.worker_id)
         return {"success": True}
 
     async def functions_list(self, data: Any, ctx: CallContext) -> Any:
-        body = data if isinstance(data, dict) else {}
-        internal = _flag("engine::functions::list", body, "include_internal")
-        return {"functions": self.engine.registry.function_rows(include_internal=internal)}
+        internal = inputs.structure("engine::functions::list", data, Listing).include_internal
+        return {"functions": self.registry.function_rows(include_internal=internal)}
 
     async def workers_list(self, data: Any, ctx: CallContext) -> Any:
-        body = data if isinstance(data, dict) else {}
-        wanted = body.get("worker_id")
+        wanted = inputs.structure("engine::workers::list", data, WorkerQuery).worker_id
         rows = [
-            conn.worker_row()
-            for conn in self.engine.connections.values()
-            if conn.listed and (wanted is None or conn.worker_id == wanted)
+            conn.session.row(active_invocations=len(conn.assigned))
+            for conn in self.dispatcher.connections.values()
+            if conn.session.listed and (wanted is None or conn.worker_id == wanted)
         ]
         return {"workers": rows, "timestamp": now_ms()}
 
     async def triggers_list(self, data: Any, ctx: CallContext) -> Any:
-        body = data if isinstance(data, dict) else {}
-        internal = _flag("engine::triggers::list", body, "include_internal")
-        return {"triggers": self.engine.registry.binding_rows(include_internal=internal)}
+        internal = inputs.structure("engine::triggers::list", data, Listing).include_internal
+        return {"triggers": self.registry.binding_rows(include_internal=internal)}
 
     async def trigger_types_list(self, data: Any, ctx: CallContext) -> Any:
-        return {"trigger_types": self.engine.registry.trigger_type_rows()}
+        return {"trigger_types": self.registry.trigger_type_rows()}
 
     async def channels_create(self, data: Any, ctx: CallContext) -> Any:
-        body = data if isinstance(data, dict) else {}
-        size = body.get("buffer_size")
-        if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
-            raise deserialization_error(
-                "engine::channels::create", "'buffer_size' must be an integer"
-            )
-        channel = self.engine.channels.create(size)
+        size = inputs.structure("engine::channels::create", data, ChannelRequest).buffer_size
+        channel = self.channels.create(size)
         return {"writer": channel.ref("write"), "reader": channel.ref("read")}
 
     async def actors_list(self, data: Any, ctx: CallContext) -> Any:
-        return {"actors": self.engine.system.rows(), "timestamp": now_ms()}
+        rows = [actor_row(actor) for actor in self.system.rows()]
+        return {"actors": rows, "timestamp": now_ms()}
 
     async def actors_tree(self, data: Any, ctx: CallContext) -> Any:
-        return {"roots": self.engine.system.tree(), "timestamp": now_ms()}
+        roots = [tree_row(node) for node in self.system.tree()]
+        return {"roots": roots, "timestamp": now_ms()}
 
     async def invocations_list(self, data: Any, ctx: CallContext) -> Any:
         now = now_ms()
-        rows = [row for row in self.engine.router.rows(now) if row["id"] != ctx.invocation_id]
+        rows = [row for row in self.router.rows(now) if row["id"] != ctx.invocation_id]
         return {"invocations": rows, "timestamp": now}
 
     async def modules_list(self, data: Any, ctx: CallContext) -> Any:
         rows = [
-            {"name": name, "status": module.introspect()}
-            for name, module in self.engine.modules.items()
+            {"name": name, "status": module.introspect()} for name, module in self.modules.items()
         ]
         return {"modules": rows, "timestamp": now_ms()}
 
     async def invocations_get(self, data: Any, ctx: CallContext) -> Any:
-        body = _object("engine::invocations::get", data)
-        invocation_id = body.get("id")
-        if not isinstance(invocation_id, str):
-            raise deserialization_error("engine::invocations::get", "missing field 'id'")
-        row = self.engine.router.row(invocation_id, now_ms())
+        invocation_id = inputs.structure(
+            "engine::invocations::get", data, InvocationQuery
+        ).invocation_id
+        row = self.router.row(invocation_id, now_ms())
         if row is None:
             raise InvocationError("invocation_not_found", f"Invocation {invocation_id} not found")
         return row

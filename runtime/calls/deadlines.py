@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import trio
 
-from iii_trio.actors.actor import Actor
+from iii_trio.actors import Actor
 
 
 class Expiring(Protocol):

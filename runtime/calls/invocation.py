@@ -18,22 +18,21 @@ about a fifth of the engine's CPU per routed call (docs/performance.md).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 import trio
 
-from iii_trio.actors.actor import Actor
-from iii_trio.actors.mailbox import MailboxClosed
+from iii_trio.actors import Actor, MailboxClosed
 from iii_trio.runtime.calls.errors import InvocationError
 from iii_trio.runtime.calls.tracing import Span, current_span
+from iii_trio.runtime.clock import now_ms
 from iii_trio.runtime.wire import protocol
 from iii_trio.runtime.wire.websocket import text_frame
 
 if TYPE_CHECKING:
-    from iii_trio.runtime.connections.connection import WorkerConnection
+    from iii_trio.runtime.calls.peer import Peer
 
 log = logging.getLogger("iii_trio.invocation")
 
@@ -49,7 +48,7 @@ class CallContext:
 
     invocation_id: str
     function_id: str
-    caller: WorkerConnection | None  # None for engine-originated calls
+    caller: Peer | None  # None for engine-originated calls
     caller_module: str | None = None
     metadata: Any = None
     baggage: str | None = None  # the call's W3C baggage header, as the caller sent it
@@ -86,10 +85,10 @@ class Invocation(Actor):
         data: Any,
         deadline: float,
         timeout_ms: int,
-        caller: WorkerConnection | None,
+        caller: Peer | None,
         caller_module: str | None = None,
         reply: bool,
-        target: WorkerConnection | None = None,
+        target: Peer | None = None,
         local: EngineFunction | None = None,
         traceparent: str | None = None,
         baggage: str | None = None,
@@ -114,7 +113,7 @@ class Invocation(Actor):
         self.metadata = metadata
         self.span: Span | None = None  # set by the observer, when there is one
         self.state = "queued"
-        self.started_at_ms = wall_ms() if started_at_ms is None else started_at_ms
+        self.started_at_ms = now_ms() if started_at_ms is None else started_at_ms
         self.outcome: Outcome | None = None
         self.finished = trio.Event()
         self._on_done = on_done
@@ -257,7 +256,7 @@ class Invocation(Actor):
         else:
             self.settle(Outcome(result=result))
 
-    async def _run_remote(self, target: WorkerConnection) -> None:
+    async def _run_remote(self, target: Peer) -> None:
         try:
             if not self._holds_slot:
                 # D5: the slot wait counts against the deadline; state "queued" meanwhile.
@@ -395,8 +394,3 @@ def call_row(
         "deadline_ms": started_at_ms + timeout_ms,
         "state": state,
     }
-
-
-def wall_ms() -> int:
-    """Unix ms, the clock of the rows' `started_at` and `deadline_ms`."""
-    return int(time.time() * 1000)

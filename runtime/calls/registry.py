@@ -10,7 +10,8 @@ send.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
@@ -19,7 +20,7 @@ from iii_trio.runtime.calls.invocation import EngineFunction
 from iii_trio.runtime.wire import protocol
 
 if TYPE_CHECKING:
-    from iii_trio.runtime.connections.connection import WorkerConnection
+    from iii_trio.runtime.calls.peer import Peer
 
 
 class EngineTriggerType(Protocol):
@@ -37,13 +38,13 @@ class EngineTriggerType(Protocol):
 
 @attrs.define(eq=False)
 class Binding:
-    owner: WorkerConnection | None  # None for bindings made by the engine itself
+    owner: Peer | None  # None for bindings made by the engine itself
     id: str
     trigger_type: str
     function_id: str
     config: Any
     metadata: Any = None
-    delivered_to: WorkerConnection | None = None  # the worker provider holding it
+    delivered_to: Peer | None = None  # the worker provider holding it
     refused_by: set[str] = attrs.field(factory=set)  # worker ids that refused it
 
     @property
@@ -74,10 +75,10 @@ class FunctionEntry:
     """One function id and the live connections providing it, in registration order."""
 
     id: str
-    providers: dict[WorkerConnection, protocol.RegisterFunction] = attrs.field(factory=dict)
+    providers: dict[Peer, protocol.RegisterFunction] = attrs.field(factory=dict)
     _turn: itertools.count[int] = attrs.field(factory=itertools.count)
 
-    def pick(self) -> WorkerConnection:
+    def pick(self) -> Peer:
         """The provider with the fewest invocations assigned; ties go round-robin."""
         providers = list(self.providers)
         if len(providers) == 1:
@@ -101,9 +102,9 @@ class FunctionEntry:
 class WorkerTriggerType:
     id: str
     # Live providers in registration order; the first one receives the bindings (§6.3.5).
-    providers: dict[WorkerConnection, protocol.RegisterTriggerType] = attrs.field(factory=dict)
+    providers: dict[Peer, protocol.RegisterTriggerType] = attrs.field(factory=dict)
 
-    def active(self, excluding: set[str]) -> WorkerConnection | None:
+    def active(self, excluding: set[str]) -> Peer | None:
         """The earliest live provider, skipping those that refused the binding."""
         return next((c for c in self.providers if c.worker_id not in excluding), None)
 
@@ -127,14 +128,36 @@ class Registry:
         if self.engine_functions.pop(function_id, None) is not None:
             self.version += 1
 
-    def add_provider(self, conn: WorkerConnection, reg: protocol.RegisterFunction) -> None:
+    @contextmanager
+    def hosting(
+        self, functions: Iterable[EngineFunction], trigger_types: Iterable[EngineTriggerType]
+    ) -> Iterator[None]:
+        """Register an engine part's functions and trigger types for the block's duration
+        (a module while it runs: also when it crashes, and again when it is restarted)."""
+        functions = list(functions)
+        types = list(trigger_types)
+        for function in functions:
+            self.add_engine_function(function)
+        for trigger_type in types:
+            self.engine_types[trigger_type.id] = trigger_type
+        try:
+            yield
+        finally:
+            for function in functions:
+                if self.engine_functions.get(function.id) is function:
+                    self.remove_engine_function(function.id)
+            for trigger_type in types:
+                if self.engine_types.get(trigger_type.id) is trigger_type:
+                    del self.engine_types[trigger_type.id]
+
+    def add_provider(self, conn: Peer, reg: protocol.RegisterFunction) -> None:
         entry = self.functions.get(reg.id)
         if entry is None:
             entry = self.functions[reg.id] = FunctionEntry(reg.id)
             self.version += 1
         entry.providers[conn] = reg
 
-    def remove_provider(self, conn: WorkerConnection, function_id: str) -> bool:
+    def remove_provider(self, conn: Peer, function_id: str) -> bool:
         entry = self.functions.get(function_id)
         if entry is None or entry.providers.pop(conn, None) is None:
             return False
@@ -170,16 +193,14 @@ class Registry:
     def is_engine_type(self, type_id: str) -> bool:
         return type_id in self.engine_types
 
-    def add_type_provider(
-        self, conn: WorkerConnection, reg: protocol.RegisterTriggerType
-    ) -> WorkerTriggerType:
+    def add_type_provider(self, conn: Peer, reg: protocol.RegisterTriggerType) -> WorkerTriggerType:
         entry = self.worker_types.get(reg.id)
         if entry is None:
             entry = self.worker_types[reg.id] = WorkerTriggerType(reg.id)
         entry.providers[conn] = reg
         return entry
 
-    def remove_type_provider(self, conn: WorkerConnection, type_id: str) -> bool:
+    def remove_type_provider(self, conn: Peer, type_id: str) -> bool:
         entry = self.worker_types.get(type_id)
         if entry is None or entry.providers.pop(conn, None) is None:
             return False
@@ -192,12 +213,12 @@ class Registry:
             if binding.trigger_type == type_id and binding.delivered_to is None:
                 yield binding
 
-    def delivered_to(self, conn: WorkerConnection) -> Iterator[Binding]:
+    def delivered_to(self, conn: Peer) -> Iterator[Binding]:
         for binding in list(self.bindings.values()):
             if binding.delivered_to is conn:
                 yield binding
 
-    def owned_by(self, conn: WorkerConnection) -> Iterator[Binding]:
+    def owned_by(self, conn: Peer) -> Iterator[Binding]:
         for binding in list(self.bindings.values()):
             if binding.owner is conn:
                 yield binding

@@ -18,14 +18,15 @@ import trio
 
 from iii_trio.runtime.calls.deadlines import Deadlines
 from iii_trio.runtime.calls.errors import InvocationError
-from iii_trio.runtime.calls.invocation import Invocation, Outcome, QueuedCall, wall_ms
+from iii_trio.runtime.calls.invocation import Invocation, Outcome, QueuedCall
+from iii_trio.runtime.clock import now_ms
 from iii_trio.runtime.wire import protocol
 
 if TYPE_CHECKING:
-    from iii_trio.actors.supervisor import Supervisor
+    from iii_trio.actors import Supervisor
+    from iii_trio.runtime.calls.peer import Peer
     from iii_trio.runtime.calls.registry import Registry
     from iii_trio.runtime.calls.tracing import Observer
-    from iii_trio.runtime.connections.connection import WorkerConnection
 
 log = logging.getLogger("iii_trio.router")
 
@@ -54,7 +55,7 @@ class Router:
         data: Any,
         *,
         invocation_id: str | None = None,
-        caller: WorkerConnection | None = None,
+        caller: Peer | None = None,
         caller_module: str | None = None,
         reply: bool,
         timeout_ms: int | None = None,
@@ -185,7 +186,7 @@ class Router:
     ) -> QueuedCall:
         """List a call the module has accepted but cannot route yet; :meth:`start` with its
         id routes it, :meth:`unqueue` drops it."""
-        started = wall_ms() if started_at_ms is None else started_at_ms
+        started = now_ms() if started_at_ms is None else started_at_ms
         call = QueuedCall(protocol.new_uuid(), function_id, caller_module, started, timeout_ms)
         self.queued[call.id] = call
         return call

@@ -1,7 +1,7 @@
 """Engine spans and W3C trace context, the seam between the engine and observability.
 
 The engine and its modules open spans through :func:`span` and the router reports each
-invocation to ``engine.observer``. Both do nothing when no observer is installed (the
+invocation to ``router.observer``. Both do nothing when no observer is installed (the
 observability module is absent or disabled): the cost is one attribute check.
 
 The span that encloses the running code is kept in :data:`current_span`, so a call routed
@@ -13,7 +13,6 @@ invocation actors of those calls see it too.
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -23,8 +22,7 @@ import attrs
 
 if TYPE_CHECKING:
     from iii_trio.runtime.calls.invocation import Invocation
-    from iii_trio.runtime.connections.connection import WorkerConnection
-    from iii_trio.runtime.engine import Engine
+    from iii_trio.runtime.calls.peer import Peer
     from iii_trio.runtime.wire.protocol import Telemetry
 
 
@@ -84,15 +82,11 @@ def new_span_id() -> str:
     return f"{_random.getrandbits(64) or 1:016x}"
 
 
-def now_ns() -> int:
-    return time.time_ns()
-
-
 current_span: ContextVar[Span | None] = ContextVar("iii_trio_current_span", default=None)
 
 
 class Observer(Protocol):
-    """What the engine reports to the observability module (installed as ``engine.observer``)."""
+    """What the engine reports to the observability module (installed as ``router.observer``)."""
 
     def start_span(
         self,
@@ -113,12 +107,12 @@ class Observer(Protocol):
 
     def call_deferred(self) -> None: ...
 
-    def telemetry(self, conn: WorkerConnection | None, frame: Telemetry) -> None: ...
+    def telemetry(self, conn: Peer | None, frame: Telemetry) -> None: ...
 
 
 @contextmanager
 def span(
-    engine: Engine,
+    observer: Observer | None,
     name: str,
     *,
     kind: str = "internal",
@@ -127,7 +121,6 @@ def span(
 ) -> Iterator[Span | None]:
     """A span around the block, the current span inside it; None without an observer.
     An exception leaving the block marks the span as failed (a cancellation too)."""
-    observer = engine.observer
     if observer is None:
         yield None
         return

@@ -17,26 +17,9 @@ from iii_trio.runtime.calls.registry import Binding, Registry
 from iii_trio.runtime.wire import protocol
 
 if TYPE_CHECKING:
-    from iii_trio.runtime.connections.connection import WorkerConnection
+    from iii_trio.runtime.calls.peer import Peer
 
 log = logging.getLogger("iii_trio.triggers")
-
-# Types the engine provides while the module is loaded; workers may never provide them.
-ENGINE_TYPE_NAMES = frozenset(
-    {
-        "http",
-        "state",
-        "stream",
-        "stream:join",
-        "stream:leave",
-        "queue",
-        "subscribe",
-        "cron",
-        "log",
-        "engine::functions-available",
-        "engine::workers-available",
-    }
-)
 
 
 class Triggers:
@@ -82,7 +65,7 @@ class Triggers:
         for binding in self.registry.parked(type_id):
             self._deliver(binding)
 
-    def provider_removed(self, conn: WorkerConnection, type_id: str) -> None:
+    def provider_removed(self, conn: Peer, type_id: str) -> None:
         """``conn`` no longer provides ``type_id``: its bindings go to the next provider."""
         self.registry.remove_type_provider(conn, type_id)
         for binding in list(self.registry.delivered_to(conn)):
@@ -90,9 +73,7 @@ class Triggers:
                 binding.delivered_to = None
                 self._deliver(binding)
 
-    def provider_answered(
-        self, conn: WorkerConnection, answer: protocol.TriggerRegistrationResult
-    ) -> None:
+    def provider_answered(self, conn: Peer, answer: protocol.TriggerRegistrationResult) -> None:
         if answer.error is None:
             return
         for binding in self.registry.delivered_to(conn):

@@ -23,7 +23,8 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from iii_trio.sdk.transport import ClientWebSocket, ConnectionClosed, HandshakeRejected
+from iii_trio.runtime.wire import handshake
+from iii_trio.runtime.wire.websocket import ClientWebSocket, ConnectionClosed
 
 DEFAULT_ENGINE = "ws://localhost:49134"
 EXIT_FAILED = 1
@@ -46,9 +47,9 @@ class EngineClient:
         headers = [("Authorization", f"Bearer {token}")] if token else []
         try:
             with trio.fail_after(CONNECT_TIMEOUT):
-                ws = await ClientWebSocket.connect(url, headers)
+                ws = await handshake.connect(url, headers)
                 hello = orjson.loads(await ws.receive())
-        except HandshakeRejected as exc:
+        except handshake.HandshakeRejected as exc:
             if exc.status == 401:
                 raise CliError(
                     f"the engine at {url} refused the connection (HTTP 401): "

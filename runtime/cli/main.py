@@ -22,9 +22,10 @@ import trio
 
 from iii_trio.runtime.cli import introspect as cli_inspect
 from iii_trio.runtime.cli.taskdump import write_task_tree
-from iii_trio.runtime.config.loading import ConfigError, EngineConfig, default_config, load_config
-from iii_trio.runtime.engine import Engine
-from iii_trio.runtime.modules import BUILT_IN, is_available, startup_problem
+from iii_trio.runtime.config.loading import EngineConfig
+from iii_trio.runtime.config.schema import ConfigError
+from iii_trio.runtime.engine import Engine, default_config, load_config
+from iii_trio.runtime.modules.catalog import is_available, startup_problem
 from iii_trio.runtime.modules.storage.redis import RedisConnectionError
 
 log = logging.getLogger("iii_trio.cli")
@@ -64,9 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for warning in config.warnings:
         log.warning("%s", warning)
     for entry in config.modules:
-        if not is_available(entry.kind):
+        if not is_available(entry):
             log.warning("%s (%s): not available in this build", entry.key_path, entry.declared_as)
-        elif entry.kind not in BUILT_IN and (problem := startup_problem(entry)) is not None:
+        elif (problem := startup_problem(entry)) is not None:
             print(f"iii-trio: {config.source}: {problem}", file=sys.stderr)
             return EXIT_STARTUP_ERROR
     try:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import trio
 
-from iii_trio.actors.system import actor_id_in
+from iii_trio.actors import actor_id_in
 
 _TRIO = os.path.dirname(trio.__file__)
 

@@ -6,58 +6,25 @@ Both file schemas are accepted, also mixed: ``modules: [{class, config}]`` (seed
 :class:`ConfigError` naming the file, the key path and, where one exists, the closest valid
 name; keys other iii versions use are accepted and reported in ``EngineConfig.warnings``.
 
-The per-module schemas live in :mod:`iii_trio.runtime.config.modules`; the generic walker in
-:mod:`iii_trio.runtime.config.schema`.
+The module kinds a file may name are not known here: the caller passes them (``kinds``, the
+modules' own declarations, :mod:`iii_trio.runtime.modules.catalog`), each with the schema of
+its settings. The generic walker is :mod:`iii_trio.runtime.config.schema`.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import attrs
 import yaml
 
-from iii_trio.runtime.config.modules import (
-    MODULES,
-    AlertAction,
-    AlertRule,
-    BridgeAdapterConfig,
-    BridgeClientConfig,
-    BuiltinQueueConfig,
-    CorsConfig,
-    CronConfig,
-    ExecConfig,
-    ExposeEntry,
-    ForwardEntry,
-    HttpFunctionsConfig,
-    KvCronConfig,
-    KvStoreConfig,
-    LocalPubSubConfig,
-    ModuleConfig,
-    NamedQueueConfig,
-    OtelConfig,
-    PubSubConfig,
-    QueueConfig,
-    RabbitMQConfig,
-    RateLimitConfig,
-    RedisAdapterConfig,
-    RedisQueueConfig,
-    RestApiConfig,
-    SamplingConfig,
-    SamplingRule,
-    SecurityConfig,
-    StateConfig,
-    StreamConfig,
-    StreamKvStoreConfig,
-    TelemetryConfig,
-    WorkerConfig,
-)
 from iii_trio.runtime.config.schema import (
     POSITIVE,
+    Choice,
     ConfigError,
     Context,
     build,
@@ -65,49 +32,6 @@ from iii_trio.runtime.config.schema import (
     join,
     parse_entry,
 )
-
-__all__ = [
-    "DEFAULT_PORT",
-    "AlertAction",
-    "AlertRule",
-    "BridgeAdapterConfig",
-    "BridgeClientConfig",
-    "BuiltinQueueConfig",
-    "ConfigError",
-    "CorsConfig",
-    "CronConfig",
-    "EngineConfig",
-    "ExecConfig",
-    "ExposeEntry",
-    "ForwardEntry",
-    "HttpFunctionsConfig",
-    "KvCronConfig",
-    "KvStoreConfig",
-    "LocalPubSubConfig",
-    "ModuleConfig",
-    "ModuleEntry",
-    "NamedQueueConfig",
-    "OtelConfig",
-    "PubSubConfig",
-    "QueueConfig",
-    "RabbitMQConfig",
-    "RateLimitConfig",
-    "RedisAdapterConfig",
-    "RedisQueueConfig",
-    "RestApiConfig",
-    "SamplingConfig",
-    "SamplingRule",
-    "SecurityConfig",
-    "StateConfig",
-    "StreamConfig",
-    "StreamKvStoreConfig",
-    "TelemetryConfig",
-    "WorkerConfig",
-    "default_config",
-    "interpolate",
-    "load_config",
-    "parse_config",
-]
 
 DEFAULT_PORT = 49134
 
@@ -123,8 +47,8 @@ class ModuleEntry:
     declared_as: str
     #: where it was declared, e.g. ``modules[0]`` or ``workers[1]``
     key_path: str
-    #: the typed config of that module, defaults filled (RestApiConfig, StateConfig, ...)
-    config: ModuleConfig
+    #: the typed config of that module, defaults filled (its kind's schema class)
+    config: Any
 
 
 def _unset_if_empty(token: str | None) -> str | None:
@@ -157,9 +81,13 @@ class EngineConfig:
 
 
 def load_config(
-    path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
+    path: str | os.PathLike[str],
+    *,
+    kinds: Sequence[Choice],
+    environ: Mapping[str, str] | None = None,
 ) -> EngineConfig:
-    """Read, interpolate (``environ`` defaults to ``os.environ``), parse and validate a file."""
+    """Read, interpolate (``environ`` defaults to ``os.environ``), parse and validate a file
+    whose module entries name one of ``kinds``."""
     source = os.fspath(path)
     try:
         text = Path(source).read_text(encoding="utf-8-sig")
@@ -175,11 +103,15 @@ def load_config(
         raise ConfigError(source, "", f"not UTF-8 text ({exc.reason})") from None
     except OSError as exc:
         raise ConfigError(source, "", f"cannot read the file: {exc.strerror or exc}") from None
-    return parse_config(text, source=source, environ=environ)
+    return parse_config(text, kinds=kinds, source=source, environ=environ)
 
 
 def parse_config(
-    text: str, *, source: str = "config.yaml", environ: Mapping[str, str] | None = None
+    text: str,
+    *,
+    kinds: Sequence[Choice],
+    source: str = "config.yaml",
+    environ: Mapping[str, str] | None = None,
 ) -> EngineConfig:
     """Interpolate, parse and validate config text; ``source`` names it in messages."""
     expanded = interpolate(text, os.environ if environ is None else environ, source=source)
@@ -200,7 +132,7 @@ def parse_config(
             "",
             f"the top level must be a mapping of keys (port, modules, ...), got {describe(data)}",
         )
-    ctx = Context(source)
+    ctx = Context(source, kinds)
     top = build(_TopLevel, data, "", ctx)
     _reject_repeated_modules(top.modules + top.workers, ctx)
     return EngineConfig(
@@ -215,15 +147,13 @@ def parse_config(
     )
 
 
-def default_config() -> EngineConfig:
-    """``--use-default-config``: RestApi, State, Stream, Queue, PubSub and Cron, all defaults."""
+def default_config(kinds: Sequence[Choice], names: Sequence[str]) -> EngineConfig:
+    """``--use-default-config``: the kinds named in ``names`` with default settings, in that
+    order."""
+    by_kind = {choice.kind: choice for choice in kinds}
     entries = [
-        ModuleEntry(choice.kind, choice.classes[0], f"modules[{i}]", choice.config())
-        for i, choice in enumerate(
-            c
-            for c in MODULES
-            if c.kind in ("rest_api", "state", "stream", "queue", "pubsub", "cron")
-        )
+        ModuleEntry(name, by_kind[name].classes[0], f"modules[{i}]", by_kind[name].config())
+        for i, name in enumerate(names)
     ]
     return EngineConfig(modules=tuple(entries))
 
@@ -236,8 +166,8 @@ def _parse_modules(value: object, path: str, ctx: Context) -> tuple[ModuleEntry,
     entries = []
     for i, item in enumerate(value):
         key_path = f"{path}[{i}]"
-        choice, declared, config = parse_entry(item, key_path, ctx, MODULES, "module")
-        entries.append(ModuleEntry(choice.kind, declared, key_path, cast(ModuleConfig, config)))
+        choice, declared, config = parse_entry(item, key_path, ctx, ctx.module_kinds, "module")
+        entries.append(ModuleEntry(choice.kind, declared, key_path, config))
     return tuple(entries)
 
 

@@ -29,6 +29,12 @@ T = TypeVar("T")
 #: ``parse`` hook signature: (value as written, key path, context) -> converted value.
 Parser = Callable[[object, str, "Context"], object]
 
+#: How a store keeps its data: in this process only, or in a SQLite file.
+StoreMethod = Literal["in_memory", "file_based"]
+
+#: The warning for keys listed in a schema's ``ACCEPTED`` that this build ignores.
+NO_EFFECT = "accepted for compatibility with other iii versions; it has no effect here"
+
 
 class ConfigError(Exception):
     """One clear message: ``'<file>: <key path>: <problem>'``.
@@ -56,9 +62,11 @@ class ConfigError(Exception):
 
 @attrs.define
 class Context:
-    """Where values come from (the file name) and the warnings collected while walking."""
+    """Where values come from (the file name), the module kinds a config may name, and the
+    warnings collected while walking."""
 
     source: str
+    module_kinds: Sequence[Choice] = ()
     warnings: list[str] = attrs.Factory(list)
 
     def error(self, key_path: str, problem: str) -> ConfigError:

@@ -12,16 +12,12 @@ reason the engine runs the disconnect cleanup of spec §3.7 for this connection 
 from __future__ import annotations
 
 import logging
-import os
-import secrets
-import time
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from iii_trio.actors.actor import Actor
-from iii_trio.actors.mailbox import Mailbox, MailboxClosed
+from iii_trio.actors import Actor, Mailbox, MailboxClosed
+from iii_trio.runtime.connections.session import Session
 from iii_trio.runtime.wire import protocol
 from iii_trio.runtime.wire.websocket import (
     MESSAGE_TOO_BIG,
@@ -34,10 +30,14 @@ from iii_trio.runtime.wire.websocket import (
 
 if TYPE_CHECKING:
     from iii_trio.runtime.calls.invocation import Invocation
-    from iii_trio.runtime.engine import Engine
+    from iii_trio.runtime.connections.dispatch import Dispatcher
 
 log = logging.getLogger("iii_trio.connection")
 
+# Bounded outbox of each worker connection (spec §4.7): at most this many frames and this
+# many bytes queued (a single larger frame is still accepted into an empty outbox).
+DEFAULT_OUTBOX_CAPACITY = 1024
+DEFAULT_OUTBOX_BYTES = 8 * 1024 * 1024
 # Largest write the writer assembles from queued frames before sending.
 _WRITE_BATCH_BYTES = 256 * 1024
 # How long a closing connection may take to flush its close frame.
@@ -49,23 +49,23 @@ class WorkerConnection(Actor):
 
     def __init__(
         self,
-        engine: Engine,
+        dispatcher: Dispatcher,
         ws: ServerWebSocket,
         peer: str,
         *,
         peer_port: int = 0,
-        outbox_capacity: int,
-        outbox_bytes: int,
+        max_in_flight: int,
+        outbox_capacity: int = DEFAULT_OUTBOX_CAPACITY,
+        outbox_bytes: int = DEFAULT_OUTBOX_BYTES,
     ) -> None:
         # The port tells connections from one host apart in the actor tree.
         name = f"worker {peer}:{peer_port}" if peer_port else f"worker {peer}"
         super().__init__(name, mailbox_capacity=outbox_capacity)
-        self.engine = engine
+        self.dispatcher = dispatcher
         self.ws = ws
-        self.peer = peer
-        self.worker_id = str(uuid.uuid4())
-        self.reattach_token = secrets.token_urlsafe(24)  # 192 bits from the OS CSPRNG
-        self.connected_at_ms = int(time.time() * 1000)
+        # What the worker registered and told about itself (changed only by its methods).
+        self.session = Session(peer)
+        self.worker_id = self.session.worker_id
         assert self.mailbox is not None
         self.outbox: Mailbox[bytes] = self.mailbox
         # The outbox is bounded in bytes too: frames can be up to max_message_size, so 1024
@@ -74,34 +74,21 @@ class WorkerConnection(Actor):
         self.outbox_bytes = outbox_bytes
         self.queued_bytes = 0
         self._room = trio.Event()  # set (and replaced) when the writer takes frames
-        self.slots = trio.Semaphore(engine.config.max_in_flight_per_worker)
+        self.slots = trio.Semaphore(max_in_flight)
         # Invocations routed to this worker: all of them (queued + running) and the running
         # ones by id, where its results are matched.
         self.assigned: set[Invocation] = set()
         self.pending: dict[str, Invocation] = {}
         # Invocations this worker is waiting on as a caller.
         self.outgoing: set[Invocation] = set()
-        self.functions: set[str] = set()
-        self.provided_types: set[str] = set()
-        self.services: dict[str, protocol.RegisterService] = {}
-        self.metadata: dict[str, Any] = {}
-        self.latest_metrics: Any = None
-        self.listed = False  # appears in engine::workers::list (spec §3.8)
         self.close_code = SERVICE_RESTART
         self._cancel_scope: trio.CancelScope | None = None
-        # Direct writes need the socket's file descriptor and an idle writer: one that
-        # found the outbox empty and has been given nothing since.
-        stream = ws.stream
-        self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else None
+        # Direct writes (ws.try_send) need an idle writer: one that found the outbox empty
+        # and has been given nothing since.
         self._writer_idle = False
 
     def __repr__(self) -> str:
-        return f"<WorkerConnection {self.worker_id} {self.peer}>"
-
-    @property
-    def display_name(self) -> str:
-        name = self.metadata.get("name")
-        return name if isinstance(name, str) else self.peer
+        return f"<WorkerConnection {self.worker_id} {self.session.peer}>"
 
     def request_stop(self) -> None:
         """Retire the connection (reattach, shutdown); cleanup runs in its own task."""
@@ -117,13 +104,11 @@ class WorkerConnection(Actor):
         which costs less than a write each (measured: +13 % engine CPU per call at 32 in
         flight when every frame was written directly)."""
         quiet = len(self.assigned) + len(self.outgoing) <= 1
-        if quiet and self._writer_idle and self._fd is not None:
+        if quiet and self._writer_idle:
             if self.outbox.closed:
                 raise MailboxClosed("the connection is closing")
-            try:
-                sent = os.write(self._fd, frame)
-            except OSError:  # would block, or broken: the writer meets it and reports it
-                sent = 0
+            # 0 when it would block, broke (the writer meets it and reports it) or no socket
+            sent = self.ws.try_send(frame)
             if sent == len(frame):
                 return True
             frame = frame[sent:]  # the rest goes first in the (empty) outbox
@@ -161,9 +146,9 @@ class WorkerConnection(Actor):
 
     async def run(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
         self.ws.on_control_frame(self._queue_control)
-        self.engine.connections[self.worker_id] = self
-        await self.send(protocol.WorkerRegistered(self.worker_id, self.reattach_token))
-        self.engine.worker_event("worker_connected", self.worker_id)
+        self.dispatcher.connected(self)
+        await self.send(protocol.WorkerRegistered(self.worker_id, self.session.reattach_token))
+        self.dispatcher.worker_event("worker_connected", self.worker_id)
         task_status.started()
         try:
             async with trio.open_nursery() as nursery:
@@ -175,11 +160,11 @@ class WorkerConnection(Actor):
             with trio.CancelScope(shield=True):
                 self.outbox.close()
                 self._room.set()  # waiting senders retry and meet MailboxClosed
-                self.engine.disconnected(self)
+                self.dispatcher.disconnected(self)
                 await self._close_socket()
 
     async def _read_loop(self) -> None:
-        handle = self.engine.handle_frame
+        handle = self.dispatcher.handle_frame
         while True:
             try:
                 frame = await self.ws.receive()
@@ -248,27 +233,3 @@ class WorkerConnection(Actor):
         with trio.move_on_after(_CLOSE_FLUSH_SECONDS):
             await self.ws.close(code)
         await self.ws.aclose()
-
-    # --- introspection ---------------------------------------------------------------------
-
-    def worker_row(self) -> dict[str, Any]:
-        meta = self.metadata
-        return {
-            "id": self.worker_id,
-            "name": _str_or_none(meta.get("name")),
-            "runtime": _str_or_none(meta.get("runtime")),
-            "version": _str_or_none(meta.get("version")),
-            "os": _str_or_none(meta.get("os")),
-            "ip_address": self.peer,
-            "status": "connected",
-            "connected_at_ms": self.connected_at_ms,
-            "function_count": len(self.functions),
-            "functions": sorted(self.functions),
-            "active_invocations": len(self.assigned),
-            "latest_metrics": self.latest_metrics,
-            "pid": meta.get("pid") if isinstance(meta.get("pid"), int) else None,
-        }
-
-
-def _str_or_none(value: object) -> str | None:
-    return value if isinstance(value, str) else None

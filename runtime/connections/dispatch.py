@@ -9,28 +9,87 @@ from __future__ import annotations
 
 import hmac
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
+from iii_trio.runtime.calls.errors import InvocationError
 from iii_trio.runtime.calls.invocation import Outcome
-from iii_trio.runtime.calls.registry import Binding
-from iii_trio.runtime.calls.router import not_found
-from iii_trio.runtime.calls.triggers import ENGINE_TYPE_NAMES
+from iii_trio.runtime.calls.registry import Binding, Registry
+from iii_trio.runtime.calls.router import Router, not_found
+from iii_trio.runtime.calls.triggers import Triggers
+from iii_trio.runtime.connections.channels import ChannelTable
 from iii_trio.runtime.wire import protocol
 from iii_trio.runtime.wire.websocket import text_frame
 
 if TYPE_CHECKING:
     from iii_trio.runtime.connections.connection import WorkerConnection
-    from iii_trio.runtime.engine import Engine
 
 log = logging.getLogger("iii_trio.dispatch")
 
 
+class InvokeAction(Protocol):
+    """A module's handling of an ``invokefunction`` frame with ``action: {type: ...}``
+    (spec §4.5; the queue module offers ``enqueue``). Its return value is the caller's
+    result; an :class:`InvocationError` is its error."""
+
+    def __call__(
+        self, function_id: str, data: Any, action: protocol.Action, /
+    ) -> Awaitable[Any]: ...
+
+
+class WorkerEvents(Protocol):
+    """Where the dispatcher reports changes the engine's event triggers fire on."""
+
+    def worker_event(self, event: str, worker_id: str) -> None: ...
+
+    def functions_changed(self) -> None: ...
+
+
 class Dispatcher:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.registry = engine.registry
-        self.router = engine.router
-        self.triggers = engine.triggers
+    """Applies each worker's frames and owns the table of live connections.
+
+    ``reserved_types`` are the trigger types only the engine's modules may provide (declared
+    by the modules, loaded or not); ``missing_actions`` answers an invoke action no running
+    module offers (``{"enqueue": "QueueModule not loaded"}``)."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        router: Router,
+        triggers: Triggers,
+        channels: ChannelTable,
+        events: WorkerEvents,
+        *,
+        reserved_types: frozenset[str] = frozenset(),
+        missing_actions: Mapping[str, str] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.router = router
+        self.triggers = triggers
+        self.channels = channels
+        self.events = events
+        self.reserved_types = reserved_types
+        self.missing_actions = dict(missing_actions or {})
+        self.connections: dict[str, WorkerConnection] = {}
+        # Invoke actions offered by the running modules, by action type.
+        self.actions: dict[str, InvokeAction] = {}
+
+    # --- connections -------------------------------------------------------------------------
+
+    def connected(self, conn: WorkerConnection) -> None:
+        """A new connection, before its hello frame: from now on it can be reattached to."""
+        self.connections[conn.worker_id] = conn
+
+    def worker_event(self, event: str, worker_id: str) -> None:
+        if self.router.observer is not None:
+            self.router.observer.worker_event(event)
+        self.events.worker_event(event, worker_id)
+
+    def telemetry(self, conn: WorkerConnection | None, frame: protocol.Telemetry) -> None:
+        """Ingested by the observability module when it runs, otherwise dropped (D1)."""
+        observer = self.router.observer
+        if observer is not None:
+            observer.telemetry(conn, frame)
 
     async def handle_frame(self, conn: WorkerConnection, frame: str | bytes) -> None:
         try:
@@ -47,12 +106,12 @@ class Dispatcher:
         elif type(message) is protocol.InvocationResult:
             self._result(conn, message)
         elif isinstance(message, protocol.Telemetry):
-            self.engine.telemetry_received(conn, message)
+            self.telemetry(conn, message)
         else:
             version = self.registry.version
             await self._control(conn, message)
             if self.registry.version != version:
-                self.engine.functions_changed()
+                self.events.functions_changed()
 
     # --- calls -------------------------------------------------------------------------------
 
@@ -62,8 +121,10 @@ class Dispatcher:
             data["_caller_worker_id"] = conn.worker_id  # spec §4.4, overwrites any value
         action = msg.action
         void = msg.invocation_id is None or (action is not None and action.type == "void")
-        if action is not None and action.type == "enqueue":
-            await self.engine.enqueue(conn, msg)
+        if action is not None and (
+            action.type in self.actions or action.type in self.missing_actions
+        ):
+            await self._act(conn, msg, action)
             return
         invocation = self.router.start(
             msg.function_id,
@@ -83,7 +144,28 @@ class Dispatcher:
                 await self.reply(
                     conn, msg.invocation_id, msg.function_id, error=not_found(msg.function_id)
                 )
-        conn.listed = conn.listed or msg.function_id == "engine::workers::register"
+        if msg.function_id == "engine::workers::register":
+            conn.session.mark_listed()
+
+    async def _act(
+        self, conn: WorkerConnection, msg: protocol.InvokeFunction, action: protocol.Action
+    ) -> None:
+        """An invoke action (``enqueue``): handed to the module offering it, whose answer
+        (a receipt or an error) goes back as the call's result."""
+        result: Any = None
+        error: protocol.ErrorBody | None = None
+        handler = self.actions.get(action.type)
+        if handler is None:
+            error = protocol.ErrorBody(f"{action.type}_error", self.missing_actions[action.type])
+        else:
+            if self.router.observer is not None:
+                self.router.observer.call_deferred()
+            try:
+                result = await handler(msg.function_id, msg.data, action)
+            except InvocationError as exc:
+                error = exc.body
+        if msg.invocation_id is not None:
+            await self.reply(conn, msg.invocation_id, msg.function_id, result=result, error=error)
 
     def _result(self, conn: WorkerConnection, msg: protocol.InvocationResult) -> None:
         invocation = conn.pending.get(msg.invocation_id)
@@ -121,25 +203,22 @@ class Dispatcher:
                     )
                     return
                 registry.add_provider(conn, message)
-                conn.functions.add(message.id)
-                conn.listed = True
+                conn.session.provide_function(message.id)
             case protocol.UnregisterFunction():
                 if registry.remove_provider(conn, message.id):
-                    conn.functions.discard(message.id)
+                    conn.session.withdraw_function(message.id)
             case protocol.RegisterTriggerType():
-                if message.id in ENGINE_TYPE_NAMES:
+                if message.id in self.reserved_types:
                     log.warning("%s: cannot provide engine trigger type %r", conn, message.id)
                     return
                 registry.add_type_provider(conn, message)
-                conn.provided_types.add(message.id)
-                conn.listed = True
+                conn.session.provide_trigger_type(message.id)
                 self.triggers.provider_added(message.id)
             case protocol.UnregisterTriggerType():
-                if message.id in conn.provided_types:
-                    conn.provided_types.discard(message.id)
+                if conn.session.withdraw_trigger_type(message.id):
                     self.triggers.provider_removed(conn, message.id)
             case protocol.RegisterTrigger():
-                conn.listed = True
+                conn.session.mark_listed()
                 self.triggers.bind(
                     Binding(
                         owner=conn,
@@ -157,7 +236,7 @@ class Dispatcher:
             case protocol.TriggerRegistrationResult():
                 self.triggers.provider_answered(conn, message)
             case protocol.RegisterService():
-                conn.services[message.id] = message
+                conn.session.declare_service(message)
             case protocol.Reattach():
                 self._reattach(conn, message)
             case protocol.Ping():
@@ -167,35 +246,34 @@ class Dispatcher:
 
     def _reattach(self, conn: WorkerConnection, msg: protocol.Reattach) -> None:
         """Retire the half-open old socket of a reconnected worker (spec §3.5)."""
-        old = self.engine.connections.get(msg.previous_worker_id)
+        old = self.connections.get(msg.previous_worker_id)
         if old is None or old is conn or msg.reattach_token is None:
             return
-        if hmac.compare_digest(old.reattach_token.encode(), msg.reattach_token.encode()):
+        expected = old.session.reattach_token.encode()
+        if hmac.compare_digest(expected, msg.reattach_token.encode()):
             log.info("%s reattached: retiring %s", conn, old)
             old.request_stop()
 
     # --- disconnect (spec §3.7, D4) -----------------------------------------------------------
 
     def disconnected(self, conn: WorkerConnection) -> None:
-        engine = self.engine
         registry = self.registry
-        if engine.connections.get(conn.worker_id) is conn:
-            del engine.connections[conn.worker_id]
+        if self.connections.get(conn.worker_id) is conn:
+            del self.connections[conn.worker_id]
         stopped = Outcome(error=protocol.ErrorBody("invocation_stopped", "Invocation stopped"))
         for invocation in list(conn.assigned):
             invocation.settle(stopped)
         for invocation in list(conn.outgoing):
             invocation.abandon()
         version = registry.version
-        for function_id in list(conn.functions):
+        functions, trigger_types = conn.session.take_registrations()
+        for function_id in functions:
             registry.remove_provider(conn, function_id)
-        conn.functions.clear()
         for binding in list(registry.owned_by(conn)):
             self.triggers.unbind(binding)
-        for type_id in list(conn.provided_types):
+        for type_id in trigger_types:
             self.triggers.provider_removed(conn, type_id)
-        conn.provided_types.clear()
-        engine.channels.owner_gone(conn.worker_id)
+        self.channels.owner_gone(conn.worker_id)
         if registry.version != version:
-            engine.functions_changed()
-        engine.worker_event("worker_disconnected", conn.worker_id)
+            self.events.functions_changed()
+        self.worker_event("worker_disconnected", conn.worker_id)

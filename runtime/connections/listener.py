@@ -15,21 +15,20 @@ from urllib.parse import parse_qs, urlsplit
 
 import trio
 
-from iii_trio.actors.actor import Actor
-from iii_trio.actors.system import current_actor_id, current_system
-from iii_trio.runtime.connections.connection import WorkerConnection
-from iii_trio.runtime.wire import protocol
-from iii_trio.runtime.wire.websocket import (
-    HandshakeFailed,
-    HandshakeRequest,
-    Rejection,
-    ServerWebSocket,
-    WebSocketClosed,
-    accept,
+from iii_trio.actors import Actor, current_actor_id, current_system
+from iii_trio.runtime.connections.connection import (
+    DEFAULT_OUTBOX_BYTES,
+    DEFAULT_OUTBOX_CAPACITY,
+    WorkerConnection,
 )
+from iii_trio.runtime.wire import protocol
+from iii_trio.runtime.wire.handshake import HandshakeFailed, HandshakeRequest, Rejection, accept
+from iii_trio.runtime.wire.websocket import ServerWebSocket, WebSocketClosed
 
 if TYPE_CHECKING:
-    from iii_trio.runtime.engine import Engine
+    from iii_trio.runtime.config.loading import EngineConfig
+    from iii_trio.runtime.connections.channels import ChannelTable
+    from iii_trio.runtime.connections.dispatch import Dispatcher
 
 log = logging.getLogger("iii_trio.listener")
 
@@ -40,9 +39,21 @@ CHANNEL_PREFIX = "/ws/channels/"
 class Listener(Actor):
     kind = "listener"
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self,
+        config: EngineConfig,
+        dispatcher: Dispatcher,
+        channels: ChannelTable,
+        *,
+        outbox_capacity: int = DEFAULT_OUTBOX_CAPACITY,
+        outbox_bytes: int = DEFAULT_OUTBOX_BYTES,
+    ) -> None:
         super().__init__("worker-port")
-        self.engine = engine
+        self.config = config
+        self.dispatcher = dispatcher
+        self.channels = channels
+        self.outbox_capacity = outbox_capacity
+        self.outbox_bytes = outbox_bytes
         self._accepting = trio.CancelScope()
         self.port: int | None = None
 
@@ -51,7 +62,7 @@ class Listener(Actor):
         self._accepting.cancel()
 
     async def run(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
-        config = self.engine.config
+        config = self.config
         listeners = await trio.open_tcp_listeners(config.port, host=config.host)
         self.port = listeners[0].socket.getsockname()[1]
         for listener in listeners:
@@ -77,7 +88,7 @@ class Listener(Actor):
         try:
             with trio.fail_after(HANDSHAKE_TIMEOUT_SECONDS):
                 ws, request = await accept(
-                    stream, self._decide, max_message_size=self.engine.config.max_message_size
+                    stream, self._decide, max_message_size=self.config.max_message_size
                 )
         except (HandshakeFailed, trio.TooSlowError, trio.BrokenResourceError, OSError) as exc:
             log.debug("handshake from %s failed: %s", peer, exc)
@@ -86,19 +97,17 @@ class Listener(Actor):
         path = urlsplit(request.path).path
         if path == "/":
             conn = WorkerConnection(
-                self.engine,
+                self.dispatcher,
                 ws,
                 peer,
                 peer_port=peer_port,
-                outbox_capacity=self.engine.outbox_capacity,
-                outbox_bytes=self.engine.outbox_bytes,
+                max_in_flight=self.config.max_in_flight_per_worker,
+                outbox_capacity=self.outbox_capacity,
+                outbox_bytes=self.outbox_bytes,
             )
-            try:
-                await current_system().run_actor(conn, parent=current_actor_id())
-            except Exception:
-                # Contained here: one connection's failure must not restart the listener
-                # (and so drop every other worker).
-                log.exception("%s failed", conn)
+            # A temporary child, contained: one connection's failure must not restart the
+            # listener (and so drop every other worker).
+            await current_system().run_temporary(conn, current_actor_id())
         elif path == "/otel":
             await self._telemetry_socket(ws)
         else:
@@ -107,7 +116,7 @@ class Listener(Actor):
     def _decide(self, request: HandshakeRequest) -> Rejection | None:
         parts = urlsplit(request.path)
         if parts.path in ("/", "/otel"):
-            token = self.engine.config.auth_token
+            token = self.config.auth_token
             if token and not _bearer_matches(request.header(b"authorization"), token):
                 return Rejection(401, "unauthorized\n")
             return None
@@ -116,7 +125,7 @@ class Listener(Actor):
             channel_id = parts.path[len(CHANNEL_PREFIX) :]
             key = query.get("key", [""])[0]
             direction = query.get("dir", [""])[0]
-            if direction in ("read", "write") and self.engine.channels.lookup(channel_id, key):
+            if direction in ("read", "write") and self.channels.lookup(channel_id, key):
                 return None
         return Rejection(404, "not found\n")
 
@@ -131,7 +140,7 @@ class Listener(Actor):
                     except (protocol.FrameRejected, protocol.UnknownMessageType):
                         continue
                     if isinstance(message, protocol.Telemetry):
-                        self.engine.telemetry_received(None, message)
+                        self.dispatcher.telemetry(None, message)
         except WebSocketClosed:
             pass
         except Exception as exc:  # an oversized frame, a broken stream
@@ -143,13 +152,11 @@ class Listener(Actor):
     async def _channel_socket(self, request: HandshakeRequest, ws: ServerWebSocket) -> None:
         parts = urlsplit(request.path)
         query = parse_qs(parts.query)
-        channel = self.engine.channels.lookup(
-            parts.path[len(CHANNEL_PREFIX) :], query.get("key", [""])[0]
-        )
+        channel = self.channels.lookup(parts.path[len(CHANNEL_PREFIX) :], query.get("key", [""])[0])
         if channel is None:  # removed between the handshake and now
             await ws.aclose()
             return
-        await self.engine.channels.serve(channel, query["dir"][0], ws)
+        await self.channels.serve(channel, query["dir"][0], ws)
 
 
 def _bearer_matches(header: bytes | None, token: str) -> bool:

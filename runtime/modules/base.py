@@ -1,47 +1,52 @@
-"""What every engine module shares: register its functions and trigger types while it runs.
+"""What every engine module shares: it offers what it declares while it runs.
 
-A module is an actor under the ``modules`` supervisor. Subclasses list their functions and
-trigger types and, when they own sockets or background loops, override :meth:`serve`.
-Functions and types are registered before ``serve`` starts and removed when the module
-stops (also when it crashes and its supervisor restarts it).
+A module is an actor under the ``modules`` supervisor, made afresh by its kind's factory for
+every (re)start, with the one :class:`~iii_trio.runtime.modules.context.ModuleContext` the
+engine made for it. Subclasses declare their functions, trigger types, invoke actions, HTTP
+endpoints and gauge families and, when they own sockets or background loops, override
+:meth:`EngineModule.serve`. Everything declared is offered before ``serve`` starts and
+withdrawn when the module stops (also when it crashes and its supervisor restarts it).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
+import attrs
 import trio
 
-from iii_trio.actors.actor import Actor
-from iii_trio.runtime.calls.errors import InvocationError, deserialization_error
+from iii_trio.actors import Actor
+from iii_trio.runtime.calls import inputs
+from iii_trio.runtime.calls.errors import InvocationError
 from iii_trio.runtime.calls.invocation import EngineFunction, LocalHandler
-
-if TYPE_CHECKING:
-    from iii_trio.runtime.calls.registry import Binding, EngineTriggerType
-    from iii_trio.runtime.engine import Engine
+from iii_trio.runtime.calls.registry import Binding, EngineTriggerType
+from iii_trio.runtime.connections.dispatch import InvokeAction
+from iii_trio.runtime.modules.context import GaugeFamily, HttpEndpoint, ModuleContext
 
 log = logging.getLogger("iii_trio.modules")
 
 
-def required_topic(function_id: str, data: Any) -> str:
-    """The ``topic`` of ``publish`` / ``enqueue`` input; an empty one is ``topic_not_set``."""
-    if not isinstance(data, dict):
-        raise deserialization_error(function_id, "expected an object")
-    topic = data.get("topic")
-    if topic is not None and not isinstance(topic, str):
-        raise deserialization_error(function_id, "`topic` must be a string")
-    if not topic:
-        raise InvocationError("topic_not_set", "Topic is not set")
-    return topic
+@attrs.frozen(kw_only=True)
+class TopicMessage:
+    """The input of ``publish`` and ``enqueue``: ``{topic, data?}``; an absent or empty
+    topic is ``topic_not_set``."""
+
+    topic: str = inputs.field(
+        missing=inputs.Refusal("topic_not_set", "Topic is not set"), blank_is_missing=True
+    )
+    data: Any = None
 
 
 class EngineModule(Actor):
     kind = "module"
 
-    def __init__(self, engine: Engine, name: str) -> None:
-        super().__init__(name)
-        self.engine = engine
+    def __init__(self, ctx: ModuleContext) -> None:
+        super().__init__(ctx.name)
+        self.ctx = ctx
+
+    # --- what the module offers (each read once, when it starts) ---------------------------
 
     def functions(self) -> dict[str, tuple[LocalHandler, str]]:
         """Function id -> (handler, description)."""
@@ -50,19 +55,28 @@ class EngineModule(Actor):
     def trigger_types(self) -> list[EngineTriggerType]:
         return []
 
+    def invoke_actions(self) -> Mapping[str, InvokeAction]:
+        """Invoke action type (``enqueue``) -> its handler."""
+        return {}
+
+    def http_endpoints(self) -> Mapping[str, HttpEndpoint]:
+        """GET endpoints served on the HTTP module's port when no route takes the path."""
+        return {}
+
+    def gauges(self) -> list[GaugeFamily]:
+        return []
+
+    # --- behaviour -------------------------------------------------------------------------
+
     async def fire_binding(self, binding: Binding, payload: Any) -> None:
         """Deliver ``payload`` to a binding the way the spec's triggers do (§2.2): its
         condition function first, when it has one (only a literal ``false`` skips), then its
         function, awaited. Failures are logged, not retried."""
-        router = self.engine.router
         condition = (binding.config or {}).get("condition_function_id")
         try:
-            if (
-                condition
-                and await router.call(condition, payload, caller_module=self.name) is False
-            ):
+            if condition and await self.ctx.call(condition, payload) is False:
                 return
-            await router.call(binding.function_id, payload, caller_module=self.name)
+            await self.ctx.call(binding.function_id, payload)
         except InvocationError as exc:
             log.info("%s: %s -> %s failed: %s", self.name, binding.id, binding.function_id, exc)
 
@@ -80,21 +94,16 @@ class EngineModule(Actor):
         await trio.sleep_forever()
 
     async def run(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
-        registry = self.engine.registry
-        functions = self.functions()
-        types = self.trigger_types()
-        for function_id, (handler, description) in functions.items():
-            registry.add_engine_function(EngineFunction(function_id, handler, description))
-        for trigger_type in types:
-            registry.engine_types[trigger_type.id] = trigger_type
-        self.engine.modules[self.name] = self
-        try:
+        functions = [
+            EngineFunction(function_id, handler, description)
+            for function_id, (handler, description) in self.functions().items()
+        ]
+        with self.ctx.hosting(
+            self,
+            functions=functions,
+            trigger_types=self.trigger_types(),
+            invoke_actions=self.invoke_actions(),
+            http_endpoints=self.http_endpoints(),
+            gauges=self.gauges(),
+        ):
             await self.serve(task_status)
-        finally:
-            if self.engine.modules.get(self.name) is self:
-                del self.engine.modules[self.name]
-            for function_id in functions:
-                registry.remove_engine_function(function_id)
-            for trigger_type in types:
-                if registry.engine_types.get(trigger_type.id) is trigger_type:
-                    del registry.engine_types[trigger_type.id]

@@ -1,4 +1,10 @@
-"""The WebSocket transport: wsproto driven directly on a trio stream.
+"""Both sides of an open WebSocket on a trio stream, once the upgrade is done.
+
+The upgrade itself, on either side, is :mod:`iii_trio.runtime.wire.handshake`. After it,
+:class:`WebSocket` holds what the two sides share: bytes in through one
+:class:`~iii_trio.runtime.wire.frames.FrameParser`, whole messages out of one queue, the
+closed state, and the answers to pings. :class:`ServerWebSocket` (the engine's side) and
+:class:`ClientWebSocket` (the trio SDK's and the CLI's side) add how each one sends.
 
 This is the one place that knows how frames travel, so it can be tuned or replaced on its
 own (see docs/performance.md). Choices, each measured against trio-websocket:
@@ -8,26 +14,24 @@ own (see docs/performance.md). Choices, each measured against trio-websocket:
   waits for readability first (:mod:`iii_trio.runtime.wire.socket_io`).
 - Server frames are never masked, so outbound frames are built here (a 2-10 byte header
   and the payload) rather than through wsproto's generic encoder, and the connection's
-  writer sends every frame that is ready in one ``send_all``.
+  writer sends every frame that is ready in one ``send_all``. A quiet connection writes a
+  frame at once with :meth:`ServerWebSocket.try_send` instead of waking its writer.
 - After the upgrade, frames are parsed by :mod:`iii_trio.runtime.wire.frames`, a small
-  parser for exactly what a server receives, instead of wsproto's generic frame machinery.
+  parser for exactly what each side receives, instead of wsproto's generic frame machinery.
 - permessage-deflate is declined: compression costs more CPU than loopback bandwidth.
 """
 
 from __future__ import annotations
 
+import abc
 import collections
 import struct
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 
-import attrs
 import trio
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
-from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from iii_trio.runtime.wire import frames as ws_frames
-from iii_trio.runtime.wire.socket_io import SocketReader
+from iii_trio.runtime.wire.socket_io import SocketReader, socket_fd, try_write
 
 READ_SIZE = 65536
 
@@ -35,6 +39,10 @@ READ_SIZE = 65536
 NORMAL_CLOSURE = 1000
 MESSAGE_TOO_BIG = 1009
 SERVICE_RESTART = 1012
+
+# Largest message a client takes from the server. Engine frames are bounded by the engine's
+# max_message_size (64 MiB by default).
+CLIENT_MAX_MESSAGE_SIZE = 2**26
 
 _OP_TEXT = ws_frames.OP_TEXT
 _OP_BINARY = ws_frames.OP_BINARY
@@ -61,7 +69,7 @@ def close_frame(code: int, reason: str = "") -> bytes:
 
 
 class WebSocketClosed(Exception):
-    """The peer closed the connection (or it dropped: code 1006)."""
+    """The peer closed the connection (or it dropped: code 1006). Server side."""
 
     def __init__(self, code: int, reason: str = "") -> None:
         super().__init__(f"closed with code {code} {reason}".rstrip())
@@ -70,122 +78,60 @@ class WebSocketClosed(Exception):
 
 
 class MessageTooBig(Exception):
+    """A message over the server's limit (refused from its frame header). Server side."""
+
     def __init__(self, limit: int) -> None:
         super().__init__(f"message larger than {limit} bytes")
         self.limit = limit
 
 
-@attrs.frozen
-class Rejection:
-    """An HTTP answer instead of an upgrade (401, 404, ...)."""
+class ConnectionClosed(Exception):
+    """The server closed the connection, it dropped, or it broke the protocol. Client side
+    (its message is the one the SDK logs and the CLI prints)."""
 
-    status: int
-    body: str = ""
-
-
-@attrs.frozen
-class HandshakeRequest:
-    path: str  # the request target, query string included
-    headers: Sequence[tuple[bytes, bytes]]
-
-    def header(self, name: bytes) -> bytes | None:
-        for key, value in self.headers:
-            if key.lower() == name:
-                return value
-        return None
+    def __init__(self, code: int, reason: str = "") -> None:
+        super().__init__(f"connection closed ({code}) {reason}".rstrip())
+        self.code = code
 
 
-class HandshakeFailed(Exception):
-    pass
+class WebSocket(abc.ABC):
+    """What both sides of an open WebSocket share: one task calls :meth:`receive`.
 
+    Every complete message in a read is queued at once, and :meth:`receive` hands them out
+    before it reads again. A Close from the peer, a protocol error or a dropped connection
+    becomes the closed state, raised by :meth:`receive` once the messages read before it are
+    taken. A Ping is answered with a Pong after the read it came in (pongs are control
+    frames: the peer's Close, if any, is answered by each side's close, not here).
 
-async def accept(
-    stream: trio.abc.Stream,
-    decide: Callable[[HandshakeRequest], Rejection | None],
-    *,
-    max_message_size: int,
-    before_accept: Callable[[HandshakeRequest], Awaitable[None]] | None = None,
-) -> tuple[ServerWebSocket, HandshakeRequest]:
-    """Read the HTTP upgrade, ask ``decide`` whether to accept it and answer.
-
-    ``before_accept`` runs between an accepting decision and the answer (the stream port's
-    auth function, spec/modules.md §5.4). The caller bounds the time this may take (the
-    handshake deadline). Raises :class:`HandshakeFailed` after answering a rejected or
-    malformed request.
+    Each side says how its frames look (:meth:`_frame`: masked or not), what its closed
+    state is (:meth:`_closed_error`, :meth:`_protocol_error`) and how its pongs leave
+    (:meth:`_send_pongs`).
     """
-    ws = WSConnection(ConnectionType.SERVER)
-    while True:
-        data = await stream.receive_some(READ_SIZE)
-        if not data:
-            raise HandshakeFailed("peer closed during the handshake")
-        try:
-            ws.receive_data(bytes(data))
-            request = next((e for e in ws.events() if isinstance(e, Request)), None)
-        except RemoteProtocolError as exc:
-            # Not a WebSocket upgrade (plain HTTP, garbage): answer with wsproto's hint.
-            hint = exc.event_hint
-            status = hint.status_code if isinstance(hint, RejectConnection) else 400
-            await _reject(stream, ws, Rejection(status, "not a WebSocket upgrade\n"))
-            raise HandshakeFailed(str(exc)) from None
-        if request is not None:
-            break
-    handshake = HandshakeRequest(path=request.target, headers=request.extra_headers)
-    rejection = decide(handshake)
-    if rejection is not None:
-        await _reject(stream, ws, rejection)
-        raise HandshakeFailed(f"rejected with HTTP {rejection.status}")
-    if before_accept is not None:
-        await before_accept(handshake)
-    await stream.send_all(ws.send(AcceptConnection()))
-    return ServerWebSocket(stream, max_message_size), handshake
 
-
-async def _reject(stream: trio.abc.Stream, ws: WSConnection, rejection: Rejection) -> None:
-    body = rejection.body.encode()
-    headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
-    try:
-        out = ws.send(
-            RejectConnection(status_code=rejection.status, headers=headers, has_body=True)
-        )
-        out += ws.send(RejectData(data=body, body_finished=True))
-    except LocalProtocolError:
-        return
-    try:
-        await stream.send_all(out)
-    except trio.BrokenResourceError:
-        pass
-
-
-class ServerWebSocket:
-    """An accepted server-side WebSocket. One reader task calls :meth:`receive`; one writer
-    task calls :meth:`send` (trio streams allow one sender and one receiver at a time)."""
-
-    def __init__(self, stream: trio.abc.Stream, max_message_size: int) -> None:
+    def __init__(self, stream: trio.abc.Stream, parser: ws_frames.FrameParser) -> None:
         self.stream = stream
         self._reader = SocketReader(stream, READ_SIZE)
-        self._parser = ws_frames.FrameParser(max_message_size)
+        self._parser = parser
         self._ready: collections.deque[str | bytes] = collections.deque()
-        # Raised by receive() once the messages before it are taken.
-        self._closed: WebSocketClosed | MessageTooBig | None = None
-        self._control: Callable[[bytes], None] | None = None
-
-    def on_control_frame(self, send: Callable[[bytes], None]) -> None:
-        """Where to put pong / close-echo frames (the connection's ordered outbox)."""
-        self._control = send
+        self._closed: Exception | None = None
+        self._pongs: list[bytes] = []  # answers to pings, sent after the read they came in
 
     async def receive(self) -> str | bytes:
         """The next complete message: ``str`` for text, ``bytes`` for binary.
 
-        Raises :class:`WebSocketClosed` when the peer closes or the stream drops, and
-        :class:`MessageTooBig` when a message exceeds the limit.
+        Raises the side's closed error when the peer closes, the stream drops or the peer
+        breaks the protocol (on the server, :class:`MessageTooBig` for an oversized one).
         """
         while not self._ready:
             if self._closed is not None:
                 raise self._closed
             data = await self._reader.receive_some()
             if not data:
-                raise WebSocketClosed(1006, "connection dropped")
+                raise self._closed_error(1006, "connection dropped")
             self._feed(data)
+            if self._pongs:
+                pongs, self._pongs = self._pongs, []
+                await self._send_pongs(pongs)
         return self._ready.popleft()
 
     def _feed(self, data: bytes) -> None:
@@ -194,19 +140,51 @@ class ServerWebSocket:
             if isinstance(event, (str, bytes)):
                 self._ready.append(event)
             elif isinstance(event, ws_frames.Ping):
-                self._send_control(frame(_OP_PONG, event.payload))
+                self._pongs.append(self._frame(_OP_PONG, event.payload))
             else:
-                self._closed = WebSocketClosed(event.code, event.reason)  # close() answers
+                self._closed = self._closed_error(event.code, event.reason)
         error = self._parser.error
         if error is not None and self._closed is None:
-            if error.code == ws_frames.MESSAGE_TOO_BIG:
-                self._closed = MessageTooBig(self._parser.max_message_size)
-            else:
-                self._closed = WebSocketClosed(error.code, f"protocol error: {error.reason}")
+            self._closed = self._protocol_error(error)
 
-    def _send_control(self, data: bytes) -> None:
-        if self._control is not None:
-            self._control(data)
+    @abc.abstractmethod
+    def _frame(self, opcode: int, payload: bytes) -> bytes:
+        """One final frame as this side sends it."""
+
+    @abc.abstractmethod
+    def _closed_error(self, code: int, reason: str) -> Exception:
+        """What :meth:`receive` raises once the peer closed with ``code`` (1006: dropped)."""
+
+    @abc.abstractmethod
+    def _protocol_error(self, error: ws_frames.FrameError) -> Exception:
+        """What :meth:`receive` raises once the peer broke the protocol."""
+
+    @abc.abstractmethod
+    async def _send_pongs(self, pongs: list[bytes]) -> None:
+        """Send the pong frames answering the pings of the last read, in order."""
+
+
+class ServerWebSocket(WebSocket):
+    """An accepted server-side WebSocket. One reader task calls :meth:`receive`; one writer
+    task calls :meth:`send` (trio streams allow one sender and one receiver at a time), and
+    while it is idle, :meth:`try_send` may write a frame at once."""
+
+    def __init__(self, stream: trio.abc.Stream, max_message_size: int) -> None:
+        super().__init__(stream, ws_frames.FrameParser(max_message_size))
+        self._fd = socket_fd(stream)
+        self._control: Callable[[bytes], None] | None = None
+
+    def on_control_frame(self, send: Callable[[bytes], None]) -> None:
+        """Where to put pong / close-echo frames (the connection's ordered outbox)."""
+        self._control = send
+
+    def try_send(self, data: bytes) -> int:
+        """Write what the socket takes right now, without waiting, and say how many bytes
+        that was: 0 when its buffer is full, it broke, or the stream is not a socket. The
+        caller queues the rest for its writer, which meets and reports a broken socket.
+
+        Only while no :meth:`send` is under way (frames would interleave)."""
+        return try_write(self._fd, data)
 
     async def send(self, data: bytes) -> None:
         """Write already framed bytes."""
@@ -238,3 +216,79 @@ class ServerWebSocket:
 
     async def aclose(self) -> None:
         await self.stream.aclose()
+
+    def _frame(self, opcode: int, payload: bytes) -> bytes:
+        return frame(opcode, payload)
+
+    def _closed_error(self, code: int, reason: str) -> Exception:
+        return WebSocketClosed(code, reason)  # close() answers the peer's Close
+
+    def _protocol_error(self, error: ws_frames.FrameError) -> Exception:
+        if error.code == ws_frames.MESSAGE_TOO_BIG:
+            return MessageTooBig(self._parser.max_message_size)
+        return WebSocketClosed(error.code, f"protocol error: {error.reason}")
+
+    async def _send_pongs(self, pongs: list[bytes]) -> None:
+        if self._control is not None:
+            for pong in pongs:
+                self._control(pong)
+
+
+class ClientWebSocket(WebSocket):
+    """The client side, opened by :func:`iii_trio.runtime.wire.handshake.connect`. One reader
+    task calls :meth:`receive`; any task may send (a lock keeps frames whole). Frames are
+    masked with a fresh key each (RFC 6455 §5.3); pings are answered as they are read."""
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        received: bytes = b"",
+        *,
+        max_message_size: int = CLIENT_MAX_MESSAGE_SIZE,
+    ) -> None:
+        """``received``: bytes that followed the server's 101 response in the same read
+        (the server may speak first); their messages are the first :meth:`receive` returns."""
+        super().__init__(stream, ws_frames.FrameParser(max_message_size, masked=False))
+        self._send_lock = trio.Lock()
+        if received:
+            self._feed(received)
+
+    async def send(self, text: str) -> None:
+        await self.send_texts([text.encode()])
+
+    async def send_texts(self, payloads: Sequence[bytes]) -> None:
+        """Text messages whose payloads are UTF-8 already (orjson output), in one write:
+        one ``send_all`` for a batch costs less than one per frame."""
+        data = b"".join([ws_frames.masked_frame(_OP_TEXT, p) for p in payloads])
+        async with self._send_lock:
+            try:
+                await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                raise ConnectionClosed(1006, "connection lost while sending") from None
+
+    async def aclose(self, code: int = NORMAL_CLOSURE) -> None:
+        close = ws_frames.masked_frame(_OP_CLOSE, struct.pack("!H", code))
+        with trio.CancelScope(shield=True), trio.move_on_after(1):
+            async with self._send_lock:
+                try:
+                    await self.stream.send_all(close)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+        await self.stream.aclose()
+
+    def _frame(self, opcode: int, payload: bytes) -> bytes:
+        return ws_frames.masked_frame(opcode, payload)
+
+    def _closed_error(self, code: int, reason: str) -> Exception:
+        return ConnectionClosed(code, reason)
+
+    def _protocol_error(self, error: ws_frames.FrameError) -> Exception:
+        return ConnectionClosed(error.code, error.reason)
+
+    async def _send_pongs(self, pongs: list[bytes]) -> None:
+        async with self._send_lock:
+            for pong in pongs:
+                try:
+                    await self.stream.send_all(pong)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return

@@ -11,9 +11,16 @@ from typing import Any
 import trio
 import trio.testing
 
-from iii_trio.actors.actor import Actor
-from iii_trio.actors.supervisor import ChildSpec, Restart
-from iii_trio.actors.system import ActorState, ActorSystem, current_actor_id, current_system
+from iii_trio.actors import (
+    Actor,
+    ActorSnapshot,
+    ActorState,
+    ActorSystem,
+    ChildSpec,
+    Restart,
+    current_actor_id,
+    current_system,
+)
 
 # Generous: on the autojump clock (every async test here uses it) a deadlock reaches this
 # deadline in virtual time, at once.
@@ -65,9 +72,9 @@ class Lab:
         await settle()
 
 
-def rows_of(system: ActorSystem, actor_ids: list[str]) -> list[dict[str, Any]]:
+def rows_of(system: ActorSystem, actor_ids: list[str]) -> list[ActorSnapshot]:
     """The rows of these (live) actors, in this order."""
-    rows = {row["id"]: row for row in system.rows()}
+    rows = {row.id: row for row in system.rows()}
     return [rows[actor_id] for actor_id in actor_ids]
 
 

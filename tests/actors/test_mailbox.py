@@ -6,9 +6,10 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from iii_trio.actors.actor import Actor
-from iii_trio.actors.mailbox import (
+from iii_trio.actors import (
     NO_MAILBOX_STATISTICS,
+    Actor,
+    ActorStatistics,
     Mailbox,
     MailboxClosed,
     MailboxStatistics,
@@ -170,7 +171,7 @@ class _Idle(Actor):
 def test_an_actor_has_a_mailbox_only_when_given_a_capacity() -> None:
     without = _Idle("without")
     assert without.mailbox is None
-    assert without.mailbox_statistics() == NO_MAILBOX_STATISTICS
+    assert without.statistics() == ActorStatistics(mailbox=NO_MAILBOX_STATISTICS)
     assert NO_MAILBOX_STATISTICS.as_dict() == {
         "depth": 0,
         "peak": 0,
@@ -181,6 +182,6 @@ def test_an_actor_has_a_mailbox_only_when_given_a_capacity() -> None:
     with_box = _Idle("with", mailbox_capacity=8)
     assert with_box.mailbox is not None
     assert with_box.mailbox.try_send("hello")
-    assert with_box.mailbox_statistics() == MailboxStatistics(
+    assert with_box.statistics().mailbox == MailboxStatistics(
         depth=1, peak=1, capacity=8, waiting_senders=0
     )

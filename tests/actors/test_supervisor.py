@@ -7,14 +7,15 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from iii_trio.actors.supervisor import (
+from iii_trio.actors import (
+    ActorState,
+    ActorSystem,
     ChildSpec,
     Restart,
     RestartIntensityExceeded,
     Strategy,
     Supervisor,
 )
-from iii_trio.actors.system import ActorState, ActorSystem
 from tests.actors.probes import DEADLINE, Crash, Lab, Probe, Root, Worker, rows_of
 
 
@@ -89,7 +90,7 @@ async def test_siblings_cancelled_for_a_restart_do_not_count_as_failures(
                 "start b",
                 "start c",
             ]
-            restarts = [row["restarts"] for row in rows_of(system, supervisor.children())]
+            restarts = [row.restarts for row in rows_of(system, supervisor.children())]
             assert restarts == [1, 1, 1]
             root.cancel()
 
@@ -117,9 +118,9 @@ async def test_restart_types(
             await (lab.fail("x") if how == "fail" else lab.exit("x"))
             # A child that is not restarted is just removed: no strategy, y untouched.
             assert lab.take() == [f"{how} x", *(["start x"] if restarted else [])]
-            names = [row["name"] for row in rows_of(system, supervisor.children())]
+            names = [row.name for row in rows_of(system, supervisor.children())]
             assert names == (["x", "y"] if restarted else ["y"])
-            assert sorted(row["name"] for row in system.rows()) == sorted(["sup", *names])
+            assert sorted(row.name for row in system.rows()) == sorted(["sup", *names])
             root.cancel()
 
 
@@ -137,10 +138,10 @@ async def test_a_restarted_child_keeps_its_id_and_its_row_counts_restarts(
             await lab.exit("b")
             assert lab.live["b"] is not first_b  # a fresh instance from the factory
             assert supervisor.children() == ids
-            rows = {row["id"]: row for row in system.rows()}
-            assert [rows[i]["restarts"] for i in ids] == [0, 2, 0]
-            assert rows[ids[1]]["state"] == "running"
-            assert rows[ids[1]]["parent"] == system.rows()[0]["id"]
+            rows = {row.id: row for row in system.rows()}
+            assert [rows[i].restarts for i in ids] == [0, 2, 0]
+            assert rows[ids[1]].state is ActorState.RUNNING
+            assert rows[ids[1]].parent == system.rows()[0].id
             root.cancel()
 
 
@@ -243,7 +244,7 @@ async def test_escalation_up_the_tree_until_the_top_gives_up(autojump_clock: Moc
             root = await Root.start(nursery, system, top)
             assert lab.take() == ["start w", "start m", "start t"]
             mid_id = top.children()[0]
-            inner_id = next(row["id"] for row in system.rows() if row["name"] == "inner")
+            inner_id = next(row.id for row in system.rows() if row.name == "inner")
 
             await lab.fail("w")
             assert lab.take() == ["fail w", "start w"]

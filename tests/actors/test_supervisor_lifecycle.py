@@ -5,15 +5,23 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 import trio
 from trio.testing import MockClock
 
-from iii_trio.actors.actor import Actor
-from iii_trio.actors.supervisor import ChildSpec, Restart, Supervisor
-from iii_trio.actors.system import ActorState, ActorSystem, current_actor
+from iii_trio.actors import (
+    Actor,
+    ActorState,
+    ActorSystem,
+    ActorTreeNode,
+    ChildSpec,
+    Restart,
+    Supervisor,
+    current_actor,
+)
 from tests.actors.probes import DEADLINE, Crash, Lab, Probe, Root, Stubborn, Worker, rows_of, settle
 
 
@@ -53,7 +61,7 @@ async def test_each_child_starts_only_after_the_previous_one_is_ready(
             # The supervisor reports started only once every child has.
             assert trio.current_time() == 2
             assert lab.take() == ["init a", "ready a", "init b", "ready b"]
-            assert [row["state"] for row in system.rows()] == ["running"] * 3
+            assert [row.state for row in system.rows()] == [ActorState.RUNNING] * 3
             root.cancel()
 
 
@@ -131,10 +139,10 @@ async def test_rows_show_stopping_while_children_are_being_stopped(
             root = await Root.start(nursery, system, supervisor)
             supervisor.request_stop()
             await settle()  # s ignores the request; the supervisor waits for it
-            assert {row["name"]: row["state"] for row in system.rows()} == {
-                "sup": "stopping",
-                "s": "stopping",
-                "a": "running",  # not yet: a is stopped after s
+            assert {row.name: row.state for row in system.rows()} == {
+                "sup": ActorState.STOPPING,
+                "s": ActorState.STOPPING,
+                "a": ActorState.RUNNING,  # not yet: a is stopped after s
             }
             await root.ended()
     worker = lab.live["a"]
@@ -172,7 +180,7 @@ async def test_start_child_appends_a_child_and_stop_child_removes_it_for_good(
             await supervisor.stop_child(a_id)  # or by actor id
             await settle()
             assert lab.take() == ["start a", "start b", "start c", "start d", "stop b", "stop a"]
-            names = [row["name"] for row in rows_of(system, supervisor.children())]
+            names = [row.name for row in rows_of(system, supervisor.children())]
             assert names == ["c", "d"]
             assert system.info(b_id) is None
             with pytest.raises(KeyError):
@@ -235,18 +243,18 @@ async def test_a_failing_temporary_is_logged_removed_and_affects_no_sibling(
             for name in ("t1", "t2"):
                 supervisor.spawn(Probe(name, lab))
             await settle()
-            sup_id = system.rows()[0]["id"]
-            rows = {row["name"]: row for row in system.rows()}
-            assert {rows[n]["parent"] for n in ("a", "t1", "t2")} == {sup_id}
-            t1_id = rows["t1"]["id"]
+            sup_id = system.rows()[0].id
+            rows = {row.name: row for row in system.rows()}
+            assert {rows[n].parent for n in ("a", "t1", "t2")} == {sup_id}
+            t1_id = rows["t1"].id
 
             with caplog.at_level(logging.ERROR, logger="iii_trio.actors"):
                 await lab.fail("t1")
             assert [r.getMessage() for r in caplog.records] == [f"{t1_id} failed"]
-            assert [row["name"] for row in system.rows()] == ["sup", "a", "t2"]
+            assert [row.name for row in system.rows()] == ["sup", "a", "t2"]
 
             await lab.exit("t2")
-            assert [row["name"] for row in system.rows()] == ["sup", "a"]
+            assert [row.name for row in system.rows()] == ["sup", "a"]
             log = lab.take()
             # trio does not promise an order between tasks started in the same step.
             assert sorted(log[1:3]) == ["start t1", "start t2"]
@@ -305,8 +313,8 @@ async def test_the_tree_of_nested_supervisors_and_temporaries(autojump_clock: Mo
             inner.spawn(Probe("job", lab))
             await settle()
 
-            def shape(nodes: list[dict[str, Any]]) -> list[Any]:
-                return [(f"{n['kind']}:{n['name']}", shape(n["children"])) for n in nodes]
+            def shape(nodes: Sequence[ActorTreeNode]) -> list[Any]:
+                return [(f"{n.actor.kind}:{n.actor.name}", shape(n.children)) for n in nodes]
 
             assert shape(system.tree()) == [
                 (
@@ -317,6 +325,6 @@ async def test_the_tree_of_nested_supervisors_and_temporaries(autojump_clock: Mo
                     ],
                 )
             ]
-            assert [row["name"] for row in system.rows()] == ["top", "inner", "w", "job", "t"]
-            assert top.children() == [system.rows()[1]["id"], system.rows()[4]["id"]]
+            assert [row.name for row in system.rows()] == ["top", "inner", "w", "job", "t"]
+            assert top.children() == [system.rows()[1].id, system.rows()[4].id]
             root.cancel()

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 import trio
 from trio.testing import MockClock
 
-from iii_trio.actors.actor import Actor
-from iii_trio.actors.system import (
+from iii_trio.actors import (
+    Actor,
+    ActorSnapshot,
     ActorState,
     ActorSystem,
+    ActorTreeNode,
+    MailboxStatistics,
     current_actor,
     current_actor_id,
     current_system,
@@ -44,7 +48,7 @@ class Gate(Actor):
 
 def only_id(system: ActorSystem) -> str:
     [row] = system.rows()
-    actor_id: str = row["id"]
+    actor_id: str = row.id
     return actor_id
 
 
@@ -82,10 +86,10 @@ async def test_a_row_is_starting_until_started_then_running_then_removed(
             info = system.info(only_id(system))
             assert info is not None
             assert info.state is ActorState.STARTING
-            assert info.started_at == 1_700_000_000_000
+            assert info.started_at_ms == 1_700_000_000_000
             gate.ready.set()
             await settle()
-            assert system.rows()[0]["state"] == "running"
+            assert system.rows()[0].state is ActorState.RUNNING
             gate.release.set()
         assert len(system) == 0
         assert system.rows() == []
@@ -140,21 +144,19 @@ async def test_rows_describe_each_live_actor(autojump_clock: MockClock) -> None:
             gate.mailbox.try_send("m2")
             gate.mailbox.receive_nowait()
             assert system.rows() == [
-                {
-                    "id": "gate:g#0000ff",
-                    "kind": "gate",
-                    "name": "g",
-                    "parent": "sup:root#00000a",
-                    "state": "running",
-                    "started_at": 1234,
-                    "restarts": 0,
-                    "mailbox": {"depth": 1, "peak": 2, "capacity": 4},
-                }
+                ActorSnapshot(
+                    id="gate:g#0000ff",
+                    kind="gate",
+                    name="g",
+                    parent="sup:root#00000a",
+                    state=ActorState.RUNNING,
+                    started_at_ms=1234,
+                    restarts=0,
+                    mailbox=MailboxStatistics(depth=1, peak=2, capacity=4, waiting_senders=0),
+                )
             ]
-            info = system.info("gate:g#0000ff")
-            assert info is not None
-            assert info.actor is gate
-            assert info.as_dict() == system.rows()[0]
+            assert system.info("gate:g#0000ff") == system.rows()[0]
+            assert system.actor("gate:g#0000ff") is gate
             gate.release.set()
 
 
@@ -170,7 +172,7 @@ async def test_set_state_changes_a_live_row_and_ignores_unknown_ids(
             actor_id = only_id(system)
             system.set_state(actor_id, ActorState.STOPPING)
             system.set_state("gate:nobody#000000", ActorState.STOPPING)
-            assert system.rows()[0]["state"] == "stopping"
+            assert system.rows()[0].state is ActorState.STOPPING
             assert len(system) == 1
             gate.release.set()
 
@@ -194,18 +196,22 @@ async def test_tree_nests_children_and_rows_list_each_parent_before_its_subtree(
             nursery.start_soon(run, "orphan", "gate:gone#000000")
             await settle()
 
-            assert [row["name"] for row in system.rows()] == ["root", "a", "a1", "b", "orphan"]
+            assert [row.name for row in system.rows()] == ["root", "a", "a1", "b", "orphan"]
 
-            def shape(nodes: list[dict[str, Any]]) -> list[Any]:
-                return [(node["name"], shape(node["children"])) for node in nodes]
+            def shape(nodes: Sequence[ActorTreeNode]) -> list[Any]:
+                return [(node.actor.name, shape(node.children)) for node in nodes]
+
+            def depth_first(nodes: Sequence[ActorTreeNode]) -> list[ActorSnapshot]:
+                return [row for n in nodes for row in [n.actor, *depth_first(n.children)]]
 
             tree = system.tree()
             assert shape(tree) == [
                 ("root", [("a", [("a1", [])]), ("b", [])]),
                 ("orphan", []),
             ]
-            assert tree[0]["children"][0]["parent"] == "gate:root#000000"
-            assert {k: v for k, v in tree[0].items() if k != "children"} == system.rows()[0]
+            assert tree[0].children[0].actor.parent == "gate:root#000000"
+            # The nodes hold the same snapshots rows() lists, in the same order.
+            assert depth_first(tree) == system.rows()
             for gate in gates.values():
                 gate.release.set()
 

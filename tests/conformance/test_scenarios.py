@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from iii_trio.runtime.config.loading import EngineConfig, ModuleEntry, NamedQueueConfig, QueueConfig
+from iii_trio.runtime.config.loading import EngineConfig, ModuleEntry
 from iii_trio.runtime.engine import Engine
+from iii_trio.runtime.modules.queue.config import NamedQueueConfig, QueueConfig
 from tests.conformance.harness import sdk_worker
 from tests.conformance.test_official_sdks import prefix, wait_for_functions
 from tests.support.engine import StartEngine, worker_url

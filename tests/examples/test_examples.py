@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 import trio
 
-from iii_trio.runtime.config.loading import ModuleEntry, PubSubConfig, StateConfig
+from iii_trio.runtime.config.loading import ModuleEntry
 from iii_trio.runtime.engine import Engine
+from iii_trio.runtime.modules.pubsub.config import PubSubConfig
+from iii_trio.runtime.modules.state.config import StateConfig
 from iii_trio.sdk import III, InvocationError
 from tests.support.engine import StartEngine, worker_url
 from tests.support.waiting import wait_until

@@ -153,7 +153,7 @@ async def test_the_outbox_of_a_stuck_worker_holds_at_most_its_byte_bound(
             return "stuck::f" in [f["function_id"] for f in await caller.list_functions()]
 
         await wait_until(registered, what="stuck::f is registered")
-        [stuck] = [c for c in engine.connections.values() if "stuck::f" in c.functions]
+        [stuck] = [c for c in engine.connections.values() if "stuck::f" in c.session.functions]
         peak = 0
         async with trio.open_nursery() as calls:
             for n in range(60):  # 60 x 100 KiB: six times the bound

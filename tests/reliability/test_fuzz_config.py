@@ -18,8 +18,9 @@ import yaml
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from iii_trio.runtime.config.loading import ConfigError, parse_config
-from iii_trio.runtime.modules import is_available, startup_problem
+from iii_trio.runtime.config.schema import ConfigError
+from iii_trio.runtime.engine import parse_config
+from iii_trio.runtime.modules.catalog import is_available, startup_problem
 from tests.conformance.conftest import serve_command
 from tests.reliability.fuzz_settings import fuzz_settings
 from tests.reliability.support import record
@@ -135,7 +136,7 @@ def load(text: str) -> str:
         assert "Traceback" not in message
         return message
     for module in config.modules:
-        if is_available(module.kind):
+        if is_available(module):
             problem = startup_problem(module)
             if problem is not None:
                 return problem

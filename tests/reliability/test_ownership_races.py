@@ -21,8 +21,9 @@ from typing import Any
 import httpx
 import trio
 
-from iii_trio.runtime.config.loading import ModuleEntry, RestApiConfig
+from iii_trio.runtime.config.loading import ModuleEntry
 from iii_trio.runtime.engine import Engine
+from iii_trio.runtime.modules.rest_api.config import RestApiConfig
 from iii_trio.sdk import III, InvocationError
 from tests.reliability.proxy import CuttingProxy, cutting_proxy
 from tests.reliability.support import record

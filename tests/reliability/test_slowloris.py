@@ -14,10 +14,11 @@ import httpx
 import pytest
 import trio
 
-from iii_trio.runtime.config.loading import ModuleEntry, RestApiConfig
+from iii_trio.runtime.config.loading import ModuleEntry
 from iii_trio.runtime.connections import listener as listener_module
 from iii_trio.runtime.engine import Engine
-from iii_trio.runtime.modules import rest_api
+from iii_trio.runtime.modules.rest_api import module as rest_api
+from iii_trio.runtime.modules.rest_api.config import RestApiConfig
 from iii_trio.sdk import III
 from tests.reliability.support import record
 from tests.runtime.modules.rest_api.support import routed

@@ -1,25 +1,17 @@
-"""Install a module kind that exists only in a test, as ``runtime/modules/<kind>`` would."""
+"""A module kind that exists only in a test, declared as a module package declares its own."""
 
 from __future__ import annotations
 
-import sys
-import types
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
-from iii_trio.runtime import modules
+from iii_trio.runtime.builtins.config import TelemetryConfig
+from iii_trio.runtime.config.schema import Choice
+from iii_trio.runtime.modules.kind import ModuleKind
 
 
-@contextmanager
-def fake_module_kind(kind: str, create: Callable[[Any, Any], Any]) -> Iterator[str]:
-    """``create(engine, entry)`` builds the module; the kind is removed afterwards."""
-    submodule = types.ModuleType(f"{modules.__name__}.{kind}")
-    submodule.create = create  # type: ignore[attr-defined]
-    # importlib.util.find_spec needs a spec on modules already imported.
-    submodule.__spec__ = types.SimpleNamespace(name=submodule.__name__)  # type: ignore[assignment]
-    sys.modules[submodule.__name__] = submodule
-    try:
-        yield kind
-    finally:
-        del sys.modules[submodule.__name__]
+def extra_kinds(name: str, create: Callable[[Any, Any], Any]) -> dict[str, ModuleKind]:
+    """``Engine(config, kinds=extra_kinds(name, create))`` loads entries of kind ``name``
+    with ``create(ctx, entry)``; the kind takes no settings."""
+    choice = Choice(name, TelemetryConfig, (f"modules::test::{name}",))
+    return {name: ModuleKind(choice, create)}

@@ -39,9 +39,10 @@ import trio
 
 from iii_trio.runtime.calls.errors import InvocationError
 from iii_trio.runtime.modules.observability.http_client import REQUEST_ERRORS, Target, post_json
+from iii_trio.runtime.modules.observability.inputs import LogEntry
 
 if TYPE_CHECKING:
-    from iii_trio.runtime.config.modules import AlertRule
+    from iii_trio.runtime.modules.observability.config import AlertRule
     from iii_trio.runtime.modules.observability.observer import EngineObserver
 
 log = logging.getLogger("iii_trio.otel.alerts")
@@ -184,9 +185,9 @@ class AlertManager:
         if name == DURATION:
             return windows.mean_duration(now_s, window) if windows is not None else None
         if name == "iii.workers.active":
-            return float(len(observer.engine.connections))
+            return float(observer.ctx.engine_gauges().workers_connected)
         if name == "iii.invocations.in_flight":
-            return float(len(observer.engine.router.live))
+            return float(observer.ctx.engine_gauges().invocations_in_flight)
         since = now_ns - window * 1_000_000_000
         for point in reversed(observer.sdk_metrics.items):
             if point["timestamp_unix_nano"] < since:
@@ -229,7 +230,7 @@ class AlertManager:
         )
         (log.warning if firing else log.info)("%s", message)
         severity = "warn" if firing else "info"
-        self.observer.engine_log(severity, {"message": message, "data": event})
+        self.observer.engine_log(severity, LogEntry(message=message, data=event))
 
     async def _webhook(self, name: str, url: str, event: dict[str, Any]) -> None:
         try:
@@ -261,7 +262,7 @@ class AlertManager:
 
     async def _call(self, name: str, function_id: str, payload: dict[str, Any]) -> None:
         try:
-            await self.observer.engine.router.call(function_id, payload, caller_module=CALLER)
+            await self.observer.ctx.call(function_id, payload, caller=CALLER)
         except InvocationError as exc:
             self.function_calls["failed"] += 1
             log.warning("alert %s: function %s failed: %s", name, function_id, exc)

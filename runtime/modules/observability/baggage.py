@@ -18,8 +18,10 @@ import re
 from typing import Any
 from urllib.parse import quote, unquote
 
+from iii_trio.runtime.calls import inputs
 from iii_trio.runtime.calls.errors import deserialization_error
 from iii_trio.runtime.calls.invocation import CallContext
+from iii_trio.runtime.modules.observability.inputs import BaggageEntry, BaggageKey, NoInput
 
 MAX_MEMBERS = 180
 MAX_BYTES = 8192
@@ -49,32 +51,21 @@ def render(items: dict[str, str]) -> str:
     return ",".join(f"{key}={quote(value, safe='')}" for key, value in items.items())
 
 
-def _string(function_id: str, data: Any, key: str) -> str:
-    if not isinstance(data, dict):
-        raise deserialization_error(function_id, "expected an object")
-    value = data.get(key)
-    if not isinstance(value, str):
-        raise deserialization_error(function_id, f"missing field `{key}` (a string)")
-    return value
-
-
 async def get(data: Any, ctx: CallContext) -> dict[str, Any]:
-    key = _string("engine::baggage::get", data, "key")
+    key = inputs.structure("engine::baggage::get", data, BaggageKey).key
     return {"value": parse(ctx.baggage).get(key)}
 
 
 async def set_(data: Any, ctx: CallContext) -> dict[str, Any]:
     fid = "engine::baggage::set"
-    key = _string(fid, data, "key")
-    value = _string(fid, data, "value")
-    if not _TOKEN.match(key):
+    entry = inputs.structure(fid, data, BaggageEntry)
+    if not _TOKEN.match(entry.key):  # after both fields are checked, as before
         raise deserialization_error(fid, "`key` must be a W3C baggage key (an HTTP token)")
     items = parse(ctx.baggage)
-    items[key] = value
+    items[entry.key] = entry.value
     return {"success": True, "note": NOTE, "baggage": render(items)}
 
 
 async def get_all(data: Any, ctx: CallContext) -> dict[str, Any]:
-    if data is not None and not isinstance(data, dict):
-        raise deserialization_error("engine::baggage::get_all", "expected an object")
+    inputs.structure("engine::baggage::get_all", data, NoInput)
     return {"baggage": parse(ctx.baggage)}

@@ -152,7 +152,7 @@ def metrics_body(observer: EngineObserver, now_ns: int) -> bytes:
         counter("iii.invocations.deferred", metrics.deferred),
         counter("iii.workers.spawns", metrics.spawns),
         counter("iii.workers.deaths", metrics.deaths),
-        gauge("iii.workers.active", len(observer.engine.connections)),
+        gauge("iii.workers.active", observer.ctx.engine_gauges().workers_connected),
     ]
     return orjson.dumps(
         {

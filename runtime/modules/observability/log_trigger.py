@@ -23,16 +23,18 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+import attrs
 import trio
 
-from iii_trio.runtime.calls.errors import InvocationError, TriggerConfigError
+from iii_trio.runtime.calls import inputs
+from iii_trio.runtime.calls.errors import InvocationError
 from iii_trio.runtime.calls.tracing import current_span
 
 if TYPE_CHECKING:
     from iii_trio.runtime.calls.registry import Binding
-    from iii_trio.runtime.engine import Engine
+    from iii_trio.runtime.modules.context import ModuleContext
 
 log = logging.getLogger("iii_trio.otel")
 
@@ -43,27 +45,27 @@ LEVELS = frozenset({"all", "trace", "debug", "info", "warn", "error"})
 CALLER = "observability"
 
 
-def binding_level(config: Any) -> str:
-    if config is None:
-        return "all"
-    if not isinstance(config, dict):
-        raise TriggerConfigError("log trigger config must be an object")
-    level = config.get("level", "all")
-    if level is None:
-        return "all"
-    if not isinstance(level, str) or level.lower() not in LEVELS:
-        raise TriggerConfigError(
-            f"log trigger 'level' must be one of {', '.join(sorted(LEVELS))}, got {level!r}"
-        )
-    return level.lower()
+_LEVEL = f"log trigger 'level' must be one of {', '.join(sorted(LEVELS))}, got {{value!r}}"
+
+
+@attrs.frozen(kw_only=True)
+class LogTriggerConfig:
+    """A ``log`` binding: ``{level?}``, any case; no config is ``{}`` (every level)."""
+
+    RULES: ClassVar[inputs.Rules] = inputs.Rules(
+        accepts="object_or_null", not_object="log trigger config must be an object"
+    )
+    level: str = inputs.field(
+        default="all", wrong=_LEVEL, checks=[(lambda level: level.lower() in LEVELS, _LEVEL)]
+    )
 
 
 class LogTrigger:
     id = "log"
     description = "Receives each stored log record of the chosen level"
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, ctx: ModuleContext) -> None:
+        self.ctx = ctx
         self.bindings: dict[Binding, str] = {}  # binding -> level
         self._in, self._out = trio.open_memory_channel[dict[str, Any]](QUEUE_CAPACITY)
         self._delivery_traces: OrderedDict[str, None] = OrderedDict()
@@ -76,7 +78,8 @@ class LogTrigger:
     # --- EngineTriggerType ------------------------------------------------------------------
 
     def bind(self, binding: Binding) -> None:
-        self.bindings[binding] = binding_level(binding.config)
+        level = inputs.structure_config(binding.config, LogTriggerConfig).level
+        self.bindings[binding] = level.lower()
 
     def unbind(self, binding: Binding) -> None:
         self.bindings.pop(binding, None)
@@ -124,11 +127,8 @@ class LogTrigger:
         slots: trio.CapacityLimiter,
         token: object,
     ) -> None:
-        router = self.engine.router
         try:
-            invocation = router.start(
-                binding.function_id, record, caller_module=CALLER, reply=False
-            )
+            invocation = self.ctx.start(binding.function_id, record, caller=CALLER)
             if invocation is None:
                 self.failed += 1
                 log.info("log trigger %s: function %s not found", binding.id, binding.function_id)
@@ -136,7 +136,7 @@ class LogTrigger:
             if invocation.span is not None:
                 self._remember(invocation.span.trace_id)
             try:
-                await router.result(invocation)
+                await self.ctx.result(invocation)
             except InvocationError as exc:
                 self.failed += 1
                 log.info("log trigger %s -> %s failed: %s", binding.id, binding.function_id, exc)

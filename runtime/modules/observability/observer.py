@@ -19,18 +19,19 @@ import orjson
 
 from iii_trio.runtime.calls import tracing
 from iii_trio.runtime.calls.tracing import Span, current_span, new_span_id, new_trace_id
-from iii_trio.runtime.config.modules import OtelConfig
 from iii_trio.runtime.modules.observability import ingest
 from iii_trio.runtime.modules.observability.alerts import Windows
+from iii_trio.runtime.modules.observability.config import OtelConfig
 from iii_trio.runtime.modules.observability.metrics import EngineMetrics
 from iii_trio.runtime.modules.observability.rollups import Rollups
 from iii_trio.runtime.modules.observability.stores import DEFAULT_MAX_SPANS, Ring
 
 if TYPE_CHECKING:
     from iii_trio.runtime.calls.invocation import Invocation
-    from iii_trio.runtime.connections.connection import WorkerConnection
-    from iii_trio.runtime.engine import Engine
+    from iii_trio.runtime.calls.peer import Peer
+    from iii_trio.runtime.modules.context import ModuleContext
     from iii_trio.runtime.modules.observability.export import OtlpExporter
+    from iii_trio.runtime.modules.observability.inputs import LogEntry
     from iii_trio.runtime.wire.protocol import Telemetry
 
 log = logging.getLogger("iii_trio.otel")
@@ -164,8 +165,8 @@ class Sampler:
 
 
 class EngineObserver:
-    def __init__(self, engine: Engine, settings: Settings) -> None:
-        self.engine = engine
+    def __init__(self, ctx: ModuleContext, settings: Settings) -> None:
+        self.ctx = ctx
         self.settings = settings
         self.sampler = Sampler(settings)
         self.metrics = EngineMetrics()
@@ -330,24 +331,24 @@ class EngineObserver:
         if self.log_sink is not None:
             self.log_sink(record)
 
-    def engine_log(self, severity: str, data: dict[str, Any]) -> dict[str, Any]:
+    def engine_log(self, severity: str, entry: LogEntry) -> dict[str, Any]:
         """A record for ``engine::log::<severity>`` (spec §9.3), stored and returned."""
         now = time.time_ns()
         enclosing = current_span.get()
-        extra = data.get("data")
+        extra = entry.data
         attributes = dict(extra) if isinstance(extra, dict) else {}
         if extra is not None and not isinstance(extra, dict):
             attributes["log.data"] = extra
-        service = data.get("service_name")
+        service = entry.service_name
         record = {
             "timestamp_unix_nano": now,
             "observed_timestamp_unix_nano": now,
             "severity_number": SEVERITIES[severity],
             "severity_text": severity.upper(),
-            "body": str(data["message"]),
+            "body": entry.message,
             "attributes": attributes,
-            "trace_id": data.get("trace_id") or (enclosing.trace_id if enclosing else None),
-            "span_id": data.get("span_id") or (enclosing.span_id if enclosing else None),
+            "trace_id": entry.trace_id or (enclosing.trace_id if enclosing else None),
+            "span_id": entry.span_id or (enclosing.span_id if enclosing else None),
             "resource": dict(self.settings.resource),
             "service_name": service if isinstance(service, str) else self.settings.service_name,
             "instrumentation_scope_name": "iii_trio.engine",
@@ -358,7 +359,7 @@ class EngineObserver:
 
     # --- worker telemetry frames (spec/protocol.md §8, D1) -----------------------------------
 
-    def telemetry(self, conn: WorkerConnection | None, frame: Telemetry) -> None:
+    def telemetry(self, conn: Peer | None, frame: Telemetry) -> None:
         self.telemetry_frames += 1
         now = time.time_ns()
         try:
@@ -376,7 +377,7 @@ class EngineObserver:
             log.debug("telemetry frame %s rejected: %s", frame.kind, exc)
 
     def _store_metric_points(
-        self, conn: WorkerConnection | None, points: list[dict[str, Any]], now: int
+        self, conn: Peer | None, points: list[dict[str, Any]], now: int
     ) -> None:
         latest: dict[str, dict[str, Any]] = {}
         now_s = self.clock() // 1_000_000_000
@@ -388,18 +389,9 @@ class EngineObserver:
             worker_id = point["worker_id"] or (conn.worker_id if conn is not None else None)
             if worker_id is not None:
                 latest.setdefault(worker_id, {})[point["name"]] = point["value"]
-        connections = self.engine.connections
+        at_ms = now // 1_000_000
         for worker_id, values in latest.items():
-            target = connections.get(worker_id)
-            if target is None:
-                continue
-            current = target.latest_metrics
-            if not isinstance(current, dict):
-                current = target.latest_metrics = {}
-            for name, value in values.items():
-                if name in current or len(current) < MAX_LATEST_METRICS:
-                    current[name] = value
-            target.latest_metrics["timestamp"] = now // 1_000_000
+            self.ctx.record_worker_metrics(worker_id, values, at_ms=at_ms, limit=MAX_LATEST_METRICS)
 
 
 def _span_stamp(span: Span) -> int:

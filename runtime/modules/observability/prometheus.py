@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -54,7 +55,8 @@ class _Text:
 
 
 def render(observer: EngineObserver) -> bytes:
-    engine = observer.engine
+    ctx = observer.ctx
+    gauges = ctx.engine_gauges()
     metrics = observer.metrics
     out = _Text()
     out.family("iii_invocations_total", "counter", "Invocations finished, by outcome")
@@ -63,7 +65,7 @@ def render(observer: EngineObserver) -> bytes:
     out.family("iii_invocations_deferred_total", "counter", "Calls handed to a queue")
     out.sample("iii_invocations_deferred_total", metrics.deferred)
     out.family("iii_invocations_in_flight", "gauge", "Live invocations")
-    out.sample("iii_invocations_in_flight", len(engine.router.live))
+    out.sample("iii_invocations_in_flight", gauges.invocations_in_flight)
     out.family("iii_function_invocations_total", "counter", "Invocations finished per function")
     for function_id, stats in metrics.by_function.items():
         ok = stats.count - stats.errors
@@ -78,12 +80,15 @@ def render(observer: EngineObserver) -> bytes:
     out.sample(f"{name}_sum", metrics.overall.sum_ms / 1000)
     out.sample(f"{name}_count", metrics.overall.count)
     out.family("iii_workers_active", "gauge", "Open worker connections")
-    out.sample("iii_workers_active", len(engine.connections))
+    out.sample("iii_workers_active", gauges.workers_connected)
     out.family("iii_workers_spawns_total", "counter", "Worker connections opened")
     out.sample("iii_workers_spawns_total", metrics.spawns)
     out.family("iii_workers_deaths_total", "counter", "Worker connections closed")
     out.sample("iii_workers_deaths_total", metrics.deaths)
-    _queues(out, engine.modules.get("queue"))
+    for family in ctx.module_gauges():  # the queue module's depths, ...
+        out.family(family.name, "gauge", family.help)
+        for labels, value in family.samples():
+            out.sample(family.name, value, **labels)
     rings = (observer.logs, observer.spans, observer.sdk_metrics)
     out.family("iii_telemetry_stored", "gauge", "Items held in the in-memory stores")
     for ring in rings:
@@ -91,34 +96,14 @@ def render(observer: EngineObserver) -> bytes:
     out.family("iii_telemetry_dropped_total", "counter", "Items pushed out of a full store")
     for ring in rings:
         out.sample("iii_telemetry_dropped_total", ring.dropped, store=ring.name)
-    _worker_gauges(out, engine.connections.values())
+    _worker_gauges(out, ctx.worker_metrics())
     return ("\n".join(out.lines) + "\n").encode()
 
 
-def _queues(out: _Text, queue_module: Any) -> None:
-    if queue_module is None:
-        return
-    counters = queue_module.introspect()
-    streams = []
-    for label, stream in counters.get("streams", {}).items():
-        queue, _, function_id = label.partition(" -> ")
-        streams.append((queue, function_id, stream))
-    out.family("iii_queue_depth", "gauge", "Jobs waiting per queue and function")
-    for queue, function_id, stream in streams:
-        out.sample("iii_queue_depth", stream["waiting"], queue=queue, function_id=function_id)
-    out.family("iii_queue_in_flight", "gauge", "Jobs being delivered per queue and function")
-    for queue, function_id, stream in streams:
-        out.sample("iii_queue_in_flight", stream["in_flight"], queue=queue, function_id=function_id)
-    out.family("iii_queue_dlq_size", "gauge", "Dead-lettered jobs per queue")
-    for queue, size in counters.get("dlq", {}).items():
-        out.sample("iii_queue_dlq_size", size, queue=queue)
-
-
-def _worker_gauges(out: _Text, connections: Any) -> None:
+def _worker_gauges(out: _Text, workers: Iterable[tuple[str, Any]]) -> None:
     """Each worker's latest MTRC values, one gauge family per metric name."""
     families: dict[str, list[tuple[str, float]]] = {}
-    for conn in connections:
-        latest = conn.latest_metrics
+    for worker_id, latest in workers:
         if not isinstance(latest, dict):
             continue
         for key, value in latest.items():
@@ -127,7 +112,7 @@ def _worker_gauges(out: _Text, connections: Any) -> None:
                 and isinstance(value, int | float)
                 and not isinstance(value, bool)
             ):
-                families.setdefault(metric_name(key), []).append((conn.worker_id, value))
+                families.setdefault(metric_name(key), []).append((worker_id, value))
     for name, samples in sorted(families.items()):
         if name in out.names:  # a worker's metric cannot shadow the engine's own
             continue

@@ -6,11 +6,20 @@ read as nanoseconds. Lists are newest first unless ``sort_order`` says otherwise
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from iii_trio.runtime.calls.errors import InvocationError, deserialization_error
+from iii_trio.runtime.calls import inputs
+from iii_trio.runtime.calls.errors import InvocationError
+from iii_trio.runtime.clock import now_ms
+from iii_trio.runtime.modules.observability.inputs import (
+    LogEntry,
+    LogQuery,
+    MetricsQuery,
+    RollupQuery,
+    TraceQuery,
+    TraceTreeQuery,
+)
 from iii_trio.runtime.modules.observability.observer import SEVERITIES
 from iii_trio.runtime.modules.observability.rollups import LEVELS
 
@@ -19,38 +28,21 @@ if TYPE_CHECKING:
     from iii_trio.runtime.modules.observability.alerts import AlertManager
     from iii_trio.runtime.modules.observability.observer import EngineObserver
 
-DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _object(function_id: str, data: Any) -> dict[str, Any]:
-    """The input object without the engine-injected caller id (it is echoed as ``query``)."""
+def _echo(data: Any) -> dict[str, Any]:
+    """A checked query input as it is echoed back (``query``): without the engine-injected
+    caller id; ``{}`` for ``null``."""
     if data is None:
         return {}
-    if not isinstance(data, dict):
-        raise deserialization_error(function_id, "expected an object")
     return {k: v for k, v in data.items() if k != "_caller_worker_id"}
 
 
-def _as_ns(value: Any, function_id: str, key: str) -> int | None:
+def _as_ns(value: float | None) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise deserialization_error(function_id, f"`{key}` must be a number (Unix ms)")
     return int(value) if value > 10**15 else int(value * 1_000_000)
-
-
-def _int(data: dict[str, Any], key: str, default: int, function_id: str) -> int:
-    value = data.get(key)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise deserialization_error(function_id, f"`{key}` must be a non-negative integer")
-    return value
 
 
 def span_row(span: Span, default_service: str) -> dict[str, Any]:
@@ -84,27 +76,19 @@ class Queries:
         function_id = f"engine::log::{severity}"
 
         async def handler(data: Any, ctx: Any) -> None:
-            data = _object(function_id, data)
-            if not isinstance(data.get("message"), str):
-                raise deserialization_error(function_id, "`message` (a string) is required")
-            self.observer.engine_log(severity, data)
+            self.observer.engine_log(severity, inputs.structure(function_id, data, LogEntry))
 
         return handler
 
     async def logs_list(self, data: Any, ctx: Any) -> dict[str, Any]:
-        fid = "engine::logs::list"
-        data = _object(fid, data)
-        start = _as_ns(data.get("start_time"), fid, "start_time")
-        end = _as_ns(data.get("end_time"), fid, "end_time")
-        trace_id, span_id = data.get("trace_id"), data.get("span_id")
-        severity_min = data.get("severity_min")
+        query = inputs.structure("engine::logs::list", data, LogQuery)
+        start, end = _as_ns(query.start_time), _as_ns(query.end_time)
+        trace_id, span_id = query.trace_id, query.span_id
+        severity_min = query.severity_min
         if isinstance(severity_min, str):
             severity_min = SEVERITIES.get(severity_min.lower())
-        if severity_min is not None and not isinstance(severity_min, int):
-            raise deserialization_error(fid, "`severity_min` must be a number or a level name")
-        severity_text = data.get("severity_text")
-        offset = _int(data, "offset", 0, fid)
-        limit = min(_int(data, "limit", DEFAULT_LIMIT, fid), MAX_LIMIT)
+        severity_text = query.severity_text
+        offset, limit = query.offset, min(query.limit, MAX_LIMIT)
         matches = []
         for record in reversed(self.observer.logs.items):
             stamp = record["timestamp_unix_nano"]
@@ -122,7 +106,7 @@ class Queries:
         return {
             "logs": matches[offset : offset + limit],
             "total": len(matches),
-            "query": data,
+            "query": _echo(data),
             "timestamp": now_ms(),
         }
 
@@ -140,27 +124,22 @@ class Queries:
             )
 
     async def traces_list(self, data: Any, ctx: Any) -> dict[str, Any]:
-        fid = "engine::traces::list"
         self._spans_in_memory()
-        data = _object(fid, data)
-        offset = _int(data, "offset", 0, fid)
-        limit = min(_int(data, "limit", DEFAULT_LIMIT, fid), MAX_LIMIT)
+        query = inputs.structure("engine::traces::list", data, TraceQuery)
+        offset, limit = query.offset, min(query.limit, MAX_LIMIT)
         spans = list(self.observer.spans)
-        if not data.get("search_all_spans"):
+        if not query.search_all_spans:
             present = {span.span_id for span in spans}
             spans = [
                 s for s in spans if s.parent_span_id is None or s.parent_span_id not in present
             ]
-        matches = [s for s in spans if self._span_matches(s, data, fid)]
-        sort_by = data.get("sort_by") or "start_time"
+        matches = [s for s in spans if self._span_matches(s, query)]
         keys = {
             "start_time": lambda s: s.start_ns,
             "duration": lambda s: s.end_ns - s.start_ns,
             "name": lambda s: s.name,
         }
-        if sort_by not in keys:
-            raise deserialization_error(fid, "`sort_by` is start_time, duration or name")
-        matches.sort(key=keys[sort_by], reverse=data.get("sort_order", "desc") != "asc")
+        matches.sort(key=keys[query.sort_by], reverse=query.sort_order != "asc")
         default_service = self.observer.settings.service_name
         return {
             "spans": [span_row(s, default_service) for s in matches[offset : offset + limit]],
@@ -169,43 +148,36 @@ class Queries:
             "limit": limit,
         }
 
-    def _span_matches(self, span: Span, data: dict[str, Any], fid: str) -> bool:
-        if data.get("trace_id") and span.trace_id != data["trace_id"]:
+    def _span_matches(self, span: Span, query: TraceQuery) -> bool:
+        if query.trace_id and span.trace_id != query.trace_id:
             return False
         service = span.service_name or self.observer.settings.service_name
-        if data.get("service_name") and service != data["service_name"]:
+        if query.service_name and service != query.service_name:
             return False
-        if data.get("name") and str(data["name"]).lower() not in span.name.lower():
+        if query.name and str(query.name).lower() not in span.name.lower():
             return False
-        if data.get("status") and span.status != str(data["status"]).lower():
+        if query.status and span.status != str(query.status).lower():
             return False
         duration_ms = (span.end_ns - span.start_ns) / 1e6
-        if data.get("min_duration_ms") is not None and duration_ms < data["min_duration_ms"]:
+        if query.min_duration_ms is not None and duration_ms < query.min_duration_ms:
             return False
-        if data.get("max_duration_ms") is not None and duration_ms > data["max_duration_ms"]:
+        if query.max_duration_ms is not None and duration_ms > query.max_duration_ms:
             return False
-        start = _as_ns(data.get("start_time"), fid, "start_time")
-        end = _as_ns(data.get("end_time"), fid, "end_time")
+        start, end = _as_ns(query.start_time), _as_ns(query.end_time)
         if (start is not None and span.start_ns < start) or (
             end is not None and span.start_ns > end
         ):
             return False
-        for pair in data.get("attributes") or []:
-            if not isinstance(pair, list | tuple) or len(pair) != 2:
-                raise deserialization_error(fid, "`attributes` is a list of [key, value] pairs")
-            if str(span.attributes.get(pair[0])) != str(pair[1]):
+        for key, value in query.attributes or []:
+            if str(span.attributes.get(key)) != str(value):
                 return False
         function_id = span.attributes.get("iii.function_id")
         internal = isinstance(function_id, str) and function_id.startswith("engine::")
-        return not internal or bool(data.get("include_internal"))
+        return not internal or bool(query.include_internal)
 
     async def traces_tree(self, data: Any, ctx: Any) -> dict[str, Any]:
-        fid = "engine::traces::tree"
         self._spans_in_memory()
-        data = _object(fid, data)
-        trace_id = data.get("trace_id")
-        if not isinstance(trace_id, str) or not trace_id:
-            raise deserialization_error(fid, "`trace_id` is required")
+        trace_id = inputs.structure("engine::traces::tree", data, TraceTreeQuery).trace_id
         spans = sorted(
             (s for s in self.observer.spans if s.trace_id == trace_id), key=lambda s: s.start_ns
         )
@@ -219,11 +191,9 @@ class Queries:
     # --- metrics, health, sampling ----------------------------------------------------------
 
     async def metrics_list(self, data: Any, ctx: Any) -> dict[str, Any]:
-        fid = "engine::metrics::list"
-        data = _object(fid, data)
-        start = _as_ns(data.get("start_time"), fid, "start_time")
-        end = _as_ns(data.get("end_time"), fid, "end_time")
-        name = data.get("metric_name")
+        query = inputs.structure("engine::metrics::list", data, MetricsQuery)
+        start, end = _as_ns(query.start_time), _as_ns(query.end_time)
+        name = query.metric_name
         metrics = self.observer.metrics
         overall = metrics.overall.row()
         sdk = [
@@ -233,11 +203,8 @@ class Queries:
             and (end is None or point["timestamp_unix_nano"] <= end)
             and (not name or point["name"] == name)
         ]
-        interval = data.get("aggregate_interval")
-        if interval is not None and (
-            isinstance(interval, bool) or not isinstance(interval, int) or interval <= 0
-        ):
-            raise deserialization_error(fid, "`aggregate_interval` must be a positive integer (s)")
+        interval = query.aggregate_interval
+        gauges = self.observer.ctx.engine_gauges()
         result: dict[str, Any] = {
             "engine_metrics": {
                 "invocations": {
@@ -245,7 +212,7 @@ class Queries:
                     "success": metrics.success,
                     "error": metrics.error,
                     "deferred": metrics.deferred,
-                    "in_flight": len(self.observer.engine.router.live),
+                    "in_flight": gauges.invocations_in_flight,
                     "by_function": {
                         function_id: stats.row()
                         for function_id, stats in metrics.by_function.items()
@@ -254,7 +221,7 @@ class Queries:
                 "workers": {
                     "spawns": metrics.spawns,
                     "deaths": metrics.deaths,
-                    "active": len(self.observer.engine.connections),
+                    "active": gauges.workers_connected,
                 },
                 "performance": {
                     "avg_duration_ms": overall["avg_duration_ms"],
@@ -270,8 +237,8 @@ class Queries:
         }
         if interval is not None:
             result["aggregated_metrics"] = aggregate(sdk, interval)
-        if data:
-            result["query"] = data
+        if echo := _echo(data):
+            result["query"] = echo
         return result
 
     # --- alerts and rollups -----------------------------------------------------------------
@@ -292,16 +259,9 @@ class Queries:
         return {**self._alerts_result(), "evaluated": True, "triggered": triggered}
 
     async def rollups_list(self, data: Any, ctx: Any) -> dict[str, Any]:
-        fid = "engine::rollups::list"
-        data = _object(fid, data)
-        level = _int(data, "level", 0, fid)
-        if level >= len(LEVELS):
-            raise deserialization_error(fid, "`level` is 0 (1 min), 1 (5 min) or 2 (1 h)")
-        start = _as_ns(data.get("start_time"), fid, "start_time")
-        end = _as_ns(data.get("end_time"), fid, "end_time")
-        name = data.get("metric_name")
-        if name is not None and not isinstance(name, str):
-            raise deserialization_error(fid, "`metric_name` must be a string")
+        query = inputs.structure("engine::rollups::list", data, RollupQuery)
+        level, name = query.level, query.metric_name
+        start, end = _as_ns(query.start_time), _as_ns(query.end_time)
         rollups = self.observer.rollups
         rows = rollups.rows(
             level,
@@ -313,7 +273,7 @@ class Queries:
             "rollups": rows,
             "level": level,
             "interval_seconds": LEVELS[level][0],
-            "query": data,
+            "query": _echo(data),
             "timestamp": now_ms(),
         }
 

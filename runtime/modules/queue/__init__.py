@@ -10,33 +10,39 @@ A failed delivery waits ``backoff_ms * 2^(n-1)`` and is delivered again; after
 ``iii::queue::redrive`` / ``iii::queue::redrive_message`` bring it back. FIFO streams keep
 one order per group and retry a failed job in place, blocking only its group.
 
-- :mod:`.module`: the trigger, the functions and the consumer both adapters share;
-- :mod:`.builtin`: ``BuiltinQueueAdapter``, jobs in memory or SQLite (:mod:`.jobs`);
-- :mod:`.redis_adapter`: ``RedisAdapter``, jobs in Redis streams shared by every engine on
-  that Redis, at least once (its layout in :mod:`.redis_layout`).
+- :mod:`.config`: the settings of the module and its adapters;
+- :mod:`.module`: the trigger, the functions and the consumer both adapters share, with
+  :mod:`.jobs` and :mod:`.streams`;
+- :mod:`.adapters`: where jobs live, ``BuiltinQueueAdapter`` (memory or SQLite) or
+  ``RedisAdapter`` (Redis streams shared by every engine on that Redis, at least once).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from iii_trio.runtime.config.modules import BuiltinQueueConfig, QueueConfig, RedisQueueConfig
-from iii_trio.runtime.modules.queue.builtin import BuiltinQueue
-from iii_trio.runtime.modules.queue.module import QueueModule
-from iii_trio.runtime.modules.queue.redis_adapter import RedisQueue
+from iii_trio.runtime.modules.kind import ModuleKind
+from iii_trio.runtime.modules.queue.config import CHOICE, BuiltinQueueConfig, RedisQueueConfig
 
 if TYPE_CHECKING:
     from iii_trio.runtime.config.loading import ModuleEntry
-    from iii_trio.runtime.engine import Engine
-
-SUPPORTED_ADAPTERS = (BuiltinQueueConfig, RedisQueueConfig)
-ADAPTER_HINT = "modules::queue::BuiltinQueueAdapter or modules::queue::RedisAdapter"
-
-__all__ = ["QueueModule", "create"]
+    from iii_trio.runtime.modules.base import EngineModule
+    from iii_trio.runtime.modules.context import ModuleContext
 
 
-def create(engine: Engine, entry: ModuleEntry) -> QueueModule:
-    assert isinstance(entry.config, QueueConfig)  # its adapter is checked by the loader
-    if isinstance(entry.config.adapter, RedisQueueConfig):
-        return RedisQueue(engine, entry.kind, entry.config)
-    return BuiltinQueue(engine, entry.kind, entry.config)
+def _create(ctx: ModuleContext, entry: ModuleEntry) -> EngineModule:
+    from iii_trio.runtime.modules.queue.config import QueueConfig
+    from iii_trio.runtime.modules.queue.module import QueueModule  # imported only when configured
+
+    assert isinstance(entry.config, QueueConfig)  # its adapter is checked by the catalog
+    return QueueModule(ctx, entry.config)
+
+
+KIND = ModuleKind(
+    CHOICE,
+    _create,
+    trigger_types=("queue",),
+    invoke_actions={"enqueue": "QueueModule not loaded"},
+    adapters=(BuiltinQueueConfig, RedisQueueConfig),
+    adapter_hint="modules::queue::BuiltinQueueAdapter or modules::queue::RedisAdapter",
+)

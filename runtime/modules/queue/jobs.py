@@ -1,23 +1,12 @@
-"""Jobs and their durable store for the builtin queue adapter (spec/modules.md §6.5).
-
-A :class:`Job` is one message for one function. The :class:`JobStore` keeps jobs (waiting
-or dead-lettered) and topic backlogs; with ``file_based`` it writes through to SQLite before
-the caller is answered, so an acknowledged enqueue survives a crash, and a job that was
-being delivered at the crash is simply waiting again after the restart (at least once).
-"""
+"""A queue's unit of work (spec/modules.md §6.5): one message for one function, with its
+delivery count; both adapters keep jobs (the builtin one in
+:mod:`.adapters.job_store`, the Redis one in Redis streams)."""
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import attrs
-import orjson
-import trio
-
-from iii_trio.runtime.modules.state.stores import database_path
 
 
 @attrs.define(eq=False)
@@ -49,100 +38,3 @@ class Job:
             "function_id": self.function_id,
             "message_id": self.message_id,
         }
-
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, body TEXT NOT NULL, dead INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS backlog (message_id TEXT PRIMARY KEY, topic TEXT NOT NULL,
-                                    data TEXT NOT NULL);
-"""
-
-
-def _body(job: Job) -> str:
-    return orjson.dumps(attrs.asdict(job)).decode()
-
-
-class JobStore:
-    """In memory (``path`` None) or written through to SQLite (WAL, one writer thread)."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self._db: sqlite3.Connection | None = None
-        self._writer = trio.CapacityLimiter(1)
-        if path is not None:
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-
-    @classmethod
-    async def open(cls, file_path: str | None) -> JobStore:
-        if file_path is None:
-            return cls(None)
-        return await trio.to_thread.run_sync(cls, database_path(file_path))
-
-    async def _write(self, operation: Callable[[sqlite3.Connection], Any]) -> None:
-        db = self._db
-        if db is None:
-            return
-
-        def transaction() -> None:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                operation(db)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-
-        await trio.to_thread.run_sync(transaction, limiter=self._writer)
-
-    async def save(self, *jobs: Job) -> None:
-        rows = [(job.id, _body(job), int(job.error is not None)) for job in jobs]
-        await self._write(
-            lambda db: db.executemany(
-                "INSERT OR REPLACE INTO jobs (id, body, dead) VALUES (?, ?, ?)", rows
-            )
-        )
-
-    async def delete(self, job: Job) -> None:
-        await self._write(lambda db: db.execute("DELETE FROM jobs WHERE id = ?", (job.id,)))
-
-    async def hold(self, topic: str, message_id: str, data: Any) -> None:
-        row = (message_id, topic, orjson.dumps(data).decode())
-        await self._write(lambda db: db.execute("INSERT INTO backlog VALUES (?, ?, ?)", row))
-
-    async def release_backlog(self, topic: str, jobs: list[Job]) -> None:
-        """Replace the topic's held messages by the jobs made from them, in one commit."""
-        rows = [(job.id, _body(job), 0) for job in jobs]
-
-        def operation(db: sqlite3.Connection) -> None:
-            db.execute("DELETE FROM backlog WHERE topic = ?", (topic,))
-            db.executemany("INSERT INTO jobs (id, body, dead) VALUES (?, ?, ?)", rows)
-
-        await self._write(operation)
-
-    async def load(self) -> tuple[list[Job], list[tuple[str, str, Any]]]:
-        """Every stored job, and the backlog as (topic, message_id, data), oldest first."""
-        db = self._db
-        if db is None:
-            return [], []
-
-        def read() -> tuple[list[Job], list[tuple[str, str, Any]]]:
-            jobs = [
-                Job(**orjson.loads(body))
-                for (body,) in db.execute("SELECT body FROM jobs ORDER BY rowid")
-            ]
-            backlog = [
-                (topic, message_id, orjson.loads(data))
-                for topic, message_id, data in db.execute(
-                    "SELECT topic, message_id, data FROM backlog ORDER BY rowid"
-                )
-            ]
-            return jobs, backlog
-
-        return await trio.to_thread.run_sync(read, limiter=self._writer)
-
-    async def aclose(self) -> None:
-        if self._db is not None:
-            await trio.to_thread.run_sync(self._db.close, limiter=self._writer)

@@ -1,40 +1,46 @@
-"""What both queue adapters share: the ``queue`` trigger, the functions' input checks, the
-settings of each (queue, function) stream and the consumer that delivers its jobs.
+"""The QueueModule: what both queue adapters share: the ``queue`` trigger, the functions'
+input checks, the settings of each (queue, function) stream and the consumer that delivers
+its jobs.
 
-An adapter subclasses :class:`QueueModule` and decides where jobs live: how an enqueue is
-stored (and fanned out), and what happens to a job when its delivery succeeded, failed for
-good (DLQ), failed with a retry to come, or was cut off (the ``_...`` hooks below).
+The module holds the adapter its config names (:mod:`.adapters`), which decides where jobs
+live: how an enqueue is stored (and fanned out), and what happens to a job when its delivery
+succeeded, failed for good (DLQ), failed with a retry to come, or was cut off.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import time
 import uuid
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from iii_trio.runtime.calls import tracing
-from iii_trio.runtime.calls.errors import InvocationError, TriggerConfigError, deserialization_error
+from iii_trio.runtime.calls import inputs
+from iii_trio.runtime.calls.errors import InvocationError
 from iii_trio.runtime.calls.invocation import CallContext, LocalHandler
-from iii_trio.runtime.config.modules import NamedQueueConfig, QueueConfig, QueueDeliveryConfig
-from iii_trio.runtime.modules.base import EngineModule, required_topic
+from iii_trio.runtime.clock import now_ms
+from iii_trio.runtime.modules.base import EngineModule, TopicMessage
+from iii_trio.runtime.modules.context import GaugeFamily
+from iii_trio.runtime.modules.queue import adapters
+from iii_trio.runtime.modules.queue.config import (
+    BuiltinQueueConfig,
+    NamedQueueConfig,
+    QueueConfig,
+    RedisQueueConfig,
+)
+from iii_trio.runtime.modules.queue.inputs import DeadLetterRef, QueueName, QueueTriggerConfig
 from iii_trio.runtime.modules.queue.jobs import Job
 from iii_trio.runtime.modules.queue.streams import Stream
-from iii_trio.runtime.wire import protocol
 
 if TYPE_CHECKING:
     from iii_trio.runtime.calls.registry import Binding, EngineTriggerType
-    from iii_trio.runtime.connections.connection import WorkerConnection
-    from iii_trio.runtime.engine import Engine
+    from iii_trio.runtime.connections.dispatch import InvokeAction
+    from iii_trio.runtime.modules.context import ModuleContext
+    from iii_trio.runtime.wire import protocol
 
 log = logging.getLogger("iii_trio.queue")
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class QueueTrigger:
@@ -48,16 +54,7 @@ class QueueTrigger:
         self.topics: dict[str, list[Binding]] = {}
 
     def bind(self, binding: Binding) -> None:
-        config = binding.config
-        topic = config.get("topic") if isinstance(config, dict) else None
-        if not isinstance(topic, str) or not topic:
-            raise TriggerConfigError("queue trigger needs a non-empty string 'topic'")
-        queue_config = config.get("queue_config")
-        if queue_config is not None and not isinstance(queue_config, dict):
-            raise TriggerConfigError("queue trigger 'queue_config' must be an object")
-        condition = config.get("condition_function_id")
-        if condition is not None and not isinstance(condition, str):
-            raise TriggerConfigError("queue trigger 'condition_function_id' must be a string")
+        topic = inputs.structure_config(binding.config, QueueTriggerConfig).topic
         self.topics.setdefault(topic, []).append(binding)
         self.module.subscribed(topic, binding)
 
@@ -77,17 +74,16 @@ class QueueTrigger:
 
 
 class QueueModule(EngineModule):
-    adapter_name = ""
-
-    def __init__(self, engine: Engine, name: str, config: QueueConfig) -> None:
-        super().__init__(engine, name)
-        assert isinstance(config.adapter, QueueDeliveryConfig)
-        self.adapter = config.adapter
+    def __init__(self, ctx: ModuleContext, config: QueueConfig) -> None:
+        super().__init__(ctx)
+        assert isinstance(config.adapter, BuiltinQueueConfig | RedisQueueConfig)
+        self.delivery = config.adapter  # the delivery settings both adapters take
         self.named: dict[str, NamedQueueConfig] = dict(config.queue_configs)
         self.trigger = QueueTrigger(self)
         self.streams: dict[tuple[str, str], Stream] = {}
         self._order = itertools.count()
         self._nursery: trio.Nursery | None = None
+        self.adapter = adapters.create(config.adapter, self)
 
     # --- module ------------------------------------------------------------------------------
 
@@ -102,76 +98,126 @@ class QueueModule(EngineModule):
     def trigger_types(self) -> list[EngineTriggerType]:
         return [self.trigger]
 
+    def invoke_actions(self) -> Mapping[str, InvokeAction]:
+        return {"enqueue": self.enqueue_action}
+
+    def gauges(self) -> list[GaugeFamily]:
+        """Rendered on ``/metrics`` by the observability module."""
+
+        def waiting() -> Iterator[tuple[Mapping[str, str], float]]:
+            for (queue, function_id), stream in self.streams.items():
+                yield {"queue": queue, "function_id": function_id}, stream.waiting
+
+        def in_flight() -> Iterator[tuple[Mapping[str, str], float]]:
+            for (queue, function_id), stream in self.streams.items():
+                yield {"queue": queue, "function_id": function_id}, stream.in_flight
+
+        def dead_letters() -> Iterator[tuple[Mapping[str, str], float]]:
+            for queue, size in self.introspect().get("dlq", {}).items():
+                yield {"queue": queue}, size
+
+        return [
+            GaugeFamily("iii_queue_depth", "Jobs waiting per queue and function", waiting),
+            GaugeFamily(
+                "iii_queue_in_flight", "Jobs being delivered per queue and function", in_flight
+            ),
+            GaugeFamily("iii_queue_dlq_size", "Dead-lettered jobs per queue", dead_letters),
+        ]
+
     def introspect(self) -> dict[str, Any]:
         return {
-            "adapter": self.adapter_name,
+            "adapter": self.adapter.name,
             "streams": {
-                f"{q} -> {f}": {"waiting": s.waiting, "in_flight": s.in_flight}
+                f"{q} -> {f}": {
+                    "waiting": s.waiting,
+                    "in_flight": s.in_flight,
+                    **self.adapter.stream_info(s),
+                }
                 for (q, f), s in self.streams.items()
             },
+            **self.adapter.introspect(),
         }
+
+    async def serve(self, task_status: trio.TaskStatus[Any]) -> None:
+        async with self.adapter.open():
+            try:
+                async with trio.open_nursery() as nursery:  # the consumers
+                    self._nursery = nursery
+                    self.adapter.start(nursery)
+                    task_status.started()
+                    await trio.sleep_forever()
+            finally:
+                self._nursery = None
 
     # --- streams and consumers ---------------------------------------------------------------
 
     def _settings(self, queue: str, function_id: str) -> tuple[int, bool, int, int]:
         """(concurrency, fifo, max attempts, backoff ms) of a stream."""
-        adapter = self.adapter
+        delivery = self.delivery
         named = self.named.get(queue)
         if named is not None:
             fifo = named.type == "fifo"
             return (
-                named.concurrency or (1 if fifo else adapter.concurrency),
+                named.concurrency or (1 if fifo else delivery.concurrency),
                 fifo,
-                named.max_retries or adapter.max_attempts,
-                named.backoff_ms if named.backoff_ms is not None else adapter.backoff_ms,
+                named.max_retries or delivery.max_attempts,
+                named.backoff_ms if named.backoff_ms is not None else delivery.backoff_ms,
             )
-        concurrency, fifo = adapter.concurrency, adapter.mode == "fifo"
+        concurrency, fifo = delivery.concurrency, delivery.mode == "fifo"
         binding = self.trigger.binding_for(queue, function_id)
         queue_config = (binding.config or {}).get("queue_config") if binding else None
         if isinstance(queue_config, dict):
             if isinstance(queue_config.get("concurrency"), int):
                 concurrency = max(1, queue_config["concurrency"])
             fifo = queue_config.get("type", "fifo" if fifo else "standard") == "fifo"
-        return concurrency, fifo, adapter.max_attempts, adapter.backoff_ms
+        return concurrency, fifo, delivery.max_attempts, delivery.backoff_ms
 
     def poll_interval(self, queue: str) -> float:
         named = self.named.get(queue)
         ms = named.poll_interval_ms if named and named.poll_interval_ms else None
-        return (ms or self.adapter.poll_interval_ms) / 1000
+        return (ms or self.delivery.poll_interval_ms) / 1000
 
     def lease_ms(self) -> int:
-        return self.adapter.visibility_timeout_ms or self.engine.router.default_timeout_ms
+        return self.delivery.visibility_timeout_ms or self.ctx.default_timeout_ms
 
-    def _make_stream(self, queue: str, function_id: str, concurrency: int, fifo: bool) -> Stream:
-        return Stream(queue, function_id, concurrency=concurrency, fifo=fifo)
+    def has_function(self, function_id: str) -> bool:
+        return self.ctx.has_function(function_id)
 
-    def _stream_for(self, queue: str, function_id: str) -> Stream:
+    def functions_of(self, topic: str) -> list[str]:
+        return self.trigger.functions(topic)
+
+    def next_order(self) -> int:
+        return next(self._order)
+
+    def stream_for(self, queue: str, function_id: str) -> Stream:
         stream = self.streams.get((queue, function_id))
         if stream is None:
             concurrency, fifo, _, _ = self._settings(queue, function_id)
-            stream = self._make_stream(queue, function_id, concurrency, fifo)
+            stream = self.adapter.make_stream(queue, function_id, concurrency, fifo)
             self.streams[(queue, function_id)] = stream
         return stream
 
-    def _start_consumer(self, stream: Stream) -> None:
+    def start_consumer(self, stream: Stream) -> None:
         if stream.consumer is None and self._nursery is not None:
             stream.consumer = trio.CancelScope()
             self._nursery.start_soon(self._consume, stream, stream.consumer)
 
-    def _stop_consumer(self, stream: Stream) -> None:
+    def stop_consumer(self, stream: Stream) -> None:
         if stream.consumer is not None:
             stream.consumer.cancel()  # its jobs wait until the function is bound again
             stream.consumer = None
 
     def subscribed(self, topic: str, binding: Binding) -> None:
-        self._start_consumer(self._stream_for(topic, binding.function_id))
+        self.start_consumer(self.stream_for(topic, binding.function_id))
+        self.adapter.subscribed(topic, binding.function_id)
 
     def unsubscribed(self, topic: str, binding: Binding) -> None:
         if binding.function_id in self.trigger.functions(topic):
             return  # another binding of the same function still consumes
         stream = self.streams.get((topic, binding.function_id))
         if stream is not None:
-            self._stop_consumer(stream)
+            self.stop_consumer(stream)
+        self.adapter.unsubscribed(topic, binding.function_id)
 
     async def _consume(self, stream: Stream, scope: trio.CancelScope) -> None:
         with scope:
@@ -181,7 +227,7 @@ class QueueModule(EngineModule):
     async def _consume_locked(self, stream: Stream) -> None:
         try:
             async with trio.open_nursery() as deliveries:
-                self._stream_tasks(stream, deliveries)
+                self.adapter.stream_tasks(stream, deliveries)
                 while True:
                     await stream.slots.acquire()
                     try:
@@ -193,7 +239,7 @@ class QueueModule(EngineModule):
                     deliveries.start_soon(self._deliver, stream, job)
         finally:
             with trio.CancelScope(shield=True):
-                await self._consumer_stopped(stream)
+                await self.adapter.consumer_stopped(stream)
 
     async def _deliver(self, stream: Stream, job: Job) -> None:
         settled = False  # handled, dead-lettered or handed over for its retry
@@ -202,7 +248,7 @@ class QueueModule(EngineModule):
                 error = await self._attempt(stream, job)
                 if error is None:
                     with trio.CancelScope(shield=True):  # handled: never deliver it again
-                        await self._succeeded(stream, job)
+                        await self.adapter.succeeded(stream, job)
                     settled = True
                     return
                 retry_in = await self._failed(stream, job, error)
@@ -210,22 +256,22 @@ class QueueModule(EngineModule):
                     settled = True
                     return
                 if not stream.fifo:
-                    await self._retry_later(stream, job, retry_in)
+                    await self.adapter.retry_later(stream, job, retry_in)
                     settled = True
                     return
-                await self._failed_in_place(stream, job)
+                await self.adapter.failed_in_place(stream, job)
                 await trio.sleep(retry_in)  # FIFO: retried in place, blocking its group
         finally:
             stream.line.done(job)
             if not settled:  # the consumer stopped mid-delivery
-                self._abandoned(stream, job)
+                self.adapter.abandoned(stream, job)
             stream.in_flight -= 1
             stream.slots.release()
             stream.changed.set()
 
     async def _attempt(self, stream: Stream, job: Job) -> str | None:
         """One delivery; None when it succeeded (or its condition said no)."""
-        if self.engine.observer is None:
+        if self.ctx.observer is None:
             return await self._attempt_once(job)
         attributes = {
             "messaging.system": "iii",
@@ -234,9 +280,7 @@ class QueueModule(EngineModule):
             "iii.function_id": job.function_id,
             "iii.queue.attempt": job.attempts_made + 1,
         }
-        with tracing.span(
-            self.engine, f"queue {job.queue}", kind="consumer", attributes=attributes
-        ) as span:
+        with self.ctx.span(f"queue {job.queue}", kind="consumer", attributes=attributes) as span:
             error = await self._attempt_once(job)
             if span is not None and error is not None:
                 span.fail(error)
@@ -256,12 +300,8 @@ class QueueModule(EngineModule):
     async def _invoke(self, function_id: str, data: Any) -> Any:
         # A delivery cut off (its consumer stopped) abandons its invocation, so the job it
         # hands back is not still running here when it is delivered again.
-        return await self.engine.router.call(
-            function_id,
-            data,
-            caller_module="queue",
-            timeout_ms=self.lease_ms(),
-            abandon_on_cancel=True,
+        return await self.ctx.call(
+            function_id, data, timeout_ms=self.lease_ms(), abandon_on_cancel=True
         )
 
     async def _failed(self, stream: Stream, job: Job, error: str) -> float | None:
@@ -269,56 +309,15 @@ class QueueModule(EngineModule):
         job.attempts_made += 1
         if job.attempts_made >= job.max_attempts:
             job.error, job.failed_at = error, now_ms()
-            await self._dead_lettered(stream, job)
+            await self.adapter.dead_lettered(stream, job)
             log.info("queue %s: job %s dead-lettered: %s", job.queue, job.id, error)
             return None
         delay: float = job.backoff_delay_ms * 2 ** (job.attempts_made - 1) / 1000
         return delay
 
-    # --- what an adapter decides -------------------------------------------------------------
-
-    def _stream_tasks(self, stream: Stream, nursery: trio.Nursery) -> None:
-        """Start the tasks that run next to a stream's consumer (and stop with it)."""
-
-    async def _consumer_stopped(self, stream: Stream) -> None:
-        """The consumer of ``stream`` ended (shielded)."""
-
-    async def _succeeded(self, stream: Stream, job: Job) -> None:
-        raise NotImplementedError
-
-    async def _dead_lettered(self, stream: Stream, job: Job) -> None:
-        """``job.error`` and ``job.failed_at`` are set."""
-        raise NotImplementedError
-
-    async def _retry_later(self, stream: Stream, job: Job, delay: float) -> None:
-        """A concurrent stream's job failed; deliver it again in ``delay`` seconds."""
-        raise NotImplementedError
-
-    async def _failed_in_place(self, stream: Stream, job: Job) -> None:
-        """A FIFO job failed and will be retried in place: keep its attempt count."""
-        raise NotImplementedError
-
-    def _abandoned(self, stream: Stream, job: Job) -> None:
-        """The delivery of ``job`` was cut off (its consumer stopped)."""
-        raise NotImplementedError
-
-    async def _enqueue_topic(self, topic: str, message_id: str, data: Any) -> None:
-        raise NotImplementedError
-
-    async def _enqueue_job(self, job: Job) -> None:
-        """Store a named queue's job (raise ``InvocationError`` when it cannot be)."""
-        raise NotImplementedError
-
-    async def _redrive(self, queue: str, message_id: str | None) -> int:
-        """Move the queue's dead letters (those of one message) back; how many moved."""
-        raise NotImplementedError
-
-    async def _dead_letters(self, queue: str) -> list[Job]:
-        raise NotImplementedError
-
     # --- enqueueing --------------------------------------------------------------------------
 
-    def _new_job(self, queue: str, function_id: str, message_id: str, data: Any) -> Job:
+    def new_job(self, queue: str, function_id: str, message_id: str, data: Any) -> Job:
         _, _, max_attempts, backoff_ms = self._settings(queue, function_id)
         group = None
         named = self.named.get(queue)
@@ -337,8 +336,8 @@ class QueueModule(EngineModule):
         )
 
     async def enqueue(self, data: Any, ctx: CallContext) -> Any:
-        topic = required_topic("enqueue", data)
-        await self._enqueue_topic(topic, str(uuid.uuid4()), data.get("data"))
+        message = inputs.structure("enqueue", data, TopicMessage)
+        await self.adapter.enqueue_topic(message.topic, str(uuid.uuid4()), message.data)
         return None
 
     async def enqueue_named(self, queue: str, function_id: str, data: Any) -> str:
@@ -352,44 +351,25 @@ class QueueModule(EngineModule):
         ):
             message = f"FIFO queue '{queue}' needs the field '{named.message_group_field}'"
             raise InvocationError("enqueue_error", message)
-        job = self._new_job(queue, function_id, str(uuid.uuid4()), data)
+        job = self.new_job(queue, function_id, str(uuid.uuid4()), data)
         try:
-            await self._enqueue_job(job)
+            await self.adapter.enqueue_job(job)
         except InvocationError as exc:
             raise InvocationError("enqueue_error", exc.message) from None
         return job.message_id
 
-    async def enqueue_action(self, conn: WorkerConnection, msg: protocol.InvokeFunction) -> None:
-        """The invoke action ``{type: "enqueue", queue}`` (spec §6.1): ``{messageReceiptId}``."""
-        assert msg.action is not None
-        result: Any = None
-        error: protocol.ErrorBody | None = None
-        try:
-            receipt = await self.enqueue_named(msg.action.queue or "", msg.function_id, msg.data)
-        except InvocationError as exc:
-            error = exc.body
-        else:
-            result = {"messageReceiptId": receipt}
-        if msg.invocation_id is not None:
-            await self.engine.dispatcher.reply(
-                conn, msg.invocation_id, msg.function_id, result=result, error=error
-            )
+    async def enqueue_action(self, function_id: str, data: Any, action: protocol.Action) -> Any:
+        """The invoke action ``{type: "enqueue", queue}`` (spec §6.1): ``{messageReceiptId}``,
+        or ``enqueue_error``."""
+        receipt = await self.enqueue_named(action.queue or "", function_id, data)
+        return {"messageReceiptId": receipt}
 
     # --- dead letters ------------------------------------------------------------------------
 
-    @staticmethod
-    def _queue_name(function_id: str, data: Any) -> str:
-        if not isinstance(data, dict):
-            raise deserialization_error(function_id, "expected an object")
-        queue = data.get("queue")
-        if not isinstance(queue, str) or not queue:
-            raise InvocationError("queue_not_set", "Queue is not set")
-        return queue
-
     async def redrive(self, data: Any, ctx: CallContext) -> Any:
-        queue = self._queue_name("iii::queue::redrive", data)
+        queue = inputs.structure("iii::queue::redrive", data, QueueName).queue
         try:
-            redriven = await self._redrive(queue, None)
+            redriven = await self.adapter.redrive(queue, None)
         except InvocationError:
             raise
         except Exception as exc:
@@ -397,10 +377,10 @@ class QueueModule(EngineModule):
         return {"queue": queue, "redriven": redriven}
 
     async def redrive_message(self, data: Any, ctx: CallContext) -> Any:
-        queue = self._queue_name("iii::queue::redrive_message", data)
-        message_id = data.get("message_id")
+        ref = inputs.structure("iii::queue::redrive_message", data, DeadLetterRef)
+        queue, message_id = ref.queue, ref.message_id
         try:
-            redriven = isinstance(message_id, str) and await self._redrive(queue, message_id)
+            redriven = isinstance(message_id, str) and await self.adapter.redrive(queue, message_id)
         except InvocationError:
             raise
         except Exception as exc:
@@ -410,7 +390,7 @@ class QueueModule(EngineModule):
         return {"queue": queue, "message_id": message_id, "redriven": True}
 
     async def dlq_messages(self, data: Any, ctx: CallContext) -> Any:
-        queue = self._queue_name("engine::queue::dlq_messages", data)
+        queue = inputs.structure("engine::queue::dlq_messages", data, QueueName).queue
         messages = [
             {
                 "message_id": job.message_id,
@@ -419,6 +399,6 @@ class QueueModule(EngineModule):
                 "error": job.error,
                 "failed_at": job.failed_at,
             }
-            for job in await self._dead_letters(queue)
+            for job in await self.adapter.dead_letters(queue)
         ]
         return {"queue": queue, "messages": messages}

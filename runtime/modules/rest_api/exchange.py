@@ -27,14 +27,17 @@ import orjson
 import trio
 
 from iii_trio.runtime.calls import tracing
-from iii_trio.runtime.calls.invocation import wall_ms
+from iii_trio.runtime.clock import now_ms
 from iii_trio.runtime.modules.rest_api.http_io import HttpConnection, HttpError, too_large
+
+CALLER = "http"  # how the requests' calls name their caller in engine::invocations::list
 
 if TYPE_CHECKING:
     from iii_trio.runtime.calls.invocation import Invocation, QueuedCall
     from iii_trio.runtime.calls.registry import Binding
     from iii_trio.runtime.connections.channels import Channel
-    from iii_trio.runtime.modules.rest_api import RestApiModule
+    from iii_trio.runtime.modules.context import HttpEndpoint
+    from iii_trio.runtime.modules.rest_api.module import RestApiModule
     from iii_trio.runtime.modules.rest_api.routes import Match
 
 log = logging.getLogger("iii_trio.http")
@@ -118,11 +121,10 @@ class Exchange:
         }
         if url.query:
             attributes["url.query"] = url.query
-        engine = self.module.engine
         name = f"{self.method} {url.path}"
         parent = self.headers.get("traceparent")
-        with tracing.span(
-            engine, name, kind="server", attributes=attributes, traceparent=parent
+        with self.module.ctx.span(
+            name, kind="server", attributes=attributes, traceparent=parent
         ) as span:
             try:
                 await self.run()
@@ -169,8 +171,9 @@ class Exchange:
             raise too_large(config.body_limit)  # answered unread; the connection then closes
         url = urlsplit(self.target)
         match, allowed = self.module.trigger.routes.lookup(self.method, url.path)
-        if match is None and self.method == "GET" and url.path in self.module.engine.http_endpoints:
-            await self._answer_endpoint(url.path)
+        endpoint = self.module.ctx.http_endpoint(url.path) if match is None else None
+        if endpoint is not None and self.method == "GET":
+            await self._answer_endpoint(endpoint)
             return
         if match is None:
             if allowed:
@@ -179,8 +182,8 @@ class Exchange:
             raise HttpError(404, "not_found", f"no route for {url.path}")
         _name_server_span(self.method, match)
         deadline = trio.current_time() + config.default_timeout / 1000
-        arrived_ms = wall_ms()
-        router = self.module.engine.router
+        arrived_ms = now_ms()
+        ctx = self.module.ctx
         json_body = "application/json" in self.headers.get("content-type", "")
         # One deadline up to the decision; a streamed response lifts it (see _stream).
         body_read = not json_body
@@ -189,9 +192,9 @@ class Exchange:
             body_read = True
             data = request_input(self.method, url.query, self.headers, body, match)
             # Listed (queued) from here, from its head on; its invocation takes over the row.
-            self.queued = router.queue(
+            self.queued = ctx.queue(
                 match.binding.function_id,
-                caller_module="http",
+                caller=CALLER,
                 timeout_ms=config.default_timeout,
                 started_at_ms=arrived_ms,
             )
@@ -202,24 +205,24 @@ class Exchange:
                 finally:
                     self.module.release()
             finally:
-                router.unqueue(self.queued)
+                ctx.unqueue(self.queued)
         if not body_read:  # a slow sender, not a slow function
             message = f"the body did not arrive within {config.default_timeout} ms"
             raise HttpError(408, "request_timeout", message)
         if self.outcome is None and not self.client_gone:
             raise HttpError(504, "timeout", f"no answer within {config.default_timeout} ms")
 
-    async def _answer_endpoint(self, path: str) -> None:
+    async def _answer_endpoint(self, endpoint: HttpEndpoint) -> None:
         """An engine endpoint served on this port (``/metrics``), where no route matched."""
-        status, headers, payload = await self.module.engine.http_endpoints[path]()
+        status, headers, payload = await endpoint()
         self.conn.finish_buffered_body()
         self.status = status
         await self.conn.send_full(status, [*self.cors, *headers], payload)
 
     async def _exchange(self, binding: Binding, data: dict[str, Any], *, stream_body: bool) -> None:
-        channels = self.module.engine.channels
+        ctx = self.module.ctx
         try:
-            request_body, response = channels.create(), channels.create()
+            request_body, response = ctx.open_channel(), ctx.open_channel()
         except RuntimeError as exc:
             raise HttpError(503, "overloaded", str(exc)) from None
         request_body.writer_taken = response.reader_taken = True  # the engine's own sides
@@ -237,8 +240,8 @@ class Exchange:
                 request_body.end()  # nothing (more) to stream
                 await self._respond(binding, data, response)
         finally:
-            channels.remove(request_body)
-            channels.remove(response)
+            ctx.close_channel(request_body)
+            ctx.close_channel(response)
         if self.body_error is not None:
             raise self.body_error
         if isinstance(self.outcome, HttpError):

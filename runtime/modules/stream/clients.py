@@ -29,14 +29,11 @@ from iii_trio.runtime.modules.stream.messages import (
     event_message,
     parse_client_request,
 )
+from iii_trio.runtime.wire.handshake import HandshakeFailed, HandshakeRequest, Rejection, accept
 from iii_trio.runtime.wire.websocket import (
-    HandshakeFailed,
-    HandshakeRequest,
     MessageTooBig,
-    Rejection,
     ServerWebSocket,
     WebSocketClosed,
-    accept,
     text_frame,
 )
 

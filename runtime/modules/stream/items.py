@@ -1,9 +1,9 @@
-"""Stream items on a StateModule store (spec/modules.md §5.1).
+"""Stream items on a key-value store (spec/modules.md §5.1), the state module's kind.
 
 Items live in the store under one scope per (stream, group) and the item id as key: the
 KvStore adapter uses scope ``stream:<stream_name>:<group_id>``; the Redis adapter uses a
-:class:`~iii_trio.runtime.modules.state.stores.RedisStore` with key prefix ``stream`` and
-scope ``<stream_name>:<group_id>``, so the hash is ``stream:<stream_name>:<group_id>``.
+:class:`~iii_trio.runtime.modules.storage.kv.redis.RedisStore` with key prefix ``stream``
+and scope ``<stream_name>:<group_id>``, so the hash is ``stream:<stream_name>:<group_id>``.
 
 Stream and group are told apart at the first ``:`` after the prefix, so a stream name
 should not contain ``:`` (group ids may). Scopes outside the prefix (a StateModule sharing
@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from iii_trio.runtime.modules.state.stores import KvStore, Update
+from iii_trio.runtime.modules.storage.kv import KvStore, Update
 
 
 @attrs.frozen
@@ -82,6 +82,3 @@ class StreamItems:
                 groups += 1
                 items += size
         return Counts(len(streams), groups, items)
-
-    async def aclose(self) -> None:
-        await self.store.aclose()

@@ -1,47 +1,14 @@
-"""The stream module's JSON shapes (spec/modules.md §5.2-5.4), with no I/O.
-
-Function inputs are checked here (a missing or ill-typed field is a
-``deserialization_error``); event messages and client join/leave messages are built and
-parsed here.
-"""
+"""The stream module's JSON messages (spec/modules.md §5.3-5.4), with no I/O: event
+messages and client join/leave messages are built and parsed here (function inputs are
+declared in :mod:`.inputs`)."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import attrs
 
-from iii_trio.runtime.calls.errors import deserialization_error
-
-
-def required_str(function_id: str, data: Any, name: str) -> str:
-    if not isinstance(data, dict):
-        raise deserialization_error(function_id, "expected an object")
-    value = data.get(name)
-    if value is None:
-        raise deserialization_error(function_id, f"missing field `{name}`")
-    if not isinstance(value, str):
-        raise deserialization_error(function_id, f"`{name}` must be a string")
-    return value
-
-
-def optional_str(function_id: str, data: dict[str, Any], name: str) -> str | None:
-    value = data.get(name)
-    if value is not None and not isinstance(value, str):
-        raise deserialization_error(function_id, f"`{name}` must be a string or null")
-    return value
-
-
-def required_key(function_id: str, data: dict[str, Any], name: str) -> Any:
-    """A field that must be present; ``null`` is a valid value."""
-    if name not in data:
-        raise deserialization_error(function_id, f"missing field `{name}`")
-    return data[name]
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
+from iii_trio.runtime.clock import now_ms
 
 
 def event_message(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from iii_trio.runtime.calls.errors import TriggerConfigError
+from iii_trio.runtime.calls import inputs
+from iii_trio.runtime.modules.stream.inputs import StreamTriggerConfig
 
 if TYPE_CHECKING:
     from iii_trio.runtime.calls.registry import Binding
@@ -21,15 +22,7 @@ class StreamTrigger:
         self.bindings: list[Binding] = []
 
     def bind(self, binding: Binding) -> None:
-        config = binding.config
-        if not isinstance(config, dict):
-            raise TriggerConfigError("stream trigger config must be an object")
-        stream_name = config.get("stream_name")
-        if not isinstance(stream_name, str) or not stream_name:
-            raise TriggerConfigError("stream trigger needs a non-empty string 'stream_name'")
-        for field in ("group_id", "item_id", "condition_function_id"):
-            if config.get(field) is not None and not isinstance(config[field], str):
-                raise TriggerConfigError(f"stream trigger '{field}' must be a string")
+        inputs.structure_config(binding.config, StreamTriggerConfig)
         self.bindings.append(binding)
 
     def unbind(self, binding: Binding) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from iii_trio.actors.system import ActorSystem
+from iii_trio.actors import ActorSystem
 from iii_trio.runtime.calls.deadlines import Deadlines
 
 

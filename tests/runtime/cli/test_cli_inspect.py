@@ -9,7 +9,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +17,14 @@ import orjson
 import pytest
 import trio
 
-from iii_trio.runtime.config.loading import ModuleEntry, TelemetryConfig
+from iii_trio.runtime.builtins.config import TelemetryConfig
+from iii_trio.runtime.config.loading import ModuleEntry
 from iii_trio.runtime.engine import Engine
 from iii_trio.runtime.modules.base import EngineModule
+from iii_trio.runtime.modules.kind import ModuleKind
 from iii_trio.sdk import III
 from tests.support.engine import StartEngine, worker_url
-from tests.support.fake_module import fake_module_kind
+from tests.support.fake_module import extra_kinds
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow  # runs the CLI as a process
@@ -154,7 +156,7 @@ async def test_actors_show_connections_come_and_go(engine: Engine) -> None:
 
 
 class CrashOnce(EngineModule):
-    """A module that fails on its first start (installed as a fake submodule)."""
+    """A module that fails on its first start (a kind that exists only in this test)."""
 
     starts = 0
 
@@ -166,19 +168,21 @@ class CrashOnce(EngineModule):
         await trio.sleep_forever()
 
 
+CRASH_ONCE = "crash_once_for_test"
+
+
 @pytest.fixture
-def crash_once_kind() -> Iterator[str]:
+def crash_once_kinds() -> dict[str, ModuleKind]:
     CrashOnce.starts = 0
-    create = lambda engine, entry: CrashOnce(engine, entry.kind)  # noqa: E731
-    with fake_module_kind("crash_once_for_test", create) as kind:
-        yield kind
+    return extra_kinds(CRASH_ONCE, lambda ctx, entry: CrashOnce(ctx))
 
 
 async def test_actors_show_a_restarted_modules_restart_count(
-    start_engine: StartEngine, crash_once_kind: str
+    start_engine: StartEngine, crash_once_kinds: dict[str, ModuleKind]
 ) -> None:
+    crash_once_kind = CRASH_ONCE
     entry = ModuleEntry(crash_once_kind, "test", "modules[0]", TelemetryConfig())
-    engine = await start_engine(modules=(entry,))
+    engine = await start_engine(modules=(entry,), kinds=crash_once_kinds)
     await wait_until(lambda: CrashOnce.starts >= 2, what="the module is restarted")
     rows = (await cli_json(engine, "actors"))["actors"]
     [row] = [r for r in rows if r["name"] == crash_once_kind]

@@ -6,33 +6,24 @@ from pathlib import Path
 
 import pytest
 
-from iii_trio.runtime.config.loading import (
-    AlertRule,
+from iii_trio.runtime.builtins.config import TelemetryConfig
+from iii_trio.runtime.config.loading import EngineConfig, interpolate
+from iii_trio.runtime.config.schema import ConfigError
+from iii_trio.runtime.engine import default_config, load_config, parse_config
+from iii_trio.runtime.modules.absent import ExecConfig
+from iii_trio.runtime.modules.cron.config import CronConfig, KvCronConfig
+from iii_trio.runtime.modules.observability.config import AlertRule, OtelConfig
+from iii_trio.runtime.modules.pubsub.config import LocalPubSubConfig, PubSubConfig
+from iii_trio.runtime.modules.queue.config import BuiltinQueueConfig, NamedQueueConfig, QueueConfig
+from iii_trio.runtime.modules.rest_api.config import CorsConfig, RestApiConfig
+from iii_trio.runtime.modules.state.config import StateConfig
+from iii_trio.runtime.modules.storage.config import (
     BridgeAdapterConfig,
-    BuiltinQueueConfig,
-    ConfigError,
-    CorsConfig,
-    CronConfig,
-    EngineConfig,
-    ExecConfig,
-    KvCronConfig,
     KvStoreConfig,
-    LocalPubSubConfig,
-    NamedQueueConfig,
-    OtelConfig,
-    PubSubConfig,
-    QueueConfig,
     RedisAdapterConfig,
-    RestApiConfig,
-    StateConfig,
-    StreamConfig,
     StreamKvStoreConfig,
-    TelemetryConfig,
-    default_config,
-    interpolate,
-    load_config,
-    parse_config,
 )
+from iii_trio.runtime.modules.stream.config import StreamConfig
 
 REPO_CONFIG = Path(__file__).resolve().parents[3] / "config.yaml"
 

@@ -132,14 +132,14 @@ async def test_an_engine_bug_on_one_frame_costs_only_that_frame(
     engine: Engine, monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
 ) -> None:
     # A stand-in for a bug: handling one particular frame raises.
-    real_handle = engine.handle_frame
+    real_handle = engine.dispatcher.handle_frame
 
     async def buggy_handle(conn: object, frame: str | bytes) -> None:
         if "trigger-the-bug" in str(frame):
             raise RuntimeError("simulated engine bug")
         await real_handle(conn, frame)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(engine, "handle_frame", buggy_handle)
+    monkeypatch.setattr(engine.dispatcher, "handle_frame", buggy_handle)
     async with raw_worker(worker_url(engine)) as target, raw_worker(worker_url(engine)) as good:
         await target.register("t::echo")
         await good.send({"type": "ping", "x": "trigger-the-bug"})
@@ -152,7 +152,7 @@ async def test_a_failing_connection_actor_leaves_the_others_alone(
     async with raw_worker(worker_url(engine)) as target, raw_worker(worker_url(engine)) as good:
         await target.register("t::echo")
         # A stand-in for a bug in the connection actor: the disconnect cleanup raises once.
-        real_disconnected = engine.disconnected
+        real_disconnected = engine.dispatcher.disconnected
         calls = []
 
         def buggy_disconnected(conn: object) -> None:
@@ -161,7 +161,7 @@ async def test_a_failing_connection_actor_leaves_the_others_alone(
             if len(calls) == 1:
                 raise RuntimeError("simulated cleanup bug")
 
-        monkeypatch.setattr(engine, "disconnected", buggy_disconnected)
+        monkeypatch.setattr(engine.dispatcher, "disconnected", buggy_disconnected)
         async with raw_worker(worker_url(engine)):
             pass
         await wait_until(lambda: calls, what="the disconnect cleanup ran")

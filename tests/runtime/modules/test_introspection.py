@@ -14,14 +14,11 @@ import trio
 
 from iii_trio.runtime.calls.invocation import CallContext, EngineFunction
 from iii_trio.runtime.calls.registry import Binding
-from iii_trio.runtime.config.loading import (
-    BuiltinQueueConfig,
-    CronConfig,
-    ModuleEntry,
-    PubSubConfig,
-    QueueConfig,
-    StateConfig,
-)
+from iii_trio.runtime.config.loading import ModuleEntry
+from iii_trio.runtime.modules.cron.config import CronConfig
+from iii_trio.runtime.modules.pubsub.config import PubSubConfig
+from iii_trio.runtime.modules.queue.config import BuiltinQueueConfig, QueueConfig
+from iii_trio.runtime.modules.state.config import StateConfig
 from tests.support.engine import StartEngine, worker_url
 from tests.support.waiting import wait_until
 

@@ -14,8 +14,10 @@ import trio.testing
 
 from iii_trio.runtime.calls.invocation import CallContext, EngineFunction
 from iii_trio.runtime.calls.registry import Binding
-from iii_trio.runtime.config.loading import CronConfig, ModuleEntry, RedisAdapterConfig
+from iii_trio.runtime.config.loading import ModuleEntry
 from iii_trio.runtime.engine import Engine
+from iii_trio.runtime.modules.cron.config import CronConfig
+from iii_trio.runtime.modules.storage.config import RedisAdapterConfig
 from tests.support.engine import StartEngine
 from tests.support.redis_server import redis_server
 

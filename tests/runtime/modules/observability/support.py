@@ -8,8 +8,9 @@ import h11
 import orjson
 import trio
 
-from iii_trio.runtime.config.loading import ModuleEntry, OtelConfig
+from iii_trio.runtime.config.loading import ModuleEntry
 from iii_trio.runtime.engine import Engine
+from iii_trio.runtime.modules.observability.config import OtelConfig
 from tests.support.engine import StartEngine
 
 

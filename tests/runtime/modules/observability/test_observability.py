@@ -16,14 +16,12 @@ import trio.testing
 
 from iii_trio.runtime.calls.invocation import CallContext, EngineFunction
 from iii_trio.runtime.calls.registry import Binding
-from iii_trio.runtime.config.loading import (
-    CronConfig,
-    ModuleEntry,
-    QueueConfig,
-    RestApiConfig,
-    StateConfig,
-)
+from iii_trio.runtime.config.loading import ModuleEntry
 from iii_trio.runtime.engine import Engine
+from iii_trio.runtime.modules.cron.config import CronConfig
+from iii_trio.runtime.modules.queue.config import QueueConfig
+from iii_trio.runtime.modules.rest_api.config import RestApiConfig
+from iii_trio.runtime.modules.state.config import StateConfig
 from iii_trio.sdk import III
 from tests.conformance.harness import sdk_worker
 from tests.runtime.modules.observability.support import call, engine_exporting, otel_entry

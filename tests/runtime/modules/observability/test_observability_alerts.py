@@ -14,8 +14,8 @@ import trio.testing
 
 from iii_trio.runtime.calls.errors import InvocationError
 from iii_trio.runtime.calls.invocation import CallContext, EngineFunction
-from iii_trio.runtime.config.modules import AlertAction, AlertRule
 from iii_trio.runtime.engine import Engine
+from iii_trio.runtime.modules.observability.config import AlertAction, AlertRule
 from tests.runtime.modules.observability.support import call, otel_entry, otel_stats
 from tests.support.engine import StartEngine
 

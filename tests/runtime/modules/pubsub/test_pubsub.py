@@ -11,13 +11,10 @@ import pytest
 import trio
 import trio.testing
 
-from iii_trio.runtime.config.loading import (
-    LocalPubSubConfig,
-    ModuleEntry,
-    PubSubConfig,
-    RedisAdapterConfig,
-)
+from iii_trio.runtime.config.loading import ModuleEntry
 from iii_trio.runtime.engine import Engine
+from iii_trio.runtime.modules.pubsub.config import LocalPubSubConfig, PubSubConfig
+from iii_trio.runtime.modules.storage.config import RedisAdapterConfig
 from iii_trio.runtime.modules.storage.redis import open_redis
 from iii_trio.sdk import III, InvocationError
 from tests.support.clocks import backend_clock

@@ -13,12 +13,8 @@ import trio.testing
 from iii_trio.runtime.calls.errors import InvocationError
 from iii_trio.runtime.calls.invocation import CallContext, EngineFunction
 from iii_trio.runtime.calls.registry import Binding
-from iii_trio.runtime.config.loading import (
-    BuiltinQueueConfig,
-    ModuleEntry,
-    NamedQueueConfig,
-    QueueConfig,
-)
+from iii_trio.runtime.config.loading import ModuleEntry
+from iii_trio.runtime.modules.queue.config import BuiltinQueueConfig, NamedQueueConfig, QueueConfig
 from tests.runtime.modules.queue.support import (
     GroupHandler,
     Handler,

@@ -13,14 +13,9 @@ import trio
 
 from iii_trio.runtime.calls.errors import InvocationError
 from iii_trio.runtime.calls.invocation import EngineFunction
-from iii_trio.runtime.config.loading import (
-    EngineConfig,
-    ModuleEntry,
-    NamedQueueConfig,
-    QueueConfig,
-    RedisQueueConfig,
-)
+from iii_trio.runtime.config.loading import EngineConfig, ModuleEntry
 from iii_trio.runtime.engine import Engine
+from iii_trio.runtime.modules.queue.config import NamedQueueConfig, QueueConfig, RedisQueueConfig
 from iii_trio.runtime.modules.storage.redis import open_redis
 from iii_trio.sdk import III
 from iii_trio.sdk.errors import InvocationError as SdkInvocationError
@@ -420,7 +415,7 @@ async def test_enqueue_fails_while_redis_is_away_and_works_once_it_is_back(
     async with redis_server(tmp_path, port=port):  # back, empty, on the same port
 
         async def reconnected() -> bool:
-            return bool(queue_module(engine).redis.connected)
+            return bool(queue_module(engine).introspect()["connected"])
 
         await wait_until(reconnected, what="the module reconnects", timeout=DEADLINE)
         await call(engine, "enqueue", {"topic": "t", "data": 3})

@@ -8,8 +8,9 @@ from typing import Any
 
 import httpx
 
-from iii_trio.runtime.config.loading import ModuleEntry, RestApiConfig
+from iii_trio.runtime.config.loading import ModuleEntry
 from iii_trio.runtime.engine import Engine
+from iii_trio.runtime.modules.rest_api.config import RestApiConfig
 from tests.support.waiting import wait_until
 
 

@@ -13,8 +13,8 @@ import pytest
 import trio
 import trio.testing
 
-from iii_trio.runtime.config.loading import CorsConfig, RestApiConfig, load_config
-from iii_trio.runtime.engine import Engine
+from iii_trio.runtime.engine import Engine, load_config
+from iii_trio.runtime.modules.rest_api.config import CorsConfig, RestApiConfig
 from iii_trio.sdk import III
 from tests.runtime.modules.rest_api.support import answer, client, http_entry, routed
 from tests.support.engine import StartEngine, worker_url
@@ -328,7 +328,7 @@ async def test_a_slow_client_is_closed_at_the_header_deadline(
     worker = III(worker_url(engine), worker_name="api")
     worker.register_function("api::fine", answer({"body": "fine"}))
     worker.register_trigger("http", "api::fine", {"api_path": "fine"})
-    from iii_trio.runtime.modules import rest_api
+    from iii_trio.runtime.modules.rest_api import module as rest_api
 
     deadline = rest_api.HEADER_DEADLINE_SECONDS
     rest_api.HEADER_DEADLINE_SECONDS = 0.5  # the test's own deadline, instead of 10 s

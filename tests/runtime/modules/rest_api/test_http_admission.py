@@ -12,8 +12,8 @@ import pytest
 import trio
 import trio.testing
 
-from iii_trio.runtime.config.loading import CorsConfig
 from iii_trio.runtime.engine import Engine
+from iii_trio.runtime.modules.rest_api.config import CorsConfig
 from iii_trio.sdk import III
 from tests.runtime.modules.rest_api.support import client, http_entry, routed
 from tests.support.engine import StartEngine, worker_url

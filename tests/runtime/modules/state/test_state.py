@@ -11,14 +11,11 @@ import pytest
 import trio
 import trio.testing
 
-from iii_trio.runtime.config.loading import (
-    KvStoreConfig,
-    ModuleEntry,
-    RedisAdapterConfig,
-    StateConfig,
-)
+from iii_trio.runtime.config.loading import ModuleEntry
 from iii_trio.runtime.engine import Engine
-from iii_trio.runtime.modules import state as state_module
+from iii_trio.runtime.modules.state import module as state_module
+from iii_trio.runtime.modules.state.config import StateConfig
+from iii_trio.runtime.modules.storage.config import KvStoreConfig, RedisAdapterConfig
 from iii_trio.sdk import III, InvocationError
 from tests.conformance.harness import sdk_worker
 from tests.support.clocks import backend_clock

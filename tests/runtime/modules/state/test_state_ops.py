@@ -6,12 +6,20 @@ from typing import Any
 
 import pytest
 
+from iii_trio.runtime.calls import inputs
 from iii_trio.runtime.calls.errors import InvocationError
-from iii_trio.runtime.modules.state.ops import apply_ops, parse_ops
+from iii_trio.runtime.modules.state.inputs import StateUpdate
+from iii_trio.runtime.modules.storage.kv.ops import Op, apply_ops
+
+
+def parse_ops(raw_ops: Any) -> list[Op]:
+    """The ops of a ``state::update`` input, structured as the function does."""
+    raw = {"scope": "s", "key": "k", "ops": raw_ops}
+    return inputs.structure("state::update", raw, StateUpdate).ops
 
 
 def update(old: Any, *ops: dict[str, Any]) -> Any:
-    return apply_ops(old, parse_ops("state::update", list(ops)))
+    return apply_ops(old, parse_ops(list(ops)))
 
 
 @pytest.mark.parametrize(
@@ -75,7 +83,7 @@ def test_the_old_value_is_never_modified() -> None:
 )
 def test_bad_operations_are_deserialization_errors(ops: Any, detail: str) -> None:
     with pytest.raises(InvocationError) as info:
-        parse_ops("state::update", ops)
+        parse_ops(ops)
     assert info.value.code == "deserialization_error"
     assert info.value.message.startswith("Failed to deserialize input for state::update: ")
     assert detail in info.value.message

@@ -11,9 +11,10 @@ import orjson
 import trio
 from trio_websocket import WebSocketConnection
 
-from iii_trio.runtime.config.loading import ModuleEntry, RedisAdapterConfig, StreamConfig
-from iii_trio.runtime.config.modules import StreamKvStoreConfig
+from iii_trio.runtime.config.loading import ModuleEntry
 from iii_trio.runtime.engine import Engine
+from iii_trio.runtime.modules.storage.config import RedisAdapterConfig, StreamKvStoreConfig
+from iii_trio.runtime.modules.stream.config import StreamConfig
 from tests.support.ws import open_ws
 
 

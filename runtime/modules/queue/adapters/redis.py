@@ -27,7 +27,7 @@ Layout (key names and scripts in :mod:`.redis_layout`; subscriptions in
   -> entry), ordered by a sorted set.
 - FIFO streams (``mode: fifo``, ``type: fifo``) are consumed by one engine at a time, the
   owner of the stream's ``owner`` key (``SET NX PX`` lease, renewed every lease / 3): it
-  runs the builtin's group order (:class:`~.streams.GroupedLine`) over up to 256 entries,
+  runs the builtin's group order (:class:`~..streams.GroupedLine`) over up to 256 entries,
   retrying in place (attempts kept in Redis); a new owner first claims everything the old
   one held, in stream order.
 
@@ -39,22 +39,22 @@ second, enqueues fail with ``queue_unavailable`` meanwhile and consumers resume 
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import orjson
 import trio
 
 from iii_trio.runtime.calls.errors import InvocationError
-from iii_trio.runtime.config.modules import QueueConfig, RedisQueueConfig
-from iii_trio.runtime.modules.queue import redis_layout as layout
-from iii_trio.runtime.modules.queue.jobs import Job
-from iii_trio.runtime.modules.queue.module import QueueModule, log, now_ms
-from iii_trio.runtime.modules.queue.redis_layout import (
+from iii_trio.runtime.clock import now_ms
+from iii_trio.runtime.modules.queue.adapters import redis_layout as layout
+from iii_trio.runtime.modules.queue.adapters.redis_layout import (
     QueueKeys,
     RedisJob,
     RedisStream,
@@ -63,7 +63,8 @@ from iii_trio.runtime.modules.queue.redis_layout import (
     message,
     text,
 )
-from iii_trio.runtime.modules.queue.redis_subscriptions import TopicSubscriptions
+from iii_trio.runtime.modules.queue.adapters.redis_subscriptions import TopicSubscriptions
+from iii_trio.runtime.modules.queue.jobs import Job
 from iii_trio.runtime.modules.queue.streams import Stream
 from iii_trio.runtime.modules.storage.redis import (
     Arg,
@@ -74,8 +75,9 @@ from iii_trio.runtime.modules.storage.redis import (
 )
 
 if TYPE_CHECKING:
-    from iii_trio.runtime.calls.registry import Binding
-    from iii_trio.runtime.engine import Engine
+    from iii_trio.runtime.modules.queue.adapters import QueueHost
+
+log = logging.getLogger("iii_trio.queue")
 
 MAX_JOBS_PER_STREAM = 100_000
 MAX_BACKLOG_PER_TOPIC = 10_000
@@ -90,39 +92,39 @@ TIDY_SECONDS = 300.0  # how often a stream's group drops consumers of engines lo
 GONE_CONSUMER_IDLE_MS = 3_600_000
 
 
-class RedisQueue(QueueModule):
-    adapter_name = "redis"
+class RedisAdapter:
+    name = "redis"
 
-    def __init__(self, engine: Engine, name: str, config: QueueConfig) -> None:
-        super().__init__(engine, name, config)
-        assert isinstance(config.adapter, RedisQueueConfig)
-        self.redis = ReconnectingRedis(
-            config.adapter.redis_url, name=name, on_reconnect=self._reconnected
-        )
+    def __init__(self, redis_url: str, host: QueueHost) -> None:
+        self.host = host
+        self.redis = ReconnectingRedis(redis_url, name=host.name, on_reconnect=self._reconnected)
         # One consumer name per engine process: no spaces (subscription members split on one).
-        host = socket.gethostname().replace(" ", "_")
-        self.consumer_name = f"{host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        machine = socket.gethostname().replace(" ", "_")
+        self.consumer_name = f"{machine}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.subscriptions = TopicSubscriptions(
             self.redis, self.consumer_name, released=self._wake, outage=self._outage
         )
         self._outage_logged = False
 
-    def _make_stream(self, queue: str, function_id: str, concurrency: int, fifo: bool) -> Stream:
+    def make_stream(self, queue: str, function_id: str, concurrency: int, fifo: bool) -> Stream:
         return RedisStream(queue, function_id, concurrency=concurrency, fifo=fifo)
 
+    # Introspection shows what this engine's consumers saw last (it must not wait for Redis).
+
+    def stream_info(self, stream: Stream) -> dict[str, Any]:
+        assert isinstance(stream, RedisStream)
+        return {
+            "in_redis": stream.depth,
+            "delayed": stream.delayed,
+            "owner": stream.owner if stream.fifo else None,
+        }
+
     def introspect(self) -> dict[str, Any]:
-        info = super().introspect()
         dlq: dict[str, int] = {}
-        for (queue, function_id), stream in self.streams.items():
+        for (queue, _), stream in self.host.streams.items():
             assert isinstance(stream, RedisStream)
-            info["streams"][f"{queue} -> {function_id}"] |= {
-                "in_redis": stream.depth,
-                "delayed": stream.delayed,
-                "owner": stream.owner if stream.fifo else None,
-            }
             dlq[queue] = stream.dead
-        # Last seen by this engine's consumers (introspection must not wait for Redis).
-        return info | {
+        return {
             "dlq": dlq,
             "consumer": self.consumer_name,
             "connected": self.redis.connected,
@@ -130,7 +132,8 @@ class RedisQueue(QueueModule):
             "subscriptions": len(self.subscriptions.registered),
         }
 
-    async def serve(self, task_status: trio.TaskStatus[Any]) -> None:
+    @asynccontextmanager
+    async def open(self) -> AsyncIterator[None]:
         # The connection outlives the consumers' shielded clean-up (handing jobs back).
         connection_scope = trio.CancelScope(shield=True)
 
@@ -141,19 +144,18 @@ class RedisQueue(QueueModule):
         async with trio.open_nursery() as outer:
             await outer.start(connection)
             try:
-                async with trio.open_nursery() as nursery:
-                    self._nursery = nursery
-                    nursery.start_soon(self.subscriptions.run)
-                    nursery.start_soon(self._watch_named_queues)
-                    task_status.started()
+                yield
             finally:
-                self._nursery = None
                 with trio.CancelScope(shield=True), trio.move_on_after(SETTLE_TIMEOUT):
                     try:
                         await self.subscriptions.withdraw_all()
                     except RedisError as exc:
                         log.warning("queue: cannot withdraw this engine's subscriptions (%s)", exc)
                 connection_scope.cancel()
+
+    def start(self, nursery: trio.Nursery) -> None:
+        nursery.start_soon(self.subscriptions.run)
+        nursery.start_soon(self._watch_named_queues)
 
     # --- Redis calls -------------------------------------------------------------------------
 
@@ -181,7 +183,7 @@ class RedisQueue(QueueModule):
 
     def _reconnected(self) -> None:
         self.subscriptions.forget_registrations()
-        for stream in self.streams.values():
+        for stream in self.host.streams.values():
             assert isinstance(stream, RedisStream)
             stream.wake.set()
 
@@ -192,23 +194,16 @@ class RedisQueue(QueueModule):
 
     # --- subscriptions (topic fan-out lives in Redis) ----------------------------------------
 
-    def subscribed(self, topic: str, binding: Binding) -> None:
-        super().subscribed(topic, binding)
-        self.subscriptions.add(topic, binding.function_id)
+    def subscribed(self, topic: str, function_id: str) -> None:
+        self.subscriptions.add(topic, function_id)
 
-    def unsubscribed(self, topic: str, binding: Binding) -> None:
-        super().unsubscribed(topic, binding)
-        if binding.function_id not in self.trigger.functions(topic):
-            self.subscriptions.remove(topic, binding.function_id)
+    def unsubscribed(self, topic: str, function_id: str) -> None:
+        self.subscriptions.remove(topic, function_id)
 
     # --- named queues: consumed where their function lives -----------------------------------
 
-    def _is_local(self, function_id: str) -> bool:
-        registry = self.engine.registry
-        return function_id in registry.functions or function_id in registry.engine_functions
-
     async def _watch_named_queues(self) -> None:
-        queues = sorted(self.named)
+        queues = sorted(self.host.named)
         while queues:
             try:
                 replies = await self.redis.execute_many(
@@ -221,26 +216,26 @@ class RedisQueue(QueueModule):
                 if isinstance(members, RedisError):
                     continue
                 for function_id in map(text, members):
-                    if self._is_local(function_id):
-                        self._start_consumer(self._stream_for(queue, function_id))
-                    elif (stream := self.streams.get((queue, function_id))) is not None:
-                        self._stop_consumer(stream)
+                    if self.host.has_function(function_id):
+                        self.host.start_consumer(self.host.stream_for(queue, function_id))
+                    elif (stream := self.host.streams.get((queue, function_id))) is not None:
+                        self.host.stop_consumer(stream)
             await trio.sleep(NAMED_SCAN_SECONDS)
 
     def _wake(self, queue: str, function_id: str | None = None) -> None:
-        for (q, f), stream in self.streams.items():
+        for (q, f), stream in self.host.streams.items():
             if q == queue and function_id in (None, f):
                 assert isinstance(stream, RedisStream)
                 stream.wake.set()
 
     # --- enqueueing --------------------------------------------------------------------------
 
-    async def _enqueue_topic(self, topic: str, message_id: str, data: Any) -> None:
+    async def enqueue_topic(self, topic: str, message_id: str, data: Any) -> None:
         try:
             await self.subscriptions.register_pending(topic)
         except RedisError as exc:
             raise InvocationError("queue_unavailable", f"Redis is unreachable: {exc}") from None
-        job = self._new_job(topic, "", message_id, data)
+        job = self.host.new_job(topic, "", message_id, data)
         keys = QueueKeys(topic)
         made = await self._call(
             layout.ENQUEUE_TOPIC,
@@ -250,20 +245,20 @@ class RedisQueue(QueueModule):
         if made:
             self._wake(topic)
 
-    async def _enqueue_job(self, job: Job) -> None:
+    async def enqueue_job(self, job: Job) -> None:
         keys = StreamKeys(job.queue, job.function_id)
         await self._call(
             layout.ENQUEUE_NAMED,
             [keys.jobs, keys.delayed, QueueKeys(job.queue).functions],
             [message(job), job.function_id, MAX_JOBS_PER_STREAM],
         )
-        if self._is_local(job.function_id):
-            self._start_consumer(self._stream_for(job.queue, job.function_id))
+        if self.host.has_function(job.function_id):
+            self.host.start_consumer(self.host.stream_for(job.queue, job.function_id))
             self._wake(job.queue, job.function_id)
 
     # --- consuming ---------------------------------------------------------------------------
 
-    def _stream_tasks(self, stream: Stream, nursery: trio.Nursery) -> None:
+    def stream_tasks(self, stream: Stream, nursery: trio.Nursery) -> None:
         assert isinstance(stream, RedisStream)
         if stream.fifo:
             nursery.start_soon(self._feed_fifo, stream, nursery)
@@ -294,19 +289,19 @@ class RedisQueue(QueueModule):
                 await self._settle(layout.ACK, [keys.jobs, keys.attempts], [text(entry[0])])
                 continue
             stream.held[job.entry_id] = job
-            stream.push(job, trio.current_time(), next(self._order))
+            stream.push(job, trio.current_time(), self.host.next_order())
         return len(entries), int(wait_ms)
 
     async def _feed(self, stream: RedisStream) -> None:
         """Keep a concurrent stream's free slots filled from Redis."""
-        poll = self.poll_interval(stream.queue)
+        poll = self.host.poll_interval(stream.queue)
         while True:
             stream.wake = trio.Event()  # before the fetch: a wake meanwhile is not lost
             room = stream.concurrency - len(stream.held)
             timeout = math.inf  # full: wait until a job settles
             if room > 0:
                 try:
-                    seen, due_ms = await self._fetch(stream, room, self.lease_ms())
+                    seen, due_ms = await self._fetch(stream, room, self.host.lease_ms())
                 except RedisError as exc:
                     self._outage(exc)
                     timeout = self.redis.retry_seconds
@@ -318,7 +313,7 @@ class RedisQueue(QueueModule):
                 await stream.wake.wait()
 
     async def _renew_leases(self, stream: RedisStream) -> None:
-        every = self.lease_ms() / 3000
+        every = self.host.lease_ms() / 3000
         while True:
             await trio.sleep(every)
             if stream.held:
@@ -356,8 +351,8 @@ class RedisQueue(QueueModule):
     async def _feed_fifo(self, stream: RedisStream, nursery: trio.Nursery) -> None:
         """Own the stream, then keep up to FIFO_LOOKAHEAD of its entries here, the ones a
         previous owner left first."""
-        ttl = self.lease_ms()
-        poll = self.poll_interval(stream.queue)
+        ttl = self.host.lease_ms()
+        poll = self.host.poll_interval(stream.queue)
         while not stream.owner:
             try:
                 stream.owner = bool(
@@ -397,11 +392,11 @@ class RedisQueue(QueueModule):
                 continue
             if not kept:
                 log.warning("queue %s: lost FIFO ownership; starting over", stream.queue)
-                self._stop_consumer(stream)
-                self._start_consumer(stream)
+                self.host.stop_consumer(stream)
+                self.host.start_consumer(stream)
                 return
 
-    async def _consumer_stopped(self, stream: Stream) -> None:
+    async def consumer_stopped(self, stream: Stream) -> None:
         assert isinstance(stream, RedisStream)
         ids = list(stream.held)
         stream.held.clear()
@@ -429,17 +424,17 @@ class RedisQueue(QueueModule):
         stream.wake.set()  # a slot is free
         return stream, job
 
-    async def _succeeded(self, stream: Stream, job: Job) -> None:
+    async def succeeded(self, stream: Stream, job: Job) -> None:
         stream, job = self._settled(stream, job)
         await self._settle(layout.ACK, [stream.keys.jobs, stream.keys.attempts], [job.entry_id])
 
-    async def _retry_later(self, stream: Stream, job: Job, delay: float) -> None:
+    async def retry_later(self, stream: Stream, job: Job, delay: float) -> None:
         stream, job = self._settled(stream, job)
         member = b"%d %s" % (job.attempts_made, message(job))
         keys = [stream.keys.jobs, stream.keys.delayed]
         await self._settle(layout.RETRY, keys, [job.entry_id, member, int(delay * 1000)])
 
-    async def _failed_in_place(self, stream: Stream, job: Job) -> None:
+    async def failed_in_place(self, stream: Stream, job: Job) -> None:
         assert isinstance(stream, RedisStream)
         assert isinstance(job, RedisJob)
         with trio.move_on_after(SETTLE_TIMEOUT):
@@ -450,7 +445,7 @@ class RedisQueue(QueueModule):
             except RedisError as exc:
                 log.warning("queue %s: cannot record an attempt (%s)", stream.queue, exc)
 
-    async def _dead_lettered(self, stream: Stream, job: Job) -> None:
+    async def dead_lettered(self, stream: Stream, job: Job) -> None:
         stream, job = self._settled(stream, job)
         queue = QueueKeys(job.queue)
         entry = {
@@ -474,12 +469,12 @@ class RedisQueue(QueueModule):
         if evicted:
             log.warning("queue %s: DLQ full, %s oldest dead letter(s) dropped", job.queue, evicted)
 
-    def _abandoned(self, stream: Stream, job: Job) -> None:
+    def abandoned(self, stream: Stream, job: Job) -> None:
         pass  # still held: the consumer's clean-up hands it back
 
     # --- dead letters ------------------------------------------------------------------------
 
-    async def _dead_letters(self, queue: str) -> list[Job]:
+    async def dead_letters(self, queue: str) -> list[Job]:
         keys = QueueKeys(queue)
         try:
             fields = await self.redis.execute("ZRANGE", keys.dlq_order, 0, -1)
@@ -494,7 +489,7 @@ class RedisQueue(QueueModule):
             jobs.append(Job(**entry["job"], error=entry["error"], failed_at=entry["failed_at"]))
         return jobs
 
-    async def _redrive(self, queue: str, message_id: str | None) -> int:
+    async def redrive(self, queue: str, message_id: str | None) -> int:
         keys = QueueKeys(queue)
         try:
             flat = await self.redis.execute("HGETALL", keys.dlq)
@@ -525,7 +520,7 @@ class RedisQueue(QueueModule):
         if failures:
             raise failures[0]
         for target in set(targets):
-            if queue in self.named and self._is_local(target[1]):
-                self._start_consumer(self._stream_for(*target))
+            if queue in self.host.named and self.host.has_function(target[1]):
+                self.host.start_consumer(self.host.stream_for(*target))
             self._wake(*target)
         return sum(1 for reply in replies if reply == 1)

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+import attrs
 import orjson
 import trio
 
-from iii_trio.runtime.calls.errors import TriggerConfigError
+from iii_trio.runtime.calls import inputs
 from iii_trio.runtime.calls.invocation import CallContext, LocalHandler
-from iii_trio.runtime.config.modules import PubSubConfig, RedisAdapterConfig
-from iii_trio.runtime.modules.base import EngineModule, required_topic
+from iii_trio.runtime.modules.base import EngineModule, TopicMessage
+from iii_trio.runtime.modules.pubsub.config import PubSubConfig
+from iii_trio.runtime.modules.storage.config import RedisAdapterConfig
 from iii_trio.runtime.modules.storage.redis import (
     ReconnectingRedis,
     RedisConnectionError,
@@ -31,7 +33,7 @@ from iii_trio.runtime.modules.storage.redis import (
 if TYPE_CHECKING:
     from iii_trio.runtime.calls.registry import Binding, EngineTriggerType
     from iii_trio.runtime.config.loading import ModuleEntry
-    from iii_trio.runtime.engine import Engine
+    from iii_trio.runtime.modules.context import ModuleContext
 
 log = logging.getLogger("iii_trio.pubsub")
 
@@ -39,11 +41,23 @@ log = logging.getLogger("iii_trio.pubsub")
 REDIS_RETRY_SECONDS = 1.0
 
 
-def create(engine: Engine, entry: ModuleEntry) -> PubSubModule:
+def create(ctx: ModuleContext, entry: ModuleEntry) -> PubSubModule:
     assert isinstance(entry.config, PubSubConfig)
     adapter = entry.config.adapter
     redis_url = adapter.redis_url if isinstance(adapter, RedisAdapterConfig) else None
-    return PubSubModule(engine, entry.kind, redis_url)
+    return PubSubModule(ctx, redis_url)
+
+
+@attrs.frozen(kw_only=True)
+class SubscribeTriggerConfig:
+    """A ``subscribe`` binding: ``{topic}`` (any other config lacks the topic)."""
+
+    RULES: ClassVar[inputs.Rules] = inputs.Rules(accepts="anything")
+    topic: str = inputs.field(
+        missing="subscribe trigger needs a non-empty string 'topic'",
+        wrong="subscribe trigger needs a non-empty string 'topic'",
+        blank_is_missing=True,
+    )
 
 
 class SubscribeTrigger:
@@ -57,10 +71,7 @@ class SubscribeTrigger:
         self._changed = on_topics_changed
 
     def bind(self, binding: Binding) -> None:
-        config = binding.config
-        topic = config.get("topic") if isinstance(config, dict) else None
-        if not isinstance(topic, str) or not topic:
-            raise TriggerConfigError("subscribe trigger needs a non-empty string 'topic'")
+        topic = inputs.structure_config(binding.config, SubscribeTriggerConfig).topic
         bindings = self.topics.setdefault(topic, [])
         bindings.append(binding)
         if len(bindings) == 1:
@@ -76,8 +87,8 @@ class SubscribeTrigger:
 
 
 class PubSubModule(EngineModule):
-    def __init__(self, engine: Engine, name: str, redis_url: str | None) -> None:
-        super().__init__(engine, name)
+    def __init__(self, ctx: ModuleContext, redis_url: str | None) -> None:
+        super().__init__(ctx)
         self.redis_url = redis_url
         self.trigger = SubscribeTrigger(self._topics_changed)
         self._redis: ReconnectingRedis | None = None
@@ -117,8 +128,8 @@ class PubSubModule(EngineModule):
                 await trio.sleep(REDIS_RETRY_SECONDS)
 
     async def publish(self, data: Any, ctx: CallContext) -> Any:
-        topic = required_topic("publish", data)
-        message = data.get("data")
+        published = inputs.structure("publish", data, TopicMessage)
+        topic, message = published.topic, published.data
         self.published += 1
         if self._redis is not None:
             await self._redis.execute("PUBLISH", topic, orjson.dumps(message))
@@ -129,7 +140,7 @@ class PubSubModule(EngineModule):
     def _deliver(self, topic: str, message: Any) -> None:
         for binding in list(self.trigger.topics.get(topic, ())):
             self.delivered += 1
-            self.engine.router.fire(binding.function_id, message, caller_module="pubsub")
+            self.ctx.fire(binding.function_id, message)
 
     # --- Redis: one subscription connection following the set of bound topics ---------------
 

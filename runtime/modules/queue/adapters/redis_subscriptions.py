@@ -1,5 +1,5 @@
 """Which functions this engine consumes from which topic, announced in Redis, where the
-enqueue script fans messages out (see :mod:`.redis_adapter`).
+enqueue script fans messages out (see :mod:`.redis`).
 
 Each (topic, function) bound here is a member ``<engine> <function id>`` of the topic's
 ``subs`` sorted set, scored with its expiry: renewed every TTL / 3, so the members of an
@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 import trio
 
-from iii_trio.runtime.modules.queue import redis_layout as layout
+from iii_trio.runtime.modules.queue.adapters import redis_layout as layout
 from iii_trio.runtime.modules.storage.redis import Arg, ReconnectingRedis, RedisError
 
 TTL_MS = 15_000

@@ -20,35 +20,37 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+import attrs
 import trio
 from croniter import croniter
 
-from iii_trio.runtime.calls import tracing
+from iii_trio.runtime.calls import inputs
 from iii_trio.runtime.calls.errors import TriggerConfigError
-from iii_trio.runtime.config.modules import CronConfig, KvCronConfig, RedisAdapterConfig
 from iii_trio.runtime.modules.base import EngineModule
+from iii_trio.runtime.modules.cron.config import CronConfig, KvCronConfig
+from iii_trio.runtime.modules.storage.config import RedisAdapterConfig
 from iii_trio.runtime.modules.storage.redis import ReconnectingRedis, RedisError, open_reconnecting
 
 if TYPE_CHECKING:
     from iii_trio.runtime.calls.registry import Binding, EngineTriggerType
     from iii_trio.runtime.config.loading import ModuleEntry
-    from iii_trio.runtime.engine import Engine
+    from iii_trio.runtime.modules.context import ModuleContext
 
 log = logging.getLogger("iii_trio.cron")
 
 REDIS_LOCK_TTL_MS = 30_000
 
 
-def create(engine: Engine, entry: ModuleEntry) -> CronModule:
+def create(ctx: ModuleContext, entry: ModuleEntry) -> CronModule:
     assert isinstance(entry.config, CronConfig)
     adapter = entry.config.adapter
     if isinstance(adapter, RedisAdapterConfig):
-        return CronModule(engine, entry.kind, redis_url=adapter.redis_url)
+        return CronModule(ctx, redis_url=adapter.redis_url)
     # KvCronAdapter: the in-process lock needs no TTL (its lock_ttl_ms has no effect here).
     assert isinstance(adapter, KvCronConfig)
-    return CronModule(engine, entry.kind)
+    return CronModule(ctx)
 
 
 def schedule(expression: str) -> Callable[[float], float]:
@@ -73,6 +75,22 @@ def iso(seconds: float, *, millis: bool) -> str:
     return text.replace("+00:00", "Z")
 
 
+@attrs.frozen(kw_only=True)
+class CronTriggerConfig:
+    """A ``cron`` binding: ``{expression, condition_function_id?}``."""
+
+    RULES: ClassVar[inputs.Rules] = inputs.Rules(
+        not_object="cron trigger config must be an object with 'expression'",
+        wrong="cron trigger '{key}' must be a string",
+    )
+    expression: str = inputs.field(
+        missing="Cron expression is required",
+        wrong="Cron expression must be a string",
+        blank_is_missing=True,
+    )
+    condition_function_id: str | None = None
+
+
 class CronTrigger:
     """The ``cron`` trigger type: config ``{expression, condition_function_id?}``."""
 
@@ -84,18 +102,8 @@ class CronTrigger:
         self.jobs: dict[Binding, trio.CancelScope] = {}
 
     def bind(self, binding: Binding) -> None:
-        config = binding.config
-        if not isinstance(config, dict):
-            raise TriggerConfigError("cron trigger config must be an object with 'expression'")
-        expression = config.get("expression")
-        if expression is None or expression == "":
-            raise TriggerConfigError("Cron expression is required")
-        if not isinstance(expression, str):
-            raise TriggerConfigError("Cron expression must be a string")
-        condition = config.get("condition_function_id")
-        if condition is not None and not isinstance(condition, str):
-            raise TriggerConfigError("cron trigger 'condition_function_id' must be a string")
-        next_after = schedule(expression)
+        config = inputs.structure_config(binding.config, CronTriggerConfig)
+        next_after = schedule(config.expression)
         self.jobs[binding] = self.module.start_job(binding, next_after)
 
     def unbind(self, binding: Binding) -> None:
@@ -105,8 +113,8 @@ class CronTrigger:
 
 
 class CronModule(EngineModule):
-    def __init__(self, engine: Engine, name: str, *, redis_url: str | None = None) -> None:
-        super().__init__(engine, name)
+    def __init__(self, ctx: ModuleContext, *, redis_url: str | None = None) -> None:
+        super().__init__(ctx)
         self.redis_url = redis_url
         self.trigger = CronTrigger(self)
         # Wall-clock seconds; tests tie it to trio's (autojump) clock.
@@ -180,9 +188,9 @@ class CronModule(EngineModule):
             "scheduled_time": iso(scheduled, millis=False),
             "actual_time": iso(self.clock(), millis=True),
         }
-        if self.engine.observer is None:
+        if self.ctx.observer is None:
             await self.fire_binding(binding, payload)
             return
         attributes = {"iii.cron.job_id": binding.id, "iii.function_id": binding.function_id}
-        with tracing.span(self.engine, f"cron {binding.id}", attributes=attributes):
+        with self.ctx.span(f"cron {binding.id}", attributes=attributes):
             await self.fire_binding(binding, payload)

@@ -1,4 +1,4 @@
-"""How the queue's RedisAdapter lays jobs out in Redis (see :mod:`.redis_adapter`): key
+"""How the queue's RedisAdapter lays jobs out in Redis (see :mod:`.redis`): key
 names, the Lua scripts that change them, and the encoding of a job in its stream entry.
 
 Every step that touches more than one key runs as one script, so engines sharing a Redis

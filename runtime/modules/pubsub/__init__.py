@@ -1,0 +1,23 @@
+"""PubSubModule (``modules::pubsub::PubSubModule``, ``iii-pubsub``): ``publish`` and the
+``subscribe`` trigger, in process or over Redis (:mod:`.module`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from iii_trio.runtime.modules.kind import ModuleKind
+from iii_trio.runtime.modules.pubsub.config import CHOICE
+
+if TYPE_CHECKING:
+    from iii_trio.runtime.config.loading import ModuleEntry
+    from iii_trio.runtime.modules.base import EngineModule
+    from iii_trio.runtime.modules.context import ModuleContext
+
+
+def _create(ctx: ModuleContext, entry: ModuleEntry) -> EngineModule:
+    from iii_trio.runtime.modules.pubsub import module  # imported only when configured
+
+    return module.create(ctx, entry)
+
+
+KIND = ModuleKind(CHOICE, _create, trigger_types=("subscribe",))

@@ -1,0 +1,96 @@
+"""The builtin adapter's durable store (spec/modules.md §6.5): jobs (waiting or
+dead-lettered) and topic backlogs.
+
+With ``file_based`` every change is written through to SQLite (a
+:class:`~iii_trio.runtime.modules.storage.sqlite.SqliteDatabase`) before the caller is
+answered, so an acknowledged enqueue survives a crash, and a job that was being delivered at
+the crash is simply waiting again after the restart (at least once). With ``in_memory`` the
+store keeps nothing: the adapter's own lists are all there is.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import orjson
+
+from iii_trio.runtime.modules.queue.jobs import Job
+from iii_trio.runtime.modules.storage.sqlite import SqliteDatabase
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, body TEXT NOT NULL, dead INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS backlog (message_id TEXT PRIMARY KEY, topic TEXT NOT NULL,
+                                    data TEXT NOT NULL);
+"""
+
+
+def _body(job: Job) -> str:
+    return orjson.dumps(attrs.asdict(job)).decode()
+
+
+class JobStore:
+    """Written through to SQLite (``db``), or in memory only (``db`` None)."""
+
+    def __init__(self, db: SqliteDatabase | None) -> None:
+        self._db = db
+
+    @classmethod
+    async def open(cls, file_path: str | None) -> JobStore:
+        """The store of the database at ``file_path``; in memory only when None."""
+        return cls(None if file_path is None else await SqliteDatabase.open(file_path, SCHEMA))
+
+    async def _write(self, operation: Callable[[sqlite3.Connection], Any]) -> None:
+        if self._db is not None:
+            await self._db.transaction(operation)
+
+    async def save(self, *jobs: Job) -> None:
+        rows = [(job.id, _body(job), int(job.error is not None)) for job in jobs]
+        await self._write(
+            lambda db: db.executemany(
+                "INSERT OR REPLACE INTO jobs (id, body, dead) VALUES (?, ?, ?)", rows
+            )
+        )
+
+    async def delete(self, job: Job) -> None:
+        await self._write(lambda db: db.execute("DELETE FROM jobs WHERE id = ?", (job.id,)))
+
+    async def hold(self, topic: str, message_id: str, data: Any) -> None:
+        row = (message_id, topic, orjson.dumps(data).decode())
+        await self._write(lambda db: db.execute("INSERT INTO backlog VALUES (?, ?, ?)", row))
+
+    async def release_backlog(self, topic: str, jobs: list[Job]) -> None:
+        """Replace the topic's held messages by the jobs made from them, in one commit."""
+        rows = [(job.id, _body(job), 0) for job in jobs]
+
+        def operation(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM backlog WHERE topic = ?", (topic,))
+            db.executemany("INSERT INTO jobs (id, body, dead) VALUES (?, ?, ?)", rows)
+
+        await self._write(operation)
+
+    async def load(self) -> tuple[list[Job], list[tuple[str, str, Any]]]:
+        """Every stored job, and the backlog as (topic, message_id, data), oldest first."""
+        if self._db is None:
+            return [], []
+
+        def read(db: sqlite3.Connection) -> tuple[list[Job], list[tuple[str, str, Any]]]:
+            jobs = [
+                Job(**orjson.loads(body))
+                for (body,) in db.execute("SELECT body FROM jobs ORDER BY rowid")
+            ]
+            backlog = [
+                (topic, message_id, orjson.loads(data))
+                for topic, message_id, data in db.execute(
+                    "SELECT topic, message_id, data FROM backlog ORDER BY rowid"
+                )
+            ]
+            return jobs, backlog
+
+        return await self._db.read(read)
+
+    async def aclose(self) -> None:
+        if self._db is not None:
+            await self._db.aclose()
