@@ -3,7 +3,7 @@ PY      := .venv/bin/python
 STAMP   := .venv/.installed
 PYSRC   := actors runtime sdk iii_trio
 
-.PHONY: setup serve test soak lint typecheck sdks services examples-deps compat bench bench-deps clean
+.PHONY: setup serve test check soak lint typecheck sdks services examples-deps compat bench bench-deps clean
 
 setup: $(STAMP) .typecheck/iii_trio
 
@@ -51,6 +51,11 @@ typecheck: setup
 
 test: setup sdks services examples-deps lint typecheck
 	.venv/bin/pytest
+
+# Lint, types and the fast tests: every test that starts no other OS process (the others are
+# marked slow, tests/conftest.py); under 2 minutes, and needs neither the SDKs nor redis.
+check: setup lint typecheck
+	.venv/bin/pytest -q -p no:cacheprovider -m "not slow"
 
 # The reliability suite's long run (docs/reliability.md): the soak for an hour and the fuzzers
 # with 20 times their examples. Both knobs can be set: make soak RELIABILITY_SOAK_SECONDS=600

@@ -7,9 +7,12 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow  # builds the wheel and imports it in a fresh interpreter
 def test_wheel_contains_every_package_under_iii_trio(tmp_path: Path) -> None:
     subprocess.run(
         [

@@ -76,7 +76,7 @@ async def start_served_engine(
         while f":{port}" not in served.log_text():
             if process.poll() is not None:
                 break
-            await trio.sleep(0.05)
+            await trio.sleep(0.05)  # real time: the engine process is starting
         else:
             return served
     if process.poll() is None:

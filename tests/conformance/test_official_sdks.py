@@ -17,7 +17,8 @@ import trio
 from iii_trio.runtime.engine import Engine
 from iii_trio.sdk import III, InvocationError
 from tests.conformance.harness import SDKS, SdkWorker, sdk_worker
-from tests.conftest import worker_url
+from tests.support.engine import worker_url
+from tests.support.waiting import wait_until
 
 # Cross-SDK pairs of the spec (A3), each tested in both directions.
 PAIRS = [("N3", "P4"), ("N11", "P11"), ("N22", "P25"), ("N3", "P25")]
@@ -27,9 +28,11 @@ STACKTRACE_SDKS = {"P11", "P25", "N11", "N22", "trio"}
 
 async def wait_for_functions(engine: Engine, *function_ids: str) -> None:
     # Real time: the SDK processes register on their own schedule.
-    with trio.fail_after(60):
-        while not all(f in engine.registry.functions for f in function_ids):
-            await trio.sleep(0.02)
+    await wait_until(
+        lambda: all(f in engine.registry.functions for f in function_ids),
+        what=f"the SDKs register {', '.join(function_ids)}",
+        timeout=60,
+    )
 
 
 def prefix(label: str) -> str:
@@ -100,10 +103,12 @@ async def test_void_runs_the_target_exactly_once(pair: dict[str, SdkWorker]) -> 
         reply = await caller.request("void", function_id=f"{prefix(target)}::count", data={})
         assert reply["ok"], reply
         assert reply["result"] is None
-        with trio.fail_after(10):
-            while (await caller.call(f"{prefix(target)}::read_count", {}))["result"]["count"] == 0:
-                await trio.sleep(0.02)
-        await trio.sleep(0.2)  # a second, wrong delivery would show up by now
+
+        async def counted(caller: SdkWorker = caller, target: str = target) -> bool:
+            return bool((await caller.call(f"{prefix(target)}::read_count", {}))["result"]["count"])
+
+        await wait_until(counted, what="the target counts the void call")
+        await trio.sleep(0.2)  # real time (SDK processes): a wrong second delivery shows by now
         assert (await caller.call(f"{prefix(target)}::read_count", {}))["result"] == {"count": 1}
 
 
@@ -117,13 +122,15 @@ async def test_missing_data_is_delivered_as_null(pair: dict[str, SdkWorker]) -> 
 async def test_worker_rows_and_function_rows(pair: dict[str, SdkWorker]) -> None:
     for caller_label, caller, target in directions(pair):
         # The metadata call is void and may land after the registrations (spec §3.3).
-        with trio.fail_after(20):
-            while True:
-                workers = (await caller.call("engine::workers::list", {}))["result"]["workers"]
-                rows = {row["name"]: row for row in workers}
-                if prefix(target) in rows:
-                    break
-                await trio.sleep(0.05)
+
+        async def target_row(caller: SdkWorker = caller, target: str = target) -> Any:
+            workers = (await caller.call("engine::workers::list", {}))["result"]["workers"]
+            rows = {row["name"]: row for row in workers}
+            return (workers, rows) if prefix(target) in rows else None
+
+        workers, rows = await wait_until(
+            target_row, what="the target's worker row", timeout=20, interval=0.05
+        )
         # A13: telemetry sockets (N3's second "/" socket, /otel) never become worker rows.
         assert len(workers) == 2, workers
         family, version = SDKS[target]

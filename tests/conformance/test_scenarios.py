@@ -12,7 +12,8 @@ from iii_trio.runtime.engine import Engine
 from iii_trio.runtime.modules.queue.config import NamedQueueConfig, QueueConfig
 from tests.conformance.harness import sdk_worker
 from tests.conformance.test_official_sdks import prefix, wait_for_functions
-from tests.conftest import StartEngine, worker_url
+from tests.support.engine import StartEngine, worker_url
+from tests.support.waiting import wait_until
 
 NEWEST = [("P25", "N22"), ("N22", "P25")]
 
@@ -34,7 +35,7 @@ async def test_client_timeout_then_the_next_call_succeeds(
         again = await caller.call(f"{target}::echo", {"after": "timeout"})
         assert again["ok"]
         assert again["result"]["after"] == "timeout"
-        await trio.sleep(1.5)  # the late result reaches the engine and is dropped quietly
+        await trio.sleep(1.5)  # real time (SDK processes): the late result is dropped quietly
         assert (await caller.call(f"{target}::echo", 1))["result"] == 1
 
 
@@ -57,8 +58,7 @@ async def test_target_killed_mid_call_stops_the_call_at_once(
             with trio.fail_after(10):  # long before the 20 s handler or the 30 s timeout
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(slow_call)
-                    while not engine.router.live:
-                        await trio.sleep(0.01)
+                    await wait_until(lambda: engine.router.live, what="the call is in flight")
                     target.process.kill()
         reply = replies[0]
         assert not reply["ok"]
@@ -78,7 +78,7 @@ async def test_engine_restart_sdks_reconnect_and_replay(
         async with sdk_worker(label, url, prefix(label), tmp_path) as worker:
             await wait_for_functions(first, f"{prefix(label)}::echo")
             first_nursery.cancel_scope.cancel()  # every connection closes with 1012
-            await trio.sleep(0.2)
+            await trio.sleep(0.2)  # real time: the SDK process sees the close before the restart
             config = EngineConfig(port=port, host="127.0.0.1")
             second: Engine = await nursery.start(Engine(config).run)
             await wait_for_functions(second, f"{prefix(label)}::echo")  # replayed, no user code
@@ -188,9 +188,12 @@ async def test_enqueue_to_a_configured_queue_runs_the_target_afterwards(
         )
         assert reply["ok"], reply
         assert set(reply["result"]) == {"messageReceiptId"}
-        with trio.fail_after(10):  # the target runs afterwards, through the queue
-            while (await worker.call(f"{name}::read_count", {}))["result"]["count"] != 1:
-                await trio.sleep(0.05)
+
+        async def counted() -> bool:
+            return bool((await worker.call(f"{name}::read_count", {}))["result"]["count"] == 1)
+
+        # The target runs afterwards, through the queue.
+        await wait_until(counted, what="the queued call runs the target", interval=0.05)
         unconfigured = await worker.request(
             "enqueue", function_id=f"{name}::count", data={}, queue="nope"
         )
@@ -205,7 +208,7 @@ async def test_functions_available_callback_sees_a_late_function(
     async with sdk_worker(label, url, prefix(label), tmp_path) as watcher:
         await wait_for_functions(engine, f"{prefix(label)}::echo")
         assert (await watcher.request("on_functions_available"))["ok"]
-        await trio.sleep(1)  # the binding is in place before the late worker arrives
+        await trio.sleep(1)  # real time (SDK process): its binding is in place before the late one
         async with sdk_worker("N22", url, "late", tmp_path):
             with trio.fail_after(10):  # spec: within about 5 s
                 while True:
@@ -226,7 +229,7 @@ async def test_keepalive_across_70_seconds_idle(engine: Engine, tmp_path: Path) 
     ):
         await wait_for_functions(engine, "n22::echo", "p25::echo", "p4::echo")
         connections = set(engine.connections)
-        await trio.sleep(70)
+        await trio.sleep(70)  # real time: the SDK processes' keepalive timers
         assert set(engine.connections) == connections  # nobody reconnected
         for worker, target in ((n22, "p25"), (p25, "p4"), (p4, "n22")):
             reply = await worker.call(f"{target}::echo", {"still": "here"})

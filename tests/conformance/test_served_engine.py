@@ -19,6 +19,7 @@ import trio
 
 from tests.conformance.conftest import ServedEngine
 from tests.conformance.harness import SDKS, SdkWorker, sdk_worker
+from tests.support.waiting import wait_until
 
 PAIRS = [("P25", "N22")]
 DIRECTED = [*PAIRS, *[(target, caller) for caller, target in PAIRS]]
@@ -40,28 +41,32 @@ class Pair:
 
 async def wait_until_listed(worker: SdkWorker, *function_ids: str, timeout: float = 20) -> None:
     """Registrations are fire-and-forget in every SDK: poll the engine's list through one."""
-    with trio.fail_after(timeout):
-        while True:
-            reply = await worker.request("list_functions")
-            assert reply["ok"], reply
-            listed = {row["function_id"] for row in reply["result"]["functions"]}
-            if set(function_ids) <= listed:
-                return
-            await trio.sleep(0.05)
+
+    async def listed() -> bool:
+        reply = await worker.request("list_functions")
+        assert reply["ok"], reply
+        return set(function_ids) <= {row["function_id"] for row in reply["result"]["functions"]}
+
+    what = f"{', '.join(function_ids)} listed"
+    await wait_until(listed, what=what, timeout=timeout, interval=0.05)
 
 
 async def worker_row(worker: SdkWorker, name: str, timeout: float = 20) -> dict[str, Any]:
     """``name``'s row in engine::workers::list (the metadata call is void: it may lag)."""
-    with trio.fail_after(timeout):
-        while True:
-            reply = await worker.request("list_workers")
-            assert reply["ok"], reply
-            rows = [row for row in reply["result"]["workers"] if row.get("name") == name]
-            if rows and rows[0].get("runtime"):
-                assert len(rows) == 1, rows
-                row: dict[str, Any] = rows[0]
-                return row
-            await trio.sleep(0.05)
+
+    async def described() -> dict[str, Any] | None:
+        reply = await worker.request("list_workers")
+        assert reply["ok"], reply
+        rows = [row for row in reply["result"]["workers"] if row.get("name") == name]
+        if rows and rows[0].get("runtime"):
+            assert len(rows) == 1, rows
+            row: dict[str, Any] = rows[0]
+            return row
+        return None
+
+    what = f"{name}'s row has its runtime"
+    row: dict[str, Any] = await wait_until(described, what=what, timeout=timeout, interval=0.05)
+    return row
 
 
 @pytest.fixture(params=DIRECTED, ids=[f"{a}->{b}" for a, b in DIRECTED])
@@ -107,10 +112,13 @@ async def test_worker_rows_name_the_sdk(pair: Pair) -> None:
     assert UUID.match(row["id"]), row
     assert row["runtime"] == target.runtime
     assert row["version"] == target.version
-    with trio.fail_after(20):
-        while "target::echo" not in row.get("functions", []):
-            await trio.sleep(0.05)
-            row = await worker_row(pair.caller, "target")
+
+    async def lists_echo() -> bool:
+        row = await worker_row(pair.caller, "target")
+        return "target::echo" in row.get("functions", [])
+
+    if "target::echo" not in row.get("functions", []):
+        await wait_until(lists_echo, what="the row lists target::echo", timeout=20, interval=0.05)
 
 
 async def test_void_runs_the_target_once_and_answers_nothing(pair: Pair) -> None:
@@ -122,10 +130,11 @@ async def test_void_runs_the_target_once_and_answers_nothing(pair: Pair) -> None
     assert reply["ok"], reply
     assert reply["result"] is None  # the SDK returns at once, with nothing
 
-    with trio.fail_after(10):
-        while (await pair.caller.call("target::read_count", {}))["result"]["count"] == 0:
-            await trio.sleep(0.05)
-    await trio.sleep(0.5)  # a second delivery would have landed by now
+    async def counted() -> bool:
+        return bool((await pair.caller.call("target::read_count", {}))["result"]["count"])
+
+    await wait_until(counted, what="the target counts the void call", interval=0.05)
+    await trio.sleep(0.5)  # real time (SDK processes): a second delivery would have landed
     assert (await pair.caller.call("target::read_count", {}))["result"] == {"count": 1}
     # The caller is still in a clean state: an ordinary call right after works.
     assert (await pair.caller.call("target::read_count", {}))["ok"]
@@ -165,12 +174,12 @@ async def test_an_unregistered_function_is_gone(pair: Pair) -> None:
     assert (await pair.caller.call("target::echo", 1))["ok"]
 
     assert (await pair.target.request("unregister_function", id="target::echo"))["ok"]
-    with trio.fail_after(10):
-        while True:
-            reply = await pair.caller.call("target::echo", 1, timeout_ms=2000)
-            if not reply["ok"]:
-                break
-            await trio.sleep(0.05)
+
+    async def refused() -> Any:
+        reply = await pair.caller.call("target::echo", 1, timeout_ms=2000)
+        return None if reply["ok"] else reply
+
+    reply = await wait_until(refused, what="calls to target::echo fail", interval=0.05)
     assert reply["error"]["code"] == "function_not_found"
 
 
@@ -213,15 +222,14 @@ async def test_a_stopped_worker_leaves_the_engine(pair: Pair) -> None:
     await pair.target.stop()
     assert pair.target.process.returncode == 0, pair.target.log_tail()
 
-    with trio.fail_after(10):
-        while True:
-            functions = (await pair.caller.request("list_functions"))["result"]["functions"]
-            workers = (await pair.caller.request("list_workers"))["result"]["workers"]
-            if "target::echo" not in {row["function_id"] for row in functions} and "target" not in {
-                row.get("name") for row in workers
-            }:
-                break
-            await trio.sleep(0.05)
+    async def gone() -> bool:
+        functions = (await pair.caller.request("list_functions"))["result"]["functions"]
+        workers = (await pair.caller.request("list_workers"))["result"]["workers"]
+        return "target::echo" not in {row["function_id"] for row in functions} and (
+            "target" not in {row.get("name") for row in workers}
+        )
+
+    await wait_until(gone, what="the target's function and row are gone", interval=0.05)
     with trio.fail_after(1.5):
         reply = await pair.caller.call("target::echo", 1, timeout_ms=2000)
     assert reply["error"]["code"] == "function_not_found"

@@ -21,7 +21,8 @@ from iii_trio.sdk import III, InvocationError, InvocationTimeout
 from iii_trio.sdk.client import Binding
 from tests.conformance.harness import SDKS, SdkWorker, sdk_worker
 from tests.conformance.test_official_sdks import prefix, wait_for_functions
-from tests.conftest import worker_url
+from tests.support.engine import worker_url
+from tests.support.waiting import wait_until
 
 LABELS = list(SDKS)
 
@@ -59,7 +60,7 @@ async def trio_side(engine: Engine) -> AsyncIterator[TrioSide]:
 
     @iii.function(id="trio::sleepy")
     async def sleepy(data: Any) -> Any:
-        await trio.sleep(data["sleep_ms"] / 1000)
+        await trio.sleep(data["sleep_ms"] / 1000)  # real time: official SDK processes call it
         return data
 
     iii.register_trigger_type("trio-topic", recorder, description="topics the trio side fires")
@@ -77,12 +78,6 @@ async def official(
         yield label, worker
 
 
-async def poll(check: Any, timeout: float = 10) -> None:
-    with trio.fail_after(timeout):
-        while not await check():
-            await trio.sleep(0.02)
-
-
 async def test_void_both_ways(trio_side: TrioSide, official: tuple[str, SdkWorker]) -> None:
     label, worker = official
     name = prefix(label)
@@ -93,7 +88,7 @@ async def test_void_both_ways(trio_side: TrioSide, official: tuple[str, SdkWorke
         result = await trio_side.iii.trigger(f"{name}::read_count", {})
         return bool(result["count"] == 1)
 
-    await poll(counted_once)
+    await wait_until(counted_once, what="the official side counts one void call")
 
     reply = await worker.call_void("trio::count", {"from": label})
     assert reply["ok"], reply
@@ -102,8 +97,8 @@ async def test_void_both_ways(trio_side: TrioSide, official: tuple[str, SdkWorke
     async def trio_counted() -> bool:
         return trio_side.counter["n"] == 1
 
-    await poll(trio_counted)
-    await trio.sleep(0.3)  # a second delivery would have landed by now
+    await wait_until(trio_counted, what="the trio side counts one void call")
+    await trio.sleep(0.3)  # real time (the SDK process): a second delivery would have landed
     assert trio_side.counter["n"] == 1
 
 
@@ -142,7 +137,7 @@ async def test_a_client_timeout_then_the_next_call_succeeds(
     assert info.value.code == "timeout"
     again = await trio_side.iii.trigger(f"{name}::echo", {"after": "timeout"}, timeout=10)
     assert again["after"] == "timeout"
-    await trio.sleep(1.5)  # the late result reaches the engine and is dropped quietly
+    await trio.sleep(1.5)  # real time (the SDK process): the late result is dropped quietly
     assert await trio_side.iii.trigger(f"{name}::echo", 1, timeout=10) == 1
 
 
@@ -163,8 +158,7 @@ async def test_an_official_target_killed_mid_call_stops_the_call_at_once(
     with trio.fail_after(10):  # long before the 20 s handler or the 30 s timeout
         async with trio.open_nursery() as nursery:
             nursery.start_soon(slow_call)
-            while not engine.router.live:
-                await trio.sleep(0.01)
+            await wait_until(lambda: engine.router.live, what="the call is in flight")
             worker.process.kill()
     assert [failure.code for failure in failures] == ["invocation_stopped"]
 
@@ -203,4 +197,4 @@ async def wait_for_functions_via(side: TrioSide, *function_ids: str) -> None:
         rows = await side.iii.list_functions()
         return set(function_ids) <= {row["function_id"] for row in rows}
 
-    await poll(listed, timeout=30)
+    await wait_until(listed, what=f"{', '.join(function_ids)} listed", timeout=30)

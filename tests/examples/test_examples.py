@@ -18,7 +18,8 @@ from iii_trio.runtime.engine import Engine
 from iii_trio.runtime.modules.pubsub.config import PubSubConfig
 from iii_trio.runtime.modules.state.config import StateConfig
 from iii_trio.sdk import III, InvocationError
-from tests.conftest import StartEngine, worker_url
+from tests.support.engine import StartEngine, worker_url
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -47,9 +48,11 @@ async def example(argv: list[str], engine: Engine, log: Path) -> AsyncIterator[N
 
 async def wait_for(engine: Engine, *function_ids: str) -> None:
     # Real time: the example processes start and register on their own schedule.
-    with trio.fail_after(60):
-        while not all(f in engine.registry.functions for f in function_ids):
-            await trio.sleep(0.02)
+    await wait_until(
+        lambda: all(f in engine.registry.functions for f in function_ids),
+        what=f"the example registers {', '.join(function_ids)}",
+        timeout=60,
+    )
 
 
 async def test_embedding_worker(engine: Engine, tmp_path: Path) -> None:
@@ -120,9 +123,7 @@ async def test_agent_worker(start_engine: StartEngine, tmp_path: Path) -> None:
             )
             stored = await iii.trigger("state::get", {"scope": "conversations", "key": "c1"})
             triggers = await iii.list_triggers()
-        with trio.fail_after(10):
-            while len(published) < 2:
-                await trio.sleep(0.01)
+        await wait_until(lambda: len(published) >= 2, what="both turns are published")
     assert first == {"reply": "Noted: hi (turn 1)", "turns": 1}
     assert second == {"reply": "Good question. (turn 2)", "turns": 2}
     assert [turn["role"] for turn in stored] == ["user", "agent", "user", "agent"]

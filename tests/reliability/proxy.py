@@ -97,7 +97,7 @@ class CuttingProxy:
         return len(pairs)
 
     async def _close_later(self, pair: Pair, delay: float) -> None:
-        await trio.sleep(delay)
+        await trio.sleep(delay)  # real time: a half-open window as a network drop leaves one
         await pair.engine.aclose()
 
 

@@ -238,7 +238,7 @@ def engine_server(directory: Path, extra_config: str = "") -> Iterator[EngineSer
         while f":{port}" not in server.log_text() and process.poll() is None:
             if time.monotonic() > deadline:
                 break
-            time.sleep(0.05)
+            time.sleep(0.05)  # real time: the engine process is starting
         if f":{port}" in server.log_text():
             break
         process.kill()

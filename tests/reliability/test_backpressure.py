@@ -21,6 +21,7 @@ from wsproto.events import AcceptConnection, Request
 from iii_trio.runtime.wire import frames as ws_frames
 from iii_trio.sdk import III, InvocationError
 from tests.reliability.support import engine_process, record, rss_bytes
+from tests.support.waiting import wait_until
 
 PAYLOAD = 256 * 1024
 OUTSTANDING = 64
@@ -69,9 +70,11 @@ async def test_a_worker_that_stops_reading_cannot_grow_the_engine(tmp_path: Path
             good.connect(),
             stream,
         ):
-            with trio.fail_after(10):  # the registration is applied
-                while "stuck::f" not in [f["function_id"] for f in await caller.list_functions()]:
-                    await trio.sleep(0.05)
+
+            async def registered() -> bool:
+                return "stuck::f" in [f["function_id"] for f in await caller.list_functions()]
+
+            await wait_until(registered, what="stuck::f is registered", interval=0.05)
             stop_at = trio.current_time() + WAVES * DEADLINE_MS / 1000
 
             async def keep_calling() -> None:
@@ -96,12 +99,12 @@ async def test_a_worker_that_stops_reading_cannot_grow_the_engine(tmp_path: Path
                     }
                     good_latencies.append(trio.current_time() - started)
                     n += 1
-                    await trio.sleep(0.05)
+                    await trio.sleep(0.05)  # real time: paced calls to the engine process
 
             async def sample_rss() -> None:
                 while trio.current_time() < stop_at:
                     rss.append(rss_bytes(served.process))
-                    await trio.sleep(DEADLINE_MS / 1000)
+                    await trio.sleep(DEADLINE_MS / 1000)  # real time: the engine process's RSS
 
             async with trio.open_nursery() as nursery:
                 for _ in range(OUTSTANDING):
@@ -145,21 +148,26 @@ async def test_the_outbox_of_a_stuck_worker_holds_at_most_its_byte_bound(
         await stuck_worker(engine.port, "stuck::f"),
         III(f"ws://127.0.0.1:{engine.port}", worker_name="caller").connect() as caller,
     ):
-        with trio.fail_after(10):
-            while "stuck::f" not in [f["function_id"] for f in await caller.list_functions()]:
-                await trio.sleep(0.01)
+
+        async def registered() -> bool:
+            return "stuck::f" in [f["function_id"] for f in await caller.list_functions()]
+
+        await wait_until(registered, what="stuck::f is registered")
         [stuck] = [c for c in engine.connections.values() if "stuck::f" in c.session.functions]
         peak = 0
         async with trio.open_nursery() as calls:
             for n in range(60):  # 60 x 100 KiB: six times the bound
                 calls.start_soon(caller.trigger_void, "stuck::f", {"n": n, "p": "x" * 100_000})
-            with trio.fail_after(10):
-                while len(stuck.assigned) < 60:
-                    peak = max(peak, stuck.queued_bytes)
-                    await trio.sleep(0.01)
+
+            def all_assigned() -> bool:
+                nonlocal peak
+                peak = max(peak, stuck.queued_bytes)
+                return len(stuck.assigned) >= 60
+
+            await wait_until(all_assigned, what="all 60 calls are assigned")
             for _ in range(50):  # settled: the writer is blocked on the full socket
                 peak = max(peak, stuck.queued_bytes)
-                await trio.sleep(0.01)
+                await trio.sleep(0.01)  # real time: the kernel's socket buffers fill
         assert 0 < peak <= limit
         # The rest wait for room, as live invocations, until their deadline.
         assert len(stuck.assigned) == 60

@@ -195,7 +195,7 @@ class HttpTarget:
         deadline = time.monotonic() + 10
         while not self.good_request_works():
             assert time.monotonic() < deadline, "the routes never appeared"
-            time.sleep(0.05)
+            time.sleep(0.05)  # real time: the engine process binds the routes
 
     def good_request_works(self) -> bool:
         answer = exchange(self.port, b"GET /good HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -27,6 +27,7 @@ from tests.reliability.support import (
     stream_block,
     trio_fleet,
 )
+from tests.support.waiting import wait_until
 
 # The victim's handler sleeps this long: any answer sooner than it came from the kill.
 HANDLER_SECONDS = 30
@@ -76,18 +77,22 @@ async def test_a_worker_killed_mid_call_fails_its_callers_at_once(
             outcomes["worker_at"] = trio.current_time()
 
         async def http_call() -> None:
-            with trio.fail_after(20):  # the route appears once the binding is applied
-                while (await http.get("/victim")).status_code != 405:  # 404 before it
-                    await trio.sleep(0.05)
+            async def routed() -> bool:
+                return (await http.get("/victim")).status_code == 405  # 404 before it
+
+            # The route appears once the binding is applied (real time: the engine process).
+            await wait_until(routed, what="/victim is routed", timeout=20, interval=0.05)
             outcomes["http"] = await http.post("/victim", json=data)
             outcomes["http_at"] = trio.current_time()
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(worker_call)
             nursery.start_soon(http_call)
-            with trio.fail_after(30):
-                while await running_calls(caller, function_id) < 2:
-                    await trio.sleep(0.05)
+
+            async def both_running() -> bool:
+                return await running_calls(caller, function_id) >= 2
+
+            await wait_until(both_running, what="both calls run", timeout=30, interval=0.05)
             process.kill()
             killed_at = trio.current_time()
         worker_error = outcomes["worker"]
@@ -115,21 +120,26 @@ BACKLOG_JOBS = 40
 
 async def call_until_it_answers(caller: III, function_id: str) -> Any:
     """Poll ``function_id`` until it answers (its worker reconnects and re-registers)."""
-    with trio.fail_after(RECONNECT_TIMEOUT):
-        while True:
-            try:
-                return await caller.trigger(function_id, {"ping": function_id}, timeout=5)
-            except InvocationError:  # not registered yet, connection lost: retry
-                await trio.sleep(0.1)
+
+    async def answer() -> tuple[Any] | None:
+        try:
+            return (await caller.trigger(function_id, {"ping": function_id}, timeout=5),)
+        except InvocationError:  # not registered yet, connection lost: retry
+            return None
+
+    what = f"{function_id} answers"
+    [result] = await wait_until(answer, what=what, timeout=RECONNECT_TIMEOUT, interval=0.1)
+    return result
 
 
 async def official_call_until_it_answers(worker: SdkWorker, function_id: str) -> Any:
-    with trio.fail_after(RECONNECT_TIMEOUT):
-        while True:
-            reply = await worker.call(function_id, {"from": worker.label}, timeout_ms=5000)
-            if reply["ok"]:
-                return reply["result"]
-            await trio.sleep(0.2)
+    async def answer() -> tuple[Any] | None:
+        reply = await worker.call(function_id, {"from": worker.label}, timeout_ms=5000)
+        return (reply["result"],) if reply["ok"] else None
+
+    what = f"{function_id} answers {worker.label}"
+    [result] = await wait_until(answer, what=what, timeout=RECONNECT_TIMEOUT, interval=0.2)
+    return result
 
 
 async def test_engine_killed_and_restarted_keeps_its_stores_and_every_sdk_comes_back(
@@ -190,9 +200,12 @@ async def test_engine_killed_and_restarted_keeps_its_stores_and_every_sdk_comes_
             )
             assert sorted(items) == list(range(STATE_KEYS))
             caller.register_trigger("queue", "jobs::handle", {"topic": "later"})
-            with trio.fail_after(30):
-                while len(handled) < BACKLOG_JOBS:
-                    await trio.sleep(0.05)
+            await wait_until(
+                lambda: len(handled) >= BACKLOG_JOBS,
+                what="the backlog is handled",
+                timeout=30,
+                interval=0.05,
+            )
             assert handled == set(range(BACKLOG_JOBS))
             record(
                 "kill_engine",

@@ -25,9 +25,10 @@ from iii_trio.runtime.config.loading import ModuleEntry
 from iii_trio.runtime.engine import Engine
 from iii_trio.runtime.modules.rest_api.config import RestApiConfig
 from iii_trio.sdk import III, InvocationError
-from tests.conftest import StartEngine
 from tests.reliability.proxy import CuttingProxy, cutting_proxy
 from tests.reliability.support import record
+from tests.support.engine import StartEngine
+from tests.support.waiting import wait_until
 
 FUNCTION = "race::work"
 ROUTE = "race"
@@ -92,9 +93,12 @@ class Participant:
         assert self.client is not None
         before = self.client.worker_id
         assert await self.proxy.cut(engine_side_delay=HALF_OPEN_SECONDS) == 1
-        with trio.fail_after(STEP_TIMEOUT):
-            while self.client.worker_id == before:
-                await trio.sleep(0.005)
+        await wait_until(
+            lambda: self.client is not None and self.client.worker_id != before,
+            what="the worker reconnects",
+            timeout=STEP_TIMEOUT,
+            interval=0.005,
+        )
         await self._confirm()
 
     async def stop(self) -> None:
@@ -217,13 +221,14 @@ async def race_engine(start_engine: StartEngine) -> AsyncIterator[tuple[Engine, 
 
 async def nothing_left(caller: III, http: httpx.AsyncClient, engine: Engine) -> None:
     """Once both workers stopped: no provider, no route (within the half-open window)."""
-    with trio.fail_after(HALF_OPEN_SECONDS + 5):
-        while True:
-            listed = FUNCTION in [row["function_id"] for row in await caller.list_functions()]
-            status = (await http.get(f"/{ROUTE}")).status_code
-            if not listed and status == 404 and FUNCTION not in engine.registry.functions:
-                return
-            await trio.sleep(0.05)
+
+    async def gone() -> bool:
+        listed = FUNCTION in [row["function_id"] for row in await caller.list_functions()]
+        status = (await http.get(f"/{ROUTE}")).status_code
+        return not listed and status == 404 and FUNCTION not in engine.registry.functions
+
+    what = "no provider and no route is left"
+    await wait_until(gone, what=what, timeout=HALF_OPEN_SECONDS + 5, interval=0.05)
 
 
 async def test_a_and_its_replacement_in_every_interleaving(start_engine: StartEngine) -> None:
@@ -263,7 +268,7 @@ async def test_a_and_its_replacement_in_every_interleaving(start_engine: StartEn
                         liveness.down(who)
                         await participant.stop()
                     steps_run += 1
-                    await trio.sleep(SETTLE_SECONDS)
+                    await trio.sleep(SETTLE_SECONDS)  # real time: measured under real load
                 await nothing_left(caller, http, engine)
             nursery.cancel_scope.cancel()
         assert prober.violations == [], prober.violations[:10]

@@ -20,6 +20,7 @@ from tests.reliability.support import (
     stop_served_engine,
     trio_fleet,
 )
+from tests.support.waiting import wait_until
 
 FLEETS = 4
 PER_FLEET = 50  # 200 trio-SDK workers in 4 processes
@@ -97,16 +98,21 @@ async def test_200_workers_reconnect_at_once_and_the_probe_never_misses(tmp_path
                         answered_once = True
                         latencies.append(trio.current_time() - started)
                         answered_at.append(started)
-                    await trio.sleep(PROBE_INTERVAL)
+                    await trio.sleep(PROBE_INTERVAL)  # real time: the engine process is restarting
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(probe)
+
+                async def all_back() -> bool:
+                    return await registered(caller, set(function_ids)) == len(function_ids)
+
+                what = "every function is registered again"
+                await wait_until(all_back, what=what, timeout=STORM_TIMEOUT, interval=0.1)
+                all_back_at = trio.current_time()
+                await wait_until(  # the probe answered during and after
+                    lambda: len(latencies) >= 5, what="five probe answers", timeout=STORM_TIMEOUT
+                )
                 with trio.fail_after(STORM_TIMEOUT):
-                    while await registered(caller, set(function_ids)) < len(function_ids):
-                        await trio.sleep(0.1)
-                    all_back_at = trio.current_time()
-                    while len(latencies) < 5:  # the probe answered during and after
-                        await trio.sleep(0.05)
                     await every_function_answers(caller, function_ids)
                 storm_over.set()
             assert misses == []

@@ -20,8 +20,9 @@ from iii_trio.runtime.engine import Engine
 from iii_trio.runtime.modules.rest_api import module as rest_api
 from iii_trio.runtime.modules.rest_api.config import RestApiConfig
 from iii_trio.sdk import III
-from tests.conftest import StartEngine, worker_url
 from tests.reliability.support import record
+from tests.runtime.modules.rest_api.support import routed
+from tests.support.engine import StartEngine, worker_url
 from tests.support.raw_worker import raw_worker
 
 SLOW_CLIENTS = 100
@@ -58,7 +59,7 @@ async def trickle_until_closed(
                         await stream.send_all(byte)
                     except trio.BrokenResourceError:
                         await trio.sleep_forever()  # watch() records the close
-                    await trio.sleep(TRICKLE)
+                    await trio.sleep(TRICKLE)  # real time: the deadlines measured are wall time
     finally:
         await stream.aclose()
 
@@ -89,7 +90,7 @@ async def test_slow_upgrades_on_the_worker_port_are_cut_at_the_handshake_deadlin
                     if good_calls % 20 == 0:
                         async with raw_worker(worker_url(engine)) as newcomer:
                             assert newcomer.worker_id in engine.connections
-                    await trio.sleep(0.02)
+                    await trio.sleep(0.02)  # real time: calls paced while the clients trickle
         # None of them ever became a worker connection.
         assert set(engine.connections) == {target.worker_id, caller.worker_id}
     assert len(closed_after) == SLOW_CLIENTS
@@ -132,9 +133,7 @@ async def test_slow_requests_on_the_http_port_are_cut_at_their_deadline(
         worker.connect(),
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{module.port}", timeout=10) as http,
     ):
-        with trio.fail_after(10):
-            while module.trigger.routes.count != 1:
-                await trio.sleep(0.01)
+        await routed(engine, 1)
         async with trio.open_nursery() as nursery:
             for _ in range(SLOW_CLIENTS):
                 nursery.start_soon(trickle_until_closed, module.port, slow, closed_after, at_once)
@@ -142,7 +141,7 @@ async def test_slow_requests_on_the_http_port_are_cut_at_their_deadline(
                 while len(closed_after) < SLOW_CLIENTS:
                     assert (await http.post("/fine", json={})).json() == "fine"
                     good_requests += 1
-                    await trio.sleep(0.02)
+                    await trio.sleep(0.02)  # real time: calls paced while the clients trickle
     assert len(closed_after) == SLOW_CLIENTS
     assert min(closed_after) >= DEADLINE * 0.9
     assert max(closed_after) < DEADLINE + CLOSE_MARGIN
@@ -164,9 +163,7 @@ async def test_a_trickled_body_gets_408_in_the_error_envelope(start_engine: Star
     worker.register_trigger("http", "api::fine", {"api_path": "fine", "http_method": "POST"})
     head = b"POST /fine HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
     async with worker.connect(), await trio.open_tcp_stream("127.0.0.1", module.port) as stream:
-        with trio.fail_after(10):
-            while module.trigger.routes.count != 1:
-                await trio.sleep(0.01)
+        await routed(engine, 1)
         await stream.send_all(head + b"Content-Length: 10\r\n\r\n{")
         answer = b""
         with trio.fail_after(DEADLINE + CLOSE_MARGIN):

@@ -29,6 +29,7 @@ from tests.reliability.support import (
     rss_bytes,
     state_block,
 )
+from tests.support.waiting import wait_until
 
 SECONDS = float(os.environ.get("RELIABILITY_SOAK_SECONDS", "180"))
 TASKS_PER_KIND = 2
@@ -86,9 +87,11 @@ async def test_mixed_load_loses_nothing_and_memory_stays_flat(tmp_path: Path) ->
             sdk_worker("P25", served.url, "p25", tmp_path) as p25,
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as http,
         ):
-            with trio.fail_after(20):  # the http route is bound
-                while (await http.get("/soak")).status_code != 405:
-                    await trio.sleep(0.05)
+
+            async def routed() -> bool:
+                return (await http.get("/soak")).status_code == 405
+
+            await wait_until(routed, what="the http route is bound", timeout=20, interval=0.05)
             stop_at = trio.current_time() + SECONDS
 
             async def op(kind: str) -> None:
@@ -138,12 +141,12 @@ async def test_mixed_load_loses_nothing_and_memory_stays_flat(tmp_path: Path) ->
                             await op(kind)
                     except Exception as exc:  # lost or failed: both are findings
                         lost.append(f"{kind}: {type(exc).__name__}: {exc}")
-                    await trio.sleep(PAUSE)
+                    await trio.sleep(PAUSE)  # real time: load on the engine process
 
             async def sample_rss() -> None:
                 while trio.current_time() < stop_at:
                     rss.append(rss_bytes(served.process))
-                    await trio.sleep(1)
+                    await trio.sleep(1)  # real time: the engine process's RSS once a second
 
             kinds = ["call", "official call", "state", "enqueue", "publish", "http"]
             async with trio.open_nursery() as nursery:
@@ -154,9 +157,12 @@ async def test_mixed_load_loses_nothing_and_memory_stays_flat(tmp_path: Path) ->
                         nursery.start_soon(keep_going, kind)
 
             # Everything acknowledged is delivered and stored.
-            with trio.fail_after(DRAIN_TIMEOUT):
-                while not (sent_jobs <= jobs_done and sent_events <= events_seen):
-                    await trio.sleep(0.1)
+            await wait_until(
+                lambda: sent_jobs <= jobs_done and sent_events <= events_seen,
+                what="every acknowledged job and event is delivered",
+                timeout=DRAIN_TIMEOUT,
+                interval=0.1,
+            )
             stored = await load.trigger("state::list", {"scope": "soak"})
             counter = await load.trigger("state::get", {"scope": "c", "key": "k"})
             rss.append(rss_bytes(served.process))

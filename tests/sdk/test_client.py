@@ -8,12 +8,14 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from iii_trio.runtime.config.loading import EngineConfig
 from iii_trio.runtime.engine import Engine
 from iii_trio.sdk import III, InvocationContext, InvocationError
 from iii_trio.sdk.client import Binding
-from tests.conftest import worker_url
+from tests.support.engine import worker_url
+from tests.support.waiting import wait_until
 
 
 def client(engine_or_url: Engine | str, name: str, **kwargs: Any) -> III:
@@ -23,9 +25,10 @@ def client(engine_or_url: Engine | str, name: str, **kwargs: Any) -> III:
 
 
 async def registered(engine: Engine, *function_ids: str) -> None:
-    with trio.fail_after(10):
-        while not all(f in engine.registry.functions for f in function_ids):
-            await trio.sleep(0.01)
+    await wait_until(
+        lambda: all(f in engine.registry.functions for f in function_ids),
+        what=f"{', '.join(function_ids)} registered",
+    )
 
 
 @pytest.fixture
@@ -59,13 +62,17 @@ async def server(engine: Engine) -> AsyncIterator[III]:
         yield iii
 
 
-async def test_call_another_worker(engine: Engine, server: III) -> None:
+async def test_call_another_worker(
+    engine: Engine, server: III, autojump_clock: trio.testing.MockClock
+) -> None:
     async with client(engine, "caller").connect() as caller:
         result = await caller.trigger("s::echo", {"x": 1})
     assert result == {"x": 1, "_caller_worker_id": caller.worker_id}
 
 
-async def test_handler_errors_arrive_typed_with_a_stacktrace(engine: Engine, server: III) -> None:
+async def test_handler_errors_arrive_typed_with_a_stacktrace(
+    engine: Engine, server: III, autojump_clock: trio.testing.MockClock
+) -> None:
     async with client(engine, "caller").connect() as caller:
         with pytest.raises(InvocationError) as info:
             await caller.trigger("s::boom", {})
@@ -75,7 +82,9 @@ async def test_handler_errors_arrive_typed_with_a_stacktrace(engine: Engine, ser
     assert "ValueError: kaboom" in info.value.stacktrace
 
 
-async def test_unknown_function(engine: Engine, server: III) -> None:
+async def test_unknown_function(
+    engine: Engine, server: III, autojump_clock: trio.testing.MockClock
+) -> None:
     async with client(engine, "caller").connect() as caller:
         with pytest.raises(InvocationError) as info:
             await caller.trigger("nope::x", {})
@@ -87,7 +96,9 @@ async def test_sync_handlers_run_in_a_worker_thread(engine: Engine, server: III)
         assert await caller.trigger("s::thread", {}) == {"main": False}
 
 
-async def test_the_optional_second_parameter_is_the_context(engine: Engine, server: III) -> None:
+async def test_the_optional_second_parameter_is_the_context(
+    engine: Engine, server: III, autojump_clock: trio.testing.MockClock
+) -> None:
     async with client(engine, "caller").connect() as caller:
         result = await caller.trigger("s::context", {})
     assert result["caller"] == caller.worker_id
@@ -95,7 +106,9 @@ async def test_the_optional_second_parameter_is_the_context(engine: Engine, serv
     assert result["id"]
 
 
-async def test_client_timeout_then_the_next_call_works(engine: Engine, server: III) -> None:
+async def test_client_timeout_then_the_next_call_works(
+    engine: Engine, server: III, autojump_clock: trio.testing.MockClock
+) -> None:
     async with client(engine, "caller").connect() as caller:
         with pytest.raises(InvocationError) as info:
             await caller.trigger("s::slow", {"seconds": 0.5}, timeout=0.2)
@@ -103,7 +116,9 @@ async def test_client_timeout_then_the_next_call_works(engine: Engine, server: I
         assert await caller.trigger("s::echo", "after", timeout=5) == "after"
 
 
-async def test_trigger_void_runs_the_target(engine: Engine) -> None:
+async def test_trigger_void_runs_the_target(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     seen = trio.Event()
     target = client(engine, "target")
 
@@ -118,7 +133,9 @@ async def test_trigger_void_runs_the_target(engine: Engine) -> None:
             await seen.wait()
 
 
-async def test_listings(engine: Engine, server: III) -> None:
+async def test_listings(
+    engine: Engine, server: III, autojump_clock: trio.testing.MockClock
+) -> None:
     functions = {row["function_id"] for row in await server.list_functions()}
     assert {"s::echo", "s::boom"} <= functions
     workers = {row["name"] for row in await server.list_workers()}
@@ -133,7 +150,9 @@ async def test_listings(engine: Engine, server: III) -> None:
             await trio.sleep(0.01)
 
 
-async def test_reconnects_after_an_engine_restart_and_replays(nursery: trio.Nursery) -> None:
+async def test_reconnects_after_an_engine_restart_and_replays(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
     first = Engine(EngineConfig(port=0, host="127.0.0.1"))
     async with trio.open_nursery() as first_nursery:
         await first_nursery.start(first.run)
@@ -159,7 +178,9 @@ async def test_reconnects_after_an_engine_restart_and_replays(nursery: trio.Nurs
             assert [t["id"] for t in triggers] == [handle.id]  # same trigger id
 
 
-async def test_reconnects_after_a_clean_close(engine: Engine, server: III) -> None:
+async def test_reconnects_after_a_clean_close(
+    engine: Engine, server: III, autojump_clock: trio.testing.MockClock
+) -> None:
     first_id = server.worker_id
     engine.connections[str(first_id)].request_stop()  # the engine closes the socket cleanly
     with trio.fail_after(10):
@@ -169,14 +190,18 @@ async def test_reconnects_after_a_clean_close(engine: Engine, server: III) -> No
         assert await caller.trigger("s::echo", 1) == 1
 
 
-async def test_connect_leaves_no_tasks_behind(engine: Engine) -> None:
+async def test_connect_leaves_no_tasks_behind(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     before = len(trio.lowlevel.current_task().child_nurseries)
     async with client(engine, "brief").connect():
         pass
     assert len(trio.lowlevel.current_task().child_nurseries) == before
 
 
-async def test_trigger_with_actions(engine: Engine, server: III) -> None:
+async def test_trigger_with_actions(
+    engine: Engine, server: III, autojump_clock: trio.testing.MockClock
+) -> None:
     async with client(engine, "caller").connect() as caller:
         assert await caller.trigger("s::echo", {}, action="void") is None
         with pytest.raises(InvocationError) as info:
@@ -211,7 +236,9 @@ async def next_event(handler: RecordingType) -> tuple[str, Binding]:
     return handler.events.pop(0)
 
 
-async def test_worker_provided_trigger_type(engine: Engine) -> None:
+async def test_worker_provided_trigger_type(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     handler = RecordingType()
     provider = client(engine, "provider")
     provider.register_trigger_type("ntype", handler, description="custom")
@@ -225,7 +252,9 @@ async def test_worker_provided_trigger_type(engine: Engine) -> None:
         assert (kind, binding.id) == ("unregister", handle.id)
 
 
-async def test_refused_bindings_are_reported_to_the_engine(engine: Engine) -> None:
+async def test_refused_bindings_are_reported_to_the_engine(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     provider = client(engine, "provider")
     provider.register_trigger_type("ntype", RecordingType(refuse=True))
     async with provider.connect(), client(engine, "owner").connect() as owner:
@@ -238,7 +267,9 @@ async def test_refused_bindings_are_reported_to_the_engine(engine: Engine) -> No
                 await trio.sleep(0.01)
 
 
-async def test_shutdown_lets_running_handlers_answer(engine: Engine) -> None:
+async def test_shutdown_lets_running_handlers_answer(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     worker = client(engine, "draining", shutdown_timeout=5.0)
     started = trio.Event()
 
@@ -264,7 +295,9 @@ async def test_shutdown_lets_running_handlers_answer(engine: Engine) -> None:
     assert "d::slow" not in engine.registry.functions
 
 
-async def test_reconnects_after_an_abrupt_drop(engine: Engine, server: III) -> None:
+async def test_reconnects_after_an_abrupt_drop(
+    engine: Engine, server: III, autojump_clock: trio.testing.MockClock
+) -> None:
     first_id = server.worker_id
     conn = engine.connections[str(first_id)]
     await conn.ws.stream.aclose()  # TCP gone, no closing handshake
@@ -275,7 +308,9 @@ async def test_reconnects_after_an_abrupt_drop(engine: Engine, server: III) -> N
         assert await caller.trigger("s::echo", 2) == 2
 
 
-async def test_a_result_that_is_not_json_fails_the_call_at_once(engine: Engine) -> None:
+async def test_a_result_that_is_not_json_fails_the_call_at_once(
+    engine: Engine, autojump_clock: trio.testing.MockClock
+) -> None:
     worker = client(engine, "odd")
 
     @worker.function(id="odd::set")

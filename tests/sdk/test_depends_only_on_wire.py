@@ -86,6 +86,7 @@ def test_the_wire_the_sdk_and_the_version_pass(tmp_path: Path, source: str) -> N
     assert sdk_with(tmp_path, source) == []
 
 
+@pytest.mark.slow  # a fresh interpreter in its own process
 def test_importing_the_sdk_loads_no_engine_module() -> None:
     code = (
         "import sys, iii_trio.sdk\n"

@@ -11,7 +11,9 @@ import pytest
 import trio
 
 from iii_trio.runtime.engine import Engine
-from tests.conftest import worker_url
+from tests.support.engine import worker_url
+
+pytestmark = pytest.mark.slow  # runs each code block as a process
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "sdk.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)

@@ -42,7 +42,7 @@ async def redis_server(directory: Path, port: int | None = None) -> AsyncIterato
                             f"redis-server exited with {process.returncode}: "
                             f"{log.read_text(errors='replace') if log.exists() else ''}"
                         ) from None
-                    await trio.sleep(0.02)
+                    await trio.sleep(0.02)  # real time: redis-server is starting
                     continue
                 await stream.send_all(b"PING\r\n")
                 reply = await stream.receive_some(64)

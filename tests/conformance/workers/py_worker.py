@@ -193,7 +193,7 @@ class RegisterWorkerSdk:
         while state() != "connected":
             if time.monotonic() > deadline:
                 raise TimeoutError(f"not connected after {timeout} s (state {state()})")
-            time.sleep(0.02)
+            time.sleep(0.02)  # real time: the SDK's own thread connects to the engine process
 
     def register(self, function_id: str, handler: Any, description: str | None) -> Any:
         return self.iii.register_function(function_id, handler, description=description)
@@ -282,7 +282,7 @@ class AsyncioIIISdk:
         while self.iii.get_connection_state() != "connected":  # connect() may leave it retrying
             if time.monotonic() > deadline:
                 raise TimeoutError(f"not connected after {timeout} s")
-            time.sleep(0.02)
+            time.sleep(0.02)  # real time: the SDK's event loop connects to the engine process
 
     def register(self, function_id: str, handler: Any, description: str | None) -> Any:
         return self.on_loop(

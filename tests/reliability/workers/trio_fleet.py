@@ -40,7 +40,7 @@ def fleet(args: argparse.Namespace) -> list[III]:
 
         async def sleepy(data: Any) -> Any:
             seconds = data.get("seconds", 30) if isinstance(data, dict) else 30
-            await trio.sleep(float(seconds))
+            await trio.sleep(float(seconds))  # its own process: a call that stays in flight
             return {"slept": seconds}
 
         worker.register_function(f"{name}::echo", echo)
