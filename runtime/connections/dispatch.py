@@ -116,16 +116,16 @@ class Dispatcher:
     # --- calls -------------------------------------------------------------------------------
 
     async def _invoke(self, conn: WorkerConnection, msg: protocol.InvokeFunction) -> None:
-        data = msg.data
-        if isinstance(data, dict):
-            data["_caller_worker_id"] = conn.worker_id  # spec §4.4, overwrites any value
         action = msg.action
-        void = msg.invocation_id is None or (action is not None and action.type == "void")
         if action is not None and (
             action.type in self.actions or action.type in self.missing_actions
         ):
-            await self._act(conn, msg, action)
+            await self._act(conn, msg, action)  # the data as sent: not a call routed here
             return
+        data = msg.data
+        if isinstance(data, dict):
+            data["_caller_worker_id"] = conn.worker_id  # spec §4.4, overwrites any value
+        void = msg.invocation_id is None or (action is not None and action.type == "void")
         invocation = self.router.start(
             msg.function_id,
             data,
