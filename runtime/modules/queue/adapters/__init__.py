@@ -167,7 +167,7 @@ def create(config: BuiltinQueueConfig | RedisQueueConfig, host: QueueHost) -> Qu
     if isinstance(config, RedisQueueConfig):
         from iii_trio.runtime.modules.queue.adapters.redis import RedisAdapter
 
-        return RedisAdapter(config.redis_url, host)
+        return RedisAdapter(config, host)
     from iii_trio.runtime.modules.queue.adapters.builtin import BuiltinAdapter
 
     return BuiltinAdapter(config, host)

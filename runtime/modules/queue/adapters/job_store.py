@@ -11,7 +11,7 @@ store keeps nothing: the adapter's own lists are all there is.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -46,27 +46,34 @@ class JobStore:
         if self._db is not None:
             await self._db.transaction(operation)
 
-    async def save(self, *jobs: Job) -> None:
+    async def save(self, *jobs: Job, dropping: Sequence[Job] = ()) -> None:
+        """Write ``jobs`` and delete ``dropping`` (dead letters beyond the cap), one commit."""
         rows = [(job.id, _body(job), int(job.error is not None)) for job in jobs]
-        await self._write(
-            lambda db: db.executemany(
-                "INSERT OR REPLACE INTO jobs (id, body, dead) VALUES (?, ?, ?)", rows
-            )
-        )
+        gone = [(job.id,) for job in dropping]
 
-    async def delete(self, job: Job) -> None:
-        await self._write(lambda db: db.execute("DELETE FROM jobs WHERE id = ?", (job.id,)))
+        def operation(db: sqlite3.Connection) -> None:
+            db.executemany("INSERT OR REPLACE INTO jobs (id, body, dead) VALUES (?, ?, ?)", rows)
+            if gone:
+                db.executemany("DELETE FROM jobs WHERE id = ?", gone)
+
+        await self._write(operation)
+
+    async def delete(self, *jobs: Job) -> None:
+        gone = [(job.id,) for job in jobs]
+        await self._write(lambda db: db.executemany("DELETE FROM jobs WHERE id = ?", gone))
 
     async def hold(self, topic: str, message_id: str, data: Any) -> None:
         row = (message_id, topic, orjson.dumps(data).decode())
         await self._write(lambda db: db.execute("INSERT INTO backlog VALUES (?, ?, ?)", row))
 
-    async def release_backlog(self, topic: str, jobs: list[Job]) -> None:
-        """Replace the topic's held messages by the jobs made from them, in one commit."""
+    async def release_backlog(self, message_ids: Sequence[str], jobs: list[Job]) -> None:
+        """Replace held messages by the jobs made from them, in one commit (by message id:
+        a message of the topic still being held by a concurrent enqueue stays held)."""
         rows = [(job.id, _body(job), 0) for job in jobs]
+        held = [(message_id,) for message_id in message_ids]
 
         def operation(db: sqlite3.Connection) -> None:
-            db.execute("DELETE FROM backlog WHERE topic = ?", (topic,))
+            db.executemany("DELETE FROM backlog WHERE message_id = ?", held)
             db.executemany("INSERT INTO jobs (id, body, dead) VALUES (?, ?, ?)", rows)
 
         await self._write(operation)
