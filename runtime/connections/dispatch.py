@@ -30,10 +30,18 @@ log = logging.getLogger("iii_trio.dispatch")
 class InvokeAction(Protocol):
     """A module's handling of an ``invokefunction`` frame with ``action: {type: ...}``
     (spec §4.5; the queue module offers ``enqueue``). Its return value is the caller's
-    result; an :class:`InvocationError` is its error."""
+    result; an :class:`InvocationError` is its error. ``traceparent`` and ``baggage`` are
+    the frame's (an enqueued job carries them)."""
 
     def __call__(
-        self, function_id: str, data: Any, action: protocol.Action, /
+        self,
+        function_id: str,
+        data: Any,
+        action: protocol.Action,
+        /,
+        *,
+        traceparent: str | None,
+        baggage: str | None,
     ) -> Awaitable[Any]: ...
 
 
@@ -161,7 +169,13 @@ class Dispatcher:
             if self.router.observer is not None:
                 self.router.observer.call_deferred()
             try:
-                result = await handler(msg.function_id, msg.data, action)
+                result = await handler(
+                    msg.function_id,
+                    msg.data,
+                    action,
+                    traceparent=msg.traceparent,
+                    baggage=msg.baggage,
+                )
             except InvocationError as exc:
                 error = exc.body
         if msg.invocation_id is not None:

@@ -96,15 +96,21 @@ class ModuleContext:
         timeout_ms: int | None = None,
         abandon_on_cancel: bool = False,
         caller: str | None = None,
+        traceparent: str | None = None,
+        baggage: str | None = None,
     ) -> Any:
         """Call a function and wait for its result; :class:`InvocationError` with the wire
-        error otherwise. ``caller`` names the caller in listings (default: the module)."""
+        error otherwise. ``caller`` names the caller in listings (default: the module);
+        ``traceparent`` / ``baggage`` the trace the call continues (default: the current
+        span's, when observed)."""
         return await self._router.call(
             function_id,
             data,
             caller_module=caller or self.name,
             timeout_ms=timeout_ms,
             abandon_on_cancel=abandon_on_cancel,
+            traceparent=traceparent,
+            baggage=baggage,
         )
 
     def fire(self, function_id: str, data: Any, *, caller: str | None = None) -> None:

@@ -25,11 +25,15 @@ from iii_trio.runtime.calls.errors import InvocationError
 from iii_trio.runtime.modules.queue.adapters.dlq_cap import DeadLetterDrops
 from iii_trio.runtime.modules.queue.adapters.job_store import JobStore
 from iii_trio.runtime.modules.queue.config import BuiltinQueueConfig
-from iii_trio.runtime.modules.queue.jobs import Job
+from iii_trio.runtime.modules.queue.jobs import Job, Trace
 from iii_trio.runtime.modules.queue.streams import Stream
 
 if TYPE_CHECKING:
     from iii_trio.runtime.modules.queue.adapters import QueueHost
+
+
+#: A message held for a topic's first subscriber: (message id, data, its enqueuer's trace).
+Held = tuple[str, Any, Trace]
 
 
 class BuiltinAdapter:
@@ -38,7 +42,7 @@ class BuiltinAdapter:
     def __init__(self, config: BuiltinQueueConfig, host: QueueHost) -> None:
         self.config = config
         self.host = host
-        self.backlog: dict[str, list[tuple[str, Any]]] = {}
+        self.backlog: dict[str, list[Held]] = {}
         self.dlq: dict[str, list[Job]] = {}
         self.dlq_drops = DeadLetterDrops(config.max_dlq_per_queue)
         self.store: JobStore | None = None
@@ -74,8 +78,8 @@ class BuiltinAdapter:
             dropped = [job for queue in list(self.dlq) for job in self._trim_dlq(queue)]
             if dropped:  # a lowered cap
                 await self.store.delete(*dropped)
-            for topic, message_id, data in backlog:
-                self.backlog.setdefault(topic, []).append((message_id, data))
+            for topic, message_id, data, trace in backlog:
+                self.backlog.setdefault(topic, []).append((message_id, data, trace))
             yield
         finally:
             with trio.CancelScope(shield=True):
@@ -99,18 +103,18 @@ class BuiltinAdapter:
     def unsubscribed(self, topic: str, function_id: str) -> None:
         pass
 
-    async def _release_backlog(self, topic: str, held: list[tuple[str, Any]]) -> None:
+    async def _release_backlog(self, topic: str, held: list[Held]) -> None:
         try:
             await self._release(topic, held)
         finally:
             self._reserved -= len(held)
 
-    async def _release(self, topic: str, held: list[tuple[str, Any]]) -> None:
+    async def _release(self, topic: str, held: list[Held]) -> None:
         """Held messages become jobs of the functions bound to ``topic`` now, stored in one
         commit."""
-        jobs = [job for message_id, data in held for job in self._jobs_for(topic, message_id, data)]
+        jobs = [job for message in held for job in self._jobs_for(topic, *message)]
         assert self.store is not None
-        await self.store.release_backlog([message_id for message_id, _ in held], jobs)
+        await self.store.release_backlog([message_id for message_id, _, _ in held], jobs)
         self._queue_jobs(jobs)
 
     def make_stream(self, queue: str, function_id: str, concurrency: int, fifo: bool) -> Stream:
@@ -161,9 +165,9 @@ class BuiltinAdapter:
 
     # --- enqueueing --------------------------------------------------------------------------
 
-    def _jobs_for(self, topic: str, message_id: str, data: Any) -> list[Job]:
+    def _jobs_for(self, topic: str, message_id: str, data: Any, trace: Trace) -> list[Job]:
         return [
-            self.host.new_job(topic, function_id, message_id, data)
+            self.host.new_job(topic, function_id, message_id, data, trace)
             for function_id in self.host.functions_of(topic)
         ]
 
@@ -207,10 +211,10 @@ class BuiltinAdapter:
                 else:
                     del self._holding[held_for]
 
-    async def enqueue_topic(self, topic: str, message_id: str, data: Any) -> None:
+    async def enqueue_topic(self, topic: str, message_id: str, data: Any, trace: Trace) -> None:
         store = self.store
         assert store is not None
-        jobs = self._jobs_for(topic, message_id, data)
+        jobs = self._jobs_for(topic, message_id, data, trace)
         if jobs:
             with self._room(len(jobs)):
                 await store.save(*jobs)  # committed before the caller hears back
@@ -218,11 +222,11 @@ class BuiltinAdapter:
             return
         # Nobody subscribed yet: held until the first subscription.
         with self._room(1, held_for=topic):
-            await store.hold(topic, message_id, data)
+            await store.hold(topic, message_id, data, trace)
             if self.host.functions_of(topic):  # a subscription came while it was stored
-                await self._release(topic, [(message_id, data)])
+                await self._release(topic, [(message_id, data, trace)])
             else:
-                self.backlog.setdefault(topic, []).append((message_id, data))
+                self.backlog.setdefault(topic, []).append((message_id, data, trace))
 
     async def enqueue_job(self, job: Job) -> None:
         assert self.store is not None

@@ -70,7 +70,7 @@ from iii_trio.runtime.modules.queue.adapters.redis_layout import (
 )
 from iii_trio.runtime.modules.queue.adapters.redis_subscriptions import TopicSubscriptions
 from iii_trio.runtime.modules.queue.config import RedisQueueConfig
-from iii_trio.runtime.modules.queue.jobs import Job
+from iii_trio.runtime.modules.queue.jobs import Job, Trace
 from iii_trio.runtime.modules.queue.streams import Stream
 from iii_trio.runtime.modules.storage.redis import (
     Arg,
@@ -238,12 +238,12 @@ class RedisAdapter:
 
     # --- enqueueing --------------------------------------------------------------------------
 
-    async def enqueue_topic(self, topic: str, message_id: str, data: Any) -> None:
+    async def enqueue_topic(self, topic: str, message_id: str, data: Any, trace: Trace) -> None:
         try:
             await self.subscriptions.register_pending(topic)
         except RedisError as exc:
             raise InvocationError("queue_unavailable", f"Redis is unreachable: {exc}") from None
-        job = self.host.new_job(topic, "", message_id, data)
+        job = self.host.new_job(topic, "", message_id, data, trace)
         keys = QueueKeys(topic)
         made = await self._call(
             layout.ENQUEUE_TOPIC,
@@ -467,6 +467,8 @@ class RedisAdapter:
             "job": job.record(),
             "error": job.error,
             "failed_at": job.failed_at,
+            "traceparent": job.traceparent,  # outside "job": its shape is the spec's
+            "baggage": job.baggage,
         }
         evicted = await self._settle(
             layout.DEAD,
@@ -499,7 +501,15 @@ class RedisAdapter:
             if raw is None:
                 continue  # redriven between the two reads
             entry = orjson.loads(raw)
-            jobs.append(Job(**entry["job"], error=entry["error"], failed_at=entry["failed_at"]))
+            jobs.append(
+                Job(
+                    **entry["job"],
+                    error=entry["error"],
+                    failed_at=entry["failed_at"],
+                    traceparent=entry.get("traceparent"),
+                    baggage=entry.get("baggage"),
+                )
+            )
         return jobs
 
     async def redrive(self, queue: str, message_id: str | None) -> int:
@@ -514,7 +524,11 @@ class RedisAdapter:
             entry = orjson.loads(raw)
             if message_id is not None and entry["message_id"] != message_id:
                 continue
-            job = Job(**entry["job"])
+            job = Job(
+                **entry["job"],
+                traceparent=entry.get("traceparent"),
+                baggage=entry.get("baggage"),
+            )
             stream = StreamKeys(queue, job.function_id)
             commands.append(
                 layout.REDRIVE.command(
