@@ -10,6 +10,7 @@ every id is known; the observability module keeps spans in memory.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -211,3 +212,23 @@ async def test_a_stored_job_keeps_its_trace_across_a_restart(
     for delivered in (named, held):
         assert delivered["traceparent"].split("-")[1] == TRACE_ID
         assert delivered["baggage"] == BAGGAGE
+
+
+async def test_a_database_of_an_older_build_gains_the_trace_columns(
+    start_engine: StartEngine, tmp_path: Path
+) -> None:
+    """A backlog written before jobs carried a trace is read (no trace) and extended."""
+    with sqlite3.connect(tmp_path / "queue.db") as db:
+        db.executescript(
+            "CREATE TABLE jobs (id TEXT PRIMARY KEY, body TEXT NOT NULL, dead INTEGER NOT NULL);"
+            "CREATE TABLE backlog (message_id TEXT PRIMARY KEY, topic TEXT NOT NULL,"
+            " data TEXT NOT NULL);"
+            "INSERT INTO backlog VALUES ('m-old', 'later', '{\"old\": true}');"
+        )
+    async with queue_entries("file_based", tmp_path) as entry:
+        engine = await start(start_engine, entry)
+        async with raw_worker(worker_url(engine)) as worker:
+            await bind(worker, engine, "later")
+            delivered = await handle_one(worker)
+    assert delivered["data"] == {"old": True}
+    assert "baggage" not in delivered
