@@ -29,6 +29,7 @@ import trio
 from iii_trio.runtime.calls import inputs
 from iii_trio.runtime.calls.errors import InvocationError
 from iii_trio.runtime.calls.router import not_found
+from iii_trio.runtime.connections.access import ExposedPort
 from iii_trio.runtime.modules.base import EngineModule
 from iii_trio.runtime.modules.rest_api.config import CorsConfig, RestApiConfig
 from iii_trio.runtime.modules.rest_api.exchange import CALLER, Exchange
@@ -152,8 +153,10 @@ class RestApiModule(EngineModule):
         listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.host)
         self.port = listeners[0].socket.getsockname()[1]
         log.info("HTTP API listening on http://%s:%s", self.config.host, self.port)
+        access = self.ctx.access.describe_endpoints()
+        exposed = ExposedPort("http port", self.config.host, self.port, f"HTTP routes; {access}")
         async with trio.open_nursery() as connections:
-            with trio.CancelScope() as self._accepting:
+            with trio.CancelScope() as self._accepting, self.ctx.exposing(exposed):
                 task_status.started()
                 await trio.serve_listeners(self._connection, listeners, handler_nursery=connections)
             await trio.sleep_forever()  # drained: live connections finish, then shutdown cancels
