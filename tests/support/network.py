@@ -91,7 +91,8 @@ async def http_upgrade(
     finally:
         await stream.aclose()
     head, _, body = response.partition(b"\r\n\r\n")
-    return int(head.split(b" ", 2)[1]), body.decode()
+    status = int(head.split(b" ", 2)[1])
+    return status, "" if status == 101 else body.decode()  # after a 101: frames, not text
 
 
 def _complete(head: bytes, body: bytes) -> bool:
