@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from contextlib import AsyncExitStack
 
+import httpx
 import pytest
 import trio
 import trio.testing
@@ -16,6 +17,7 @@ import trio.testing
 from iii_trio.runtime.connections.admission import DescriptorReserve, PortGate
 from iii_trio.runtime.engine import Engine
 from iii_trio.runtime.wire.handshake import HandshakeRejected
+from tests.runtime.modules.rest_api.support import http_entry
 from tests.runtime.modules.stream.support import stream_client, stream_entry, stream_port
 from tests.support.engine import StartEngine, worker_url
 from tests.support.network import http_upgrade, open_websocket, require_non_loopback
@@ -55,6 +57,30 @@ async def test_idle_stream_clients_cannot_lock_out_workers(start_engine: StartEn
             assert "result" in await worker.call("engine::functions::list", {})
         stats = engine.modules["stream"].introspect()
         assert (stats["clients"], stats["clients_refused"]) == (4, 1)
+
+
+async def test_http_port_connection_cap_refuses_with_503(start_engine: StartEngine) -> None:
+    engine = await start_engine(modules=(http_entry(max_connections=2),))
+    port: int = engine.modules["rest_api"].port
+    held = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(2)]
+    try:
+        await wait_until(
+            lambda: engine.modules["rest_api"].introspect()["connections"] == 2,
+            what="two HTTP connections are open",
+        )
+        async with httpx.AsyncClient(timeout=10) as http:
+            response = await http.get(f"http://127.0.0.1:{port}/anything")
+        assert response.status_code == 503
+        assert "too many connections on the http port (max_connections 2)" in response.text
+        assert response.headers["retry-after"] == "1"
+    finally:
+        for stream in held:
+            await stream.aclose()
+    await wait_until(
+        lambda: engine.modules["rest_api"].introspect()["connections"] == 0, what="they left"
+    )
+    async with httpx.AsyncClient(timeout=10) as http:
+        assert (await http.get(f"http://127.0.0.1:{port}/anything")).status_code == 404
 
 
 async def test_one_address_cannot_take_a_whole_port(start_engine: StartEngine) -> None:
