@@ -84,6 +84,10 @@ async def test_loopback_peers_are_admitted_in_protected_mode(start_engine: Start
 async def test_protected_mode_refuses_non_loopback_peers_on_every_socket(
     start_engine: StartEngine, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Real sockets from a second local address that is not loopback: the client binds to
+    this machine's eth0 address (found by tests/support/network.py; here 192.0.2.2) and
+    connects to the engine bound on 0.0.0.0, so the engine's peer is that address. Network
+    namespaces (iproute2 is installed and root could use them) are not needed for that."""
     source = require_non_loopback()
     engine = await start_engine(host="0.0.0.0", modules=(stream_entry(host="0.0.0.0"),))
     channel = engine.channels.create_for_worker(None)
