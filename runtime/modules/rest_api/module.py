@@ -29,6 +29,8 @@ import trio
 from iii_trio.runtime.calls import inputs
 from iii_trio.runtime.calls.errors import InvocationError
 from iii_trio.runtime.calls.router import not_found
+from iii_trio.runtime.connections.access import ExposedPort
+from iii_trio.runtime.connections.admission import peer_address
 from iii_trio.runtime.modules.base import EngineModule
 from iii_trio.runtime.modules.rest_api.config import CorsConfig, RestApiConfig
 from iii_trio.runtime.modules.rest_api.exchange import CALLER, Exchange
@@ -133,6 +135,11 @@ class RestApiModule(EngineModule):
         self._waiting = 0
         self._accepting: trio.CancelScope | None = None
         self._connections: set[HttpConnection] = set()
+        # The port's caps and the engine's descriptor reserve (routes stay public: no
+        # protected mode here, see runtime/connections/admission.py).
+        self.gate = ctx.port_gate(
+            "http port", config.max_connections, config.max_connections_per_address
+        )
         self._in_flight = 0
         self._all_answered = trio.Event()
         self.draining = False
@@ -146,16 +153,19 @@ class RestApiModule(EngineModule):
             "routes": self.trigger.routes.count,
             "in_flight": self._in_flight,
             "waiting": self._waiting,
+            **self.gate.statistics(),
         }
 
     async def serve(self, task_status: trio.TaskStatus[Any]) -> None:
         listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.host)
         self.port = listeners[0].socket.getsockname()[1]
         log.info("HTTP API listening on http://%s:%s", self.config.host, self.port)
+        access = self.ctx.access.describe_endpoints()
+        exposed = ExposedPort("http port", self.config.host, self.port, f"HTTP routes; {access}")
         async with trio.open_nursery() as connections:
-            with trio.CancelScope() as self._accepting:
+            with trio.CancelScope() as self._accepting, self.ctx.exposing(exposed):
                 task_status.started()
-                await trio.serve_listeners(self._connection, listeners, handler_nursery=connections)
+                await trio.serve_listeners(self._admit, listeners, handler_nursery=connections)
             await trio.sleep_forever()  # drained: live connections finish, then shutdown cancels
 
     async def drain(self) -> None:
@@ -169,6 +179,17 @@ class RestApiModule(EngineModule):
             await self._all_answered.wait()
 
     # --- one connection ------------------------------------------------------------------------
+
+    async def _admit(self, stream: trio.SocketStream) -> None:
+        """Admit a socket through the port's gate before reading from it: past
+        ``max_connections`` or the descriptor reserve it is answered 503 and closed."""
+        address = peer_address(stream)[0]
+        rejection = self.gate.screen(stream, address)
+        if rejection is not None:
+            await self.gate.refuse(stream, rejection)
+            return
+        with self.gate.admitted(address):
+            await self._connection(stream)
 
     async def _connection(self, stream: trio.SocketStream) -> None:
         conn = HttpConnection(stream)
