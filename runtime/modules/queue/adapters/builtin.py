@@ -43,6 +43,7 @@ class BuiltinAdapter:
         self.config = config
         self.host = host
         self.backlog: dict[str, list[Held]] = {}
+        self._held = 0  # messages in all backlogs
         self.dlq: dict[str, list[Job]] = {}
         self.dlq_drops = DeadLetterDrops(config.max_dlq_per_queue)
         self.store: JobStore | None = None
@@ -80,6 +81,7 @@ class BuiltinAdapter:
                 await self.store.delete(*dropped)
             for topic, message_id, data, trace in backlog:
                 self.backlog.setdefault(topic, []).append((message_id, data, trace))
+                self._held += 1
             yield
         finally:
             with trio.CancelScope(shield=True):
@@ -97,6 +99,7 @@ class BuiltinAdapter:
         if self._nursery is None or not self.backlog.get(topic):
             return  # (the module binds only once it runs: kept for the first binding then)
         held = self.backlog.pop(topic)
+        self._held -= len(held)
         self._reserved += len(held)  # still counted while they become jobs
         self._nursery.start_soon(self._release_backlog, topic, held)
 
@@ -181,7 +184,7 @@ class BuiltinAdapter:
     def _in_use(self) -> int:
         """Jobs waiting or in flight, messages held, and the room reserved for both."""
         jobs = sum(s.waiting + s.in_flight for s in self.host.streams.values())
-        return jobs + sum(map(len, self.backlog.values())) + self._reserved
+        return jobs + self._held + self._reserved
 
     @contextmanager
     def _room(self, count: int, *, held_for: str | None = None) -> Iterator[None]:
@@ -227,6 +230,7 @@ class BuiltinAdapter:
                 await self._release(topic, [(message_id, data, trace)])
             else:
                 self.backlog.setdefault(topic, []).append((message_id, data, trace))
+                self._held += 1
 
     async def enqueue_job(self, job: Job) -> None:
         assert self.store is not None
