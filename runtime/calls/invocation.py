@@ -52,6 +52,9 @@ class CallContext:
     caller_module: str | None = None
     metadata: Any = None
     baggage: str | None = None  # the call's W3C baggage header, as the caller sent it
+    #: the trace context the call runs in: the engine's span of it when observed, else the
+    #: caller's ``traceparent`` as sent (what a call made on its behalf later continues)
+    traceparent: str | None = None
 
 
 class LocalHandler(Protocol):
@@ -239,6 +242,7 @@ class Invocation(Actor):
             self.caller_module,
             self.metadata,
             self.baggage,
+            self.traceparent,
         )
         if self.span is not None:
             current_span.set(self.span)  # calls this function makes are its children

@@ -143,14 +143,23 @@ class Router:
         caller_module: str,
         timeout_ms: int | None = None,
         abandon_on_cancel: bool = False,
+        traceparent: str | None = None,
+        baggage: str | None = None,
     ) -> Any:
         """An engine-originated call whose result the engine awaits (trigger delivery,
         condition functions). Raises :class:`InvocationError` with the wire error.
+        ``traceparent`` / ``baggage``: the trace the call continues (a queued job's).
         ``abandon_on_cancel``: if the wait is cancelled, abandon the invocation too (an
         engine function stops, a worker's late result is dropped) instead of letting it
         run to its deadline with nobody waiting."""
         invocation = self.start(
-            function_id, data, caller_module=caller_module, reply=False, timeout_ms=timeout_ms
+            function_id,
+            data,
+            caller_module=caller_module,
+            reply=False,
+            timeout_ms=timeout_ms,
+            traceparent=traceparent,
+            baggage=baggage,
         )
         if invocation is None:
             raise InvocationError(**_fields(not_found(function_id)))

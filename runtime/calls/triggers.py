@@ -3,6 +3,9 @@
 A binding goes to the engine module providing its type (validated synchronously), or to
 the first live worker providing the type (sent as ``registertrigger``), or is parked until
 a provider appears. Failures reach the binding's owner as ``triggerregistrationresult``.
+An engine module's trigger types come and go with the module (:meth:`Triggers.hosting`):
+while it is down (crashed, being restarted) its bindings stay in the registry, parked, and
+each incarnation gets every one of them bound again when it offers its types.
 Everything here is synchronous: frames to other workers are posted to their bounded
 outboxes without waiting, so a worker that stops reading cannot stall anyone else.
 """
@@ -10,10 +13,12 @@ outboxes without waiting, so a worker that stops reading cannot stall anyone els
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from iii_trio.runtime.calls.errors import TriggerConfigError
-from iii_trio.runtime.calls.registry import Binding, Registry
+from iii_trio.runtime.calls.registry import Binding, EngineTriggerType, Registry
 from iii_trio.runtime.wire import protocol
 
 if TYPE_CHECKING:
@@ -59,6 +64,34 @@ class Triggers:
             provider.post(
                 protocol.UnregisterTrigger(id=binding.id, trigger_type=binding.trigger_type)
             )
+
+    @contextmanager
+    def hosting(self, trigger_types: Iterable[EngineTriggerType]) -> Iterator[None]:
+        """Offer engine trigger types for the block's duration (a module incarnation while
+        it runs, from the moment it is ready). Each type gets, before the block starts, every
+        binding of its id the registry holds: those its predecessor had, and those made
+        while no incarnation ran. A binding it refuses leaves the registry and is reported to
+        its owner like any refusal. When the block ends the bindings stay, parked."""
+        types = list(trigger_types)
+        with self.registry.hosting((), types):
+            for engine_type in types:
+                self._rebind(engine_type)
+            yield
+
+    def _rebind(self, engine_type: EngineTriggerType) -> None:
+        registry = self.registry
+        for binding in list(registry.parked(engine_type.id)):
+            try:
+                engine_type.bind(binding)
+                continue
+            except TriggerConfigError as exc:
+                reason = str(exc)
+            except Exception as exc:  # a fault in the module's bind refuses only this binding
+                log.exception("trigger %s: %s bind failed", binding.id, engine_type.id)
+                reason = f"{engine_type.id} could not bind it: {exc}"
+            if registry.bindings.get(binding.key) is binding:
+                del registry.bindings[binding.key]
+            self._report_failure(binding, protocol.ErrorBody("trigger_registration_failed", reason))
 
     def provider_added(self, type_id: str) -> None:
         """A worker registered ``type_id``: parked bindings go to the active provider."""

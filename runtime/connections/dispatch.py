@@ -31,10 +31,18 @@ log = logging.getLogger("iii_trio.dispatch")
 class InvokeAction(Protocol):
     """A module's handling of an ``invokefunction`` frame with ``action: {type: ...}``
     (spec §4.5; the queue module offers ``enqueue``). Its return value is the caller's
-    result; an :class:`InvocationError` is its error."""
+    result; an :class:`InvocationError` is its error. ``traceparent`` and ``baggage`` are
+    the frame's (an enqueued job carries them)."""
 
     def __call__(
-        self, function_id: str, data: Any, action: protocol.Action, /
+        self,
+        function_id: str,
+        data: Any,
+        action: protocol.Action,
+        /,
+        *,
+        traceparent: str | None,
+        baggage: str | None,
     ) -> Awaitable[Any]: ...
 
 
@@ -119,16 +127,16 @@ class Dispatcher:
     # --- calls -------------------------------------------------------------------------------
 
     async def _invoke(self, conn: WorkerConnection, msg: protocol.InvokeFunction) -> None:
-        data = msg.data
-        if isinstance(data, dict):
-            data["_caller_worker_id"] = conn.worker_id  # spec §4.4, overwrites any value
         action = msg.action
-        void = msg.invocation_id is None or (action is not None and action.type == "void")
         if action is not None and (
             action.type in self.actions or action.type in self.missing_actions
         ):
-            await self._act(conn, msg, action)
+            await self._act(conn, msg, action)  # the data as sent: not a call routed here
             return
+        data = msg.data
+        if isinstance(data, dict):
+            data["_caller_worker_id"] = conn.worker_id  # spec §4.4, overwrites any value
+        void = msg.invocation_id is None or (action is not None and action.type == "void")
         invocation = self.router.start(
             msg.function_id,
             data,
@@ -164,7 +172,13 @@ class Dispatcher:
             if self.router.observer is not None:
                 self.router.observer.call_deferred()
             try:
-                result = await handler(msg.function_id, msg.data, action)
+                result = await handler(
+                    msg.function_id,
+                    msg.data,
+                    action,
+                    traceparent=msg.traceparent,
+                    baggage=msg.baggage,
+                )
             except InvocationError as exc:
                 error = exc.body
         if msg.invocation_id is not None:

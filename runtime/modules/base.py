@@ -4,14 +4,17 @@ A module is an actor under the ``modules`` supervisor, made afresh by its kind's
 every (re)start, with the one :class:`~iii_trio.runtime.modules.context.ModuleContext` the
 engine made for it. Subclasses declare their functions, trigger types, invoke actions, HTTP
 endpoints and gauge families and, when they own sockets or background loops, override
-:meth:`EngineModule.serve`. Everything declared is offered before ``serve`` starts and
-withdrawn when the module stops (also when it crashes and its supervisor restarts it).
+:meth:`EngineModule.serve`. Functions, invoke actions, endpoints and gauges are offered
+before ``serve`` starts, trigger types once it reports started (each with every binding of
+its id the registry kept: a restarted module gets its predecessor's bindings back), and all
+of it is withdrawn when the module stops (also when it crashes and its supervisor restarts
+it).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -105,5 +108,22 @@ class EngineModule(Actor):
             invoke_actions=self.invoke_actions(),
             http_endpoints=self.http_endpoints(),
             gauges=self.gauges(),
-        ):
-            await self.serve(task_status)
+        ) as ready:
+            await self.serve(_ReadyOnStart(task_status, ready))
+
+
+class _ReadyOnStart:
+    """The ``task_status`` handed to :meth:`EngineModule.serve`: reporting started also
+    tells the module's hosting it is ready, which offers its trigger types (and with them
+    every binding the registry kept for them, e.g. across a restart) before the supervisor
+    hears that the module runs."""
+
+    __slots__ = ("_inner", "_ready")
+
+    def __init__(self, inner: trio.TaskStatus[Any], ready: Callable[[], None]) -> None:
+        self._inner = inner
+        self._ready = ready
+
+    def started(self, value: Any = None) -> None:
+        self._ready()
+        self._inner.started(value)

@@ -18,7 +18,7 @@ with the caller ``{kind: module, id: <caller name>}``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -113,15 +113,21 @@ class ModuleContext:
         timeout_ms: int | None = None,
         abandon_on_cancel: bool = False,
         caller: str | None = None,
+        traceparent: str | None = None,
+        baggage: str | None = None,
     ) -> Any:
         """Call a function and wait for its result; :class:`InvocationError` with the wire
-        error otherwise. ``caller`` names the caller in listings (default: the module)."""
+        error otherwise. ``caller`` names the caller in listings (default: the module);
+        ``traceparent`` / ``baggage`` the trace the call continues (default: the current
+        span's, when observed)."""
         return await self._router.call(
             function_id,
             data,
             caller_module=caller or self.name,
             timeout_ms=timeout_ms,
             abandon_on_cancel=abandon_on_cancel,
+            traceparent=traceparent,
+            baggage=baggage,
         )
 
     def fire(self, function_id: str, data: Any, *, caller: str | None = None) -> None:
@@ -272,19 +278,33 @@ class ModuleContext:
         invoke_actions: Mapping[str, InvokeAction],
         http_endpoints: Mapping[str, HttpEndpoint],
         gauges: Iterable[GaugeFamily],
-    ) -> Iterator[None]:
-        """Offer a module's functions, trigger types, invoke actions, endpoints and gauges
-        while the block runs; withdraw them when it ends (a crash included)."""
+    ) -> Iterator[Callable[[], None]]:
+        """Offer a module's functions, invoke actions, endpoints and gauges while the block
+        runs; withdraw them when it ends (a crash included).
+
+        The trigger types wait for the module: the block gets ``ready``, to call once the
+        module can take bindings (its ``serve`` reported started). Only then are the types
+        offered, each with every binding of its id the registry holds, so a restarted module
+        serves the routes, topics and schedules its predecessor had; until then (and after
+        the block) those bindings stay in the registry, parked."""
         offers = self._offers
         actions = self._dispatcher.actions
         families = list(gauges)
-        with self._registry.hosting(functions, trigger_types):
+        types = list(trigger_types)
+        with ExitStack() as offered:
+            offered.enter_context(self._registry.hosting(functions, ()))
+
+            def ready() -> None:
+                if types:
+                    offered.enter_context(self._dispatcher.triggers.hosting(tuple(types)))
+                    types.clear()  # offered once
+
             offers.modules[self.name] = module
             actions.update(invoke_actions)
             offers.http_endpoints.update(http_endpoints)
             offers.gauges.update((family.name, family) for family in families)
             try:
-                yield
+                yield ready
             finally:
                 _remove(offers.modules, {self.name: module})
                 _remove(actions, invoke_actions)

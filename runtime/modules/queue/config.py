@@ -31,6 +31,13 @@ class BuiltinQueueConfig(QueueDeliveryConfig):
     store_method: StoreMethod = "in_memory"
     file_path: str = "kv_store_data.db"
     save_interval_ms: int = attrs.field(default=5000, metadata=NON_NEGATIVE)  # no effect
+    #: jobs waiting or in flight plus messages held for a subscriber, in all; an enqueue
+    #: beyond it is refused with ``queue_full``
+    max_jobs: int = attrs.field(default=100_000, metadata=POSITIVE)
+    #: messages held per topic while nothing is bound to it (``queue_full`` beyond)
+    max_backlog_per_topic: int = attrs.field(default=10_000, metadata=POSITIVE)
+    #: dead letters kept per queue; beyond it the oldest is dropped (logged, counted)
+    max_dlq_per_queue: int = attrs.field(default=10_000, metadata=POSITIVE)
 
 
 @attrs.frozen(kw_only=True)
@@ -39,6 +46,12 @@ class RedisQueueConfig(QueueDeliveryConfig):
     delivery settings, with the jobs in Redis at ``redis_url`` instead of this engine."""
 
     redis_url: str = "redis://localhost:6379"
+    #: jobs per (queue, function) stream, delayed retries included (``queue_full`` beyond)
+    max_jobs_per_stream: int = attrs.field(default=100_000, metadata=POSITIVE)
+    #: messages held per topic while no engine subscribes to it (``queue_full`` beyond)
+    max_backlog_per_topic: int = attrs.field(default=10_000, metadata=POSITIVE)
+    #: dead letters kept per queue; beyond it the oldest is dropped (logged, counted)
+    max_dlq_per_queue: int = attrs.field(default=10_000, metadata=POSITIVE)
 
 
 @attrs.frozen(kw_only=True)

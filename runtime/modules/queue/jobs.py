@@ -1,12 +1,24 @@
 """A queue's unit of work (spec/modules.md §6.5): one message for one function, with its
-delivery count; both adapters keep jobs (the builtin one in
-:mod:`.adapters.job_store`, the Redis one in Redis streams)."""
+delivery count and its enqueuer's trace context; both adapters keep jobs (the builtin one
+in :mod:`.adapters.job_store`, the Redis one in Redis streams)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import attrs
+
+
+@attrs.frozen
+class Trace:
+    """The W3C trace context an enqueue ran in (``traceparent``, ``baggage``): each delivery
+    of its jobs continues it, so the consumer span is a child of the enqueuer's."""
+
+    traceparent: str | None = None
+    baggage: str | None = None
+
+
+NO_TRACE = Trace()
 
 
 @attrs.define(eq=False)
@@ -23,6 +35,12 @@ class Job:
     group_id: str | None = None
     error: str | None = None  # set once dead-lettered
     failed_at: int | None = None
+    traceparent: str | None = None  # the enqueuer's trace context (:class:`Trace`)
+    baggage: str | None = None
+
+    @property
+    def trace(self) -> Trace:
+        return Trace(self.traceparent, self.baggage)
 
     def record(self) -> dict[str, Any]:
         """The job as the spec's DLQ entries show it."""

@@ -31,7 +31,7 @@ from iii_trio.runtime.modules.queue.config import (
     RedisQueueConfig,
 )
 from iii_trio.runtime.modules.queue.inputs import DeadLetterRef, QueueName, QueueTriggerConfig
-from iii_trio.runtime.modules.queue.jobs import Job
+from iii_trio.runtime.modules.queue.jobs import NO_TRACE, Job, Trace
 from iii_trio.runtime.modules.queue.streams import Stream
 
 if TYPE_CHECKING:
@@ -272,7 +272,7 @@ class QueueModule(EngineModule):
     async def _attempt(self, stream: Stream, job: Job) -> str | None:
         """One delivery; None when it succeeded (or its condition said no)."""
         if self.ctx.observer is None:
-            return await self._attempt_once(job)
+            return await self._attempt_once(job, job.traceparent)
         attributes = {
             "messaging.system": "iii",
             "messaging.destination.name": job.queue,
@@ -280,28 +280,41 @@ class QueueModule(EngineModule):
             "iii.function_id": job.function_id,
             "iii.queue.attempt": job.attempts_made + 1,
         }
-        with self.ctx.span(f"queue {job.queue}", kind="consumer", attributes=attributes) as span:
-            error = await self._attempt_once(job)
+        with self.ctx.span(
+            f"queue {job.queue}",
+            kind="consumer",
+            attributes=attributes,
+            traceparent=job.traceparent,
+        ) as span:  # a child of the enqueuer's span
+            error = await self._attempt_once(job, span.traceparent() if span else None)
             if span is not None and error is not None:
                 span.fail(error)
             return error
 
-    async def _attempt_once(self, job: Job) -> str | None:
+    async def _attempt_once(self, job: Job, traceparent: str | None) -> str | None:
+        """One delivery, continuing ``traceparent`` (the consumer span's, else the job's)
+        with the job's baggage."""
         binding = self.trigger.binding_for(job.queue, job.function_id)
         condition = (binding.config or {}).get("condition_function_id") if binding else None
+        trace = Trace(traceparent, job.baggage)
         try:
-            if condition and await self._invoke(condition, job.data) is False:
+            if condition and await self._invoke(condition, job.data, trace) is False:
                 return None  # acked and dropped for this function
-            await self._invoke(job.function_id, job.data)
+            await self._invoke(job.function_id, job.data, trace)
         except InvocationError as exc:
             return f"{exc.code}: {exc.message}"
         return None
 
-    async def _invoke(self, function_id: str, data: Any) -> Any:
+    async def _invoke(self, function_id: str, data: Any, trace: Trace) -> Any:
         # A delivery cut off (its consumer stopped) abandons its invocation, so the job it
         # hands back is not still running here when it is delivered again.
         return await self.ctx.call(
-            function_id, data, timeout_ms=self.lease_ms(), abandon_on_cancel=True
+            function_id,
+            data,
+            timeout_ms=self.lease_ms(),
+            abandon_on_cancel=True,
+            traceparent=trace.traceparent,
+            baggage=trace.baggage,
         )
 
     async def _failed(self, stream: Stream, job: Job, error: str) -> float | None:
@@ -317,7 +330,9 @@ class QueueModule(EngineModule):
 
     # --- enqueueing --------------------------------------------------------------------------
 
-    def new_job(self, queue: str, function_id: str, message_id: str, data: Any) -> Job:
+    def new_job(
+        self, queue: str, function_id: str, message_id: str, data: Any, trace: Trace = NO_TRACE
+    ) -> Job:
         _, _, max_attempts, backoff_ms = self._settings(queue, function_id)
         group = None
         named = self.named.get(queue)
@@ -333,14 +348,19 @@ class QueueModule(EngineModule):
             backoff_delay_ms=backoff_ms,
             created_at=now_ms(),
             group_id=None if group is None else str(group),
+            traceparent=trace.traceparent,
+            baggage=trace.baggage,
         )
 
     async def enqueue(self, data: Any, ctx: CallContext) -> Any:
         message = inputs.structure("enqueue", data, TopicMessage)
-        await self.adapter.enqueue_topic(message.topic, str(uuid.uuid4()), message.data)
+        trace = Trace(ctx.traceparent, ctx.baggage)
+        await self.adapter.enqueue_topic(message.topic, str(uuid.uuid4()), message.data, trace)
         return None
 
-    async def enqueue_named(self, queue: str, function_id: str, data: Any) -> str:
+    async def enqueue_named(
+        self, queue: str, function_id: str, data: Any, trace: Trace = NO_TRACE
+    ) -> str:
         """Store a job of the named queue for ``function_id``; its message id (the receipt).
         Raises ``InvocationError("enqueue_error", ...)`` as the invoke action answers."""
         named = self.named.get(queue)
@@ -351,17 +371,27 @@ class QueueModule(EngineModule):
         ):
             message = f"FIFO queue '{queue}' needs the field '{named.message_group_field}'"
             raise InvocationError("enqueue_error", message)
-        job = self.new_job(queue, function_id, str(uuid.uuid4()), data)
+        job = self.new_job(queue, function_id, str(uuid.uuid4()), data, trace)
         try:
             await self.adapter.enqueue_job(job)
         except InvocationError as exc:
             raise InvocationError("enqueue_error", exc.message) from None
         return job.message_id
 
-    async def enqueue_action(self, function_id: str, data: Any, action: protocol.Action) -> Any:
+    async def enqueue_action(
+        self,
+        function_id: str,
+        data: Any,
+        action: protocol.Action,
+        /,
+        *,
+        traceparent: str | None,
+        baggage: str | None,
+    ) -> Any:
         """The invoke action ``{type: "enqueue", queue}`` (spec §6.1): ``{messageReceiptId}``,
-        or ``enqueue_error``."""
-        receipt = await self.enqueue_named(action.queue or "", function_id, data)
+        or ``enqueue_error``. The job continues the frame's trace."""
+        trace = Trace(traceparent, baggage)
+        receipt = await self.enqueue_named(action.queue or "", function_id, data, trace)
         return {"messageReceiptId": receipt}
 
     # --- dead letters ------------------------------------------------------------------------

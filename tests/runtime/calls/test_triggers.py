@@ -5,6 +5,9 @@ from __future__ import annotations
 import trio
 import trio.testing
 
+from iii_trio.runtime.calls.errors import TriggerConfigError
+from iii_trio.runtime.calls.registry import Binding, Registry
+from iii_trio.runtime.calls.triggers import Triggers
 from iii_trio.runtime.engine import Engine
 from tests.support.engine import worker_url
 from tests.support.raw_worker import RawWorker, raw_worker
@@ -256,3 +259,47 @@ async def test_functions_available_fires_with_the_new_list(
                 invoke = await watcher.expect("invokefunction")
     assert invoke["data"]["event"] == "functions_changed"
     assert "late::fn" in [row["function_id"] for row in invoke["data"]["functions"]]
+
+
+class Incarnation:
+    """An engine trigger type as a module incarnation offers it: records its bindings and
+    refuses configs it cannot take (``TriggerConfigError``) or fails on a faulty one."""
+
+    id = "kind"
+    description = "a module's trigger type"
+
+    def __init__(self) -> None:
+        self.bound: list[str] = []
+
+    def bind(self, binding: Binding) -> None:
+        if binding.config.get("refuse"):
+            raise TriggerConfigError("refused by this incarnation")
+        if binding.config.get("fault"):
+            raise KeyError("a bug in bind")
+        self.bound.append(binding.id)
+
+    def unbind(self, binding: Binding) -> None:
+        self.bound.remove(binding.id)
+
+
+def test_each_incarnation_of_an_engine_type_gets_every_binding_of_it() -> None:
+    """Issue 16, item 2: a restarted module's trigger types came back empty."""
+    registry = Registry()
+    triggers = Triggers(registry)
+    first = Incarnation()
+    with triggers.hosting([first]):
+        triggers.bind(Binding(None, "a", "kind", "f", {}))
+    assert first.bound == ["a"]
+    assert [b.id for b in registry.parked("kind")] == ["a"]  # kept while no incarnation runs
+    triggers.bind(Binding(None, "b", "kind", "f", {}))  # made while the module is down
+    triggers.bind(Binding(None, "bad", "kind", "f", {"refuse": True}))
+    triggers.bind(Binding(None, "faulty", "kind", "f", {"fault": True}))
+    triggers.bind(Binding(None, "other", "elsewhere", "f", {}))
+    second = Incarnation()
+    with triggers.hosting([second]):
+        assert second.bound == ["a", "b"]
+        # Refusals leave the registry (an owner hears of them); other types are untouched.
+        assert sorted(b.id for b in registry.bindings.values()) == ["a", "b", "other"]
+        triggers.bind(Binding(None, "c", "kind", "f", {}))
+    assert second.bound == ["a", "b", "c"]
+    assert first.bound == ["a"]  # the old incarnation is never handed the new ones

@@ -26,7 +26,7 @@ from iii_trio.runtime.modules.queue.config import (
     NamedQueueConfig,
     RedisQueueConfig,
 )
-from iii_trio.runtime.modules.queue.jobs import Job
+from iii_trio.runtime.modules.queue.jobs import Job, Trace
 from iii_trio.runtime.modules.queue.streams import Stream
 
 
@@ -68,8 +68,11 @@ class QueueHost(Protocol):
         """Whether ``function_id`` is registered with this engine."""
         ...
 
-    def new_job(self, queue: str, function_id: str, message_id: str, data: Any) -> Job:
-        """A job with the stream's settings (attempts, backoff, FIFO group)."""
+    def new_job(
+        self, queue: str, function_id: str, message_id: str, data: Any, trace: Trace = ...
+    ) -> Job:
+        """A job with the stream's settings (attempts, backoff, FIFO group), continuing
+        ``trace`` (its enqueuer's)."""
         ...
 
     def next_order(self) -> int:
@@ -149,8 +152,9 @@ class QueueAdapter(Protocol):
 
     # --- enqueueing and dead letters -------------------------------------------------------
 
-    async def enqueue_topic(self, topic: str, message_id: str, data: Any) -> None:
-        """One job per function bound to ``topic`` (held while there is none)."""
+    async def enqueue_topic(self, topic: str, message_id: str, data: Any, trace: Trace) -> None:
+        """One job per function bound to ``topic`` (held while there is none), each carrying
+        ``trace``."""
 
     async def enqueue_job(self, job: Job) -> None:
         """Store a named queue's job (raise ``InvocationError`` when it cannot be)."""
@@ -167,7 +171,7 @@ def create(config: BuiltinQueueConfig | RedisQueueConfig, host: QueueHost) -> Qu
     if isinstance(config, RedisQueueConfig):
         from iii_trio.runtime.modules.queue.adapters.redis import RedisAdapter
 
-        return RedisAdapter(config.redis_url, host)
+        return RedisAdapter(config, host)
     from iii_trio.runtime.modules.queue.adapters.builtin import BuiltinAdapter
 
     return BuiltinAdapter(config, host)

@@ -31,8 +31,12 @@ Layout (key names and scripts in :mod:`.redis_layout`; subscriptions in
   retrying in place (attempts kept in Redis); a new owner first claims everything the old
   one held, in stream order.
 
-Caps: 100,000 jobs per (queue, function) stream including delayed retries, 10,000 held
-messages per topic, 10,000 dead letters per queue (the oldest is evicted, with a warning).
+Caps (``max_jobs_per_stream`` 100,000 jobs per (queue, function) stream including delayed
+retries, ``max_backlog_per_topic`` 10,000 held messages per topic, ``max_dlq_per_queue``
+10,000 dead letters per queue): each is checked inside the script that adds to it, so
+concurrent enqueues through any number of engines never pass it together. Beyond the DLQ
+cap the oldest dead letters are evicted (counted as ``dlq_dropped``, logged by
+:mod:`.dlq_cap`).
 Redis unreachable at startup fails the module; lost later, the connection is retried every
 second, enqueues fail with ``queue_unavailable`` meanwhile and consumers resume after.
 """
@@ -54,6 +58,7 @@ import trio
 from iii_trio.runtime.calls.errors import InvocationError
 from iii_trio.runtime.clock import now_ms
 from iii_trio.runtime.modules.queue.adapters import redis_layout as layout
+from iii_trio.runtime.modules.queue.adapters.dlq_cap import DeadLetterDrops
 from iii_trio.runtime.modules.queue.adapters.redis_layout import (
     QueueKeys,
     RedisJob,
@@ -64,7 +69,8 @@ from iii_trio.runtime.modules.queue.adapters.redis_layout import (
     text,
 )
 from iii_trio.runtime.modules.queue.adapters.redis_subscriptions import TopicSubscriptions
-from iii_trio.runtime.modules.queue.jobs import Job
+from iii_trio.runtime.modules.queue.config import RedisQueueConfig
+from iii_trio.runtime.modules.queue.jobs import Job, Trace
 from iii_trio.runtime.modules.queue.streams import Stream
 from iii_trio.runtime.modules.storage.redis import (
     Arg,
@@ -79,9 +85,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("iii_trio.queue")
 
-MAX_JOBS_PER_STREAM = 100_000
-MAX_BACKLOG_PER_TOPIC = 10_000
-MAX_DLQ_PER_QUEUE = 10_000
 FIFO_LOOKAHEAD = 256  # entries a FIFO owner holds, so free groups find their next job
 PROMOTE_LIMIT = 256  # due retries moved back per fetch
 NAMED_SCAN_SECONDS = 1.0  # how often named queues' streams are matched to local functions
@@ -95,9 +98,13 @@ GONE_CONSUMER_IDLE_MS = 3_600_000
 class RedisAdapter:
     name = "redis"
 
-    def __init__(self, redis_url: str, host: QueueHost) -> None:
+    def __init__(self, config: RedisQueueConfig, host: QueueHost) -> None:
+        self.config = config
         self.host = host
-        self.redis = ReconnectingRedis(redis_url, name=host.name, on_reconnect=self._reconnected)
+        self.redis = ReconnectingRedis(
+            config.redis_url, name=host.name, on_reconnect=self._reconnected
+        )
+        self.dlq_drops = DeadLetterDrops(config.max_dlq_per_queue)
         # One consumer name per engine process: no spaces (subscription members split on one).
         machine = socket.gethostname().replace(" ", "_")
         self.consumer_name = f"{machine}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -126,6 +133,7 @@ class RedisAdapter:
             dlq[queue] = stream.dead
         return {
             "dlq": dlq,
+            "dlq_dropped": dict(self.dlq_drops.counts),  # by this engine
             "consumer": self.consumer_name,
             "connected": self.redis.connected,
             "reconnects": self.redis.reconnects,
@@ -230,17 +238,22 @@ class RedisAdapter:
 
     # --- enqueueing --------------------------------------------------------------------------
 
-    async def enqueue_topic(self, topic: str, message_id: str, data: Any) -> None:
+    async def enqueue_topic(self, topic: str, message_id: str, data: Any, trace: Trace) -> None:
         try:
             await self.subscriptions.register_pending(topic)
         except RedisError as exc:
             raise InvocationError("queue_unavailable", f"Redis is unreachable: {exc}") from None
-        job = self.host.new_job(topic, "", message_id, data)
+        job = self.host.new_job(topic, "", message_id, data, trace)
         keys = QueueKeys(topic)
         made = await self._call(
             layout.ENQUEUE_TOPIC,
             [keys.subs, keys.backlog],
-            [topic, message(job), MAX_JOBS_PER_STREAM, MAX_BACKLOG_PER_TOPIC],
+            [
+                topic,
+                message(job),
+                self.config.max_jobs_per_stream,
+                self.config.max_backlog_per_topic,
+            ],
         )
         if made:
             self._wake(topic)
@@ -250,7 +263,7 @@ class RedisAdapter:
         await self._call(
             layout.ENQUEUE_NAMED,
             [keys.jobs, keys.delayed, QueueKeys(job.queue).functions],
-            [message(job), job.function_id, MAX_JOBS_PER_STREAM],
+            [message(job), job.function_id, self.config.max_jobs_per_stream],
         )
         if self.host.has_function(job.function_id):
             self.host.start_consumer(self.host.stream_for(job.queue, job.function_id))
@@ -454,6 +467,8 @@ class RedisAdapter:
             "job": job.record(),
             "error": job.error,
             "failed_at": job.failed_at,
+            "traceparent": job.traceparent,  # outside "job": its shape is the spec's
+            "baggage": job.baggage,
         }
         evicted = await self._settle(
             layout.DEAD,
@@ -463,11 +478,11 @@ class RedisAdapter:
                 f"{job.message_id} {job.function_id}",
                 orjson.dumps(entry),
                 job.failed_at or now_ms(),
-                MAX_DLQ_PER_QUEUE,
+                self.config.max_dlq_per_queue,
             ],
         )
-        if evicted:
-            log.warning("queue %s: DLQ full, %s oldest dead letter(s) dropped", job.queue, evicted)
+        if evicted and evicted > 0:
+            self.dlq_drops.dropped(job.queue, int(evicted))
 
     def abandoned(self, stream: Stream, job: Job) -> None:
         pass  # still held: the consumer's clean-up hands it back
@@ -486,7 +501,15 @@ class RedisAdapter:
             if raw is None:
                 continue  # redriven between the two reads
             entry = orjson.loads(raw)
-            jobs.append(Job(**entry["job"], error=entry["error"], failed_at=entry["failed_at"]))
+            jobs.append(
+                Job(
+                    **entry["job"],
+                    error=entry["error"],
+                    failed_at=entry["failed_at"],
+                    traceparent=entry.get("traceparent"),
+                    baggage=entry.get("baggage"),
+                )
+            )
         return jobs
 
     async def redrive(self, queue: str, message_id: str | None) -> int:
@@ -501,7 +524,11 @@ class RedisAdapter:
             entry = orjson.loads(raw)
             if message_id is not None and entry["message_id"] != message_id:
                 continue
-            job = Job(**entry["job"])
+            job = Job(
+                **entry["job"],
+                traceparent=entry.get("traceparent"),
+                baggage=entry.get("baggage"),
+            )
             stream = StreamKeys(queue, job.function_id)
             commands.append(
                 layout.REDRIVE.command(

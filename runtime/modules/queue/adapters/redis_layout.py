@@ -290,7 +290,8 @@ class RedisStream(Stream):
 
 def message(job: Job) -> bytes:
     """What a stream entry stores of a job: everything but its function (the stream's) and
-    its attempts (a field of their own, the only part scripts change)."""
+    its attempts (a field of their own, the only part scripts change); its trace context
+    included."""
     return orjson.dumps(
         {
             "message_id": job.message_id,
@@ -300,6 +301,8 @@ def message(job: Job) -> bytes:
             "backoff_delay_ms": job.backoff_delay_ms,
             "created_at": job.created_at,
             "group_id": job.group_id,
+            "traceparent": job.traceparent,
+            "baggage": job.baggage,
         }
     )
 
@@ -326,6 +329,8 @@ def job_from_entry(stream: RedisStream, entry: Any, attempts: Any) -> RedisJob:
             created_at=body["created_at"],
             attempts_made=max(int(fields["a"]), int(attempts) if attempts else 0),
             group_id=body["group_id"],
+            traceparent=body.get("traceparent"),  # absent in entries of older builds
+            baggage=body.get("baggage"),
             entry_id=entry_id,
         )
     except (KeyError, TypeError, ValueError, IndexError) as exc:

@@ -37,7 +37,10 @@ class SetOp:
 
 @attrs.frozen(kw_only=True)
 class MergeOp:
-    """Shallow merge into the value, or into the nested object at a list ``path``."""
+    """Shallow merge into the value (``path`` absent, null, ``""`` or ``[]``), or into the
+    object at ``path``: a string names one top-level key (``"a.b"`` is the key ``a.b``), a
+    list the keys on the way down. Missing or non-object objects on the way are replaced by
+    ``{}``, as in the reference engine."""
 
     type: ClassVar[str] = "merge"
     value: dict[str, Any] = inputs.field(
@@ -134,7 +137,7 @@ def apply_ops(old: Any, ops: list[Op]) -> Any:
             assert isinstance(op.path, str)
             value[op.path] = copy.deepcopy(op.value)
         elif isinstance(op, MergeOp):
-            target = _nested(value, op.path) if isinstance(op.path, list) else value
+            target = _nested(value, _merge_path(op.path))
             target.update(copy.deepcopy(op.value))
         elif isinstance(op, IncrementOp | DecrementOp):
             assert isinstance(op.path, str)
@@ -152,6 +155,13 @@ def apply_ops(old: Any, ops: list[Op]) -> Any:
         else:
             _append(value, op)
     return value
+
+
+def _merge_path(path: str | list[str] | None) -> list[str]:
+    """The keys a merge descends: none for the root (no path, ``""`` or ``[]``)."""
+    if isinstance(path, list):
+        return path
+    return [path] if path else []
 
 
 def _append(value: dict[str, Any], op: AppendOp) -> None:

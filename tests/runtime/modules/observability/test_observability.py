@@ -184,15 +184,20 @@ async def test_a_queue_job_is_a_span_over_its_delivery(
             await handled.wait()
 
         async def job_spans() -> Any:
-            listed = await call(engine, "engine::traces::list", {"name": "queue work"})
+            query = {"name": "queue work", "search_all_spans": True}  # not a root: see below
+            listed = await call(engine, "engine::traces::list", query)
             return listed if listed["spans"] else None
 
         listed = await wait_until(job_spans, what="the job's span is listed")
     [job] = listed["spans"]
     assert (job["name"], job["kind"], job["status"]) == ("queue work", "consumer", "ok")
     assert job["attributes"]["iii.function_id"] == "jobs::run"
+    # The job continues its enqueuer's trace (issue 16, item 16): enqueue -> job -> handler.
     [tree] = (await call(engine, "engine::traces::tree", {"trace_id": job["trace_id"]}))["roots"]
-    assert [child["name"] for child in tree["children"]] == ["handle_invocation jobs::run"]
+    assert tree["name"] == "handle_invocation enqueue"
+    [job_node] = tree["children"]
+    assert job_node["name"] == "queue work"
+    assert [child["name"] for child in job_node["children"]] == ["handle_invocation jobs::run"]
 
 
 def worker_bound(engine: Engine) -> bool:

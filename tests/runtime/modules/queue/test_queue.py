@@ -245,6 +245,32 @@ async def test_named_queues_through_the_invoke_action(
     assert len(message_id) == 36
 
 
+async def test_a_job_enqueued_through_the_invoke_action_carries_the_data_as_sent(
+    start_engine: StartEngine, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Issue 16, item 14: the dispatcher added the enqueuer's ``_caller_worker_id`` to the
+    job; it belongs to calls the engine routes, not to data handed to an invoke action."""
+    engine = await start_engine(modules=(queue_entry(),))
+    async with raw_worker(worker_url(engine)) as worker:
+        await worker.register("pay::charge")
+        await wait_until(
+            lambda: "pay::charge" in engine.registry.functions, what="pay::charge is registered"
+        )
+        frame = {"type": "invokefunction", "invocation_id": "e1", "function_id": "pay::charge"}
+        action = {"type": "enqueue", "queue": "payment"}
+        await worker.send(frame | {"data": {"amount": 5}, "action": action})
+        receipt = await worker.expect("invocationresult")
+        assert "messageReceiptId" in receipt["result"]
+        invoke = await worker.expect("invokefunction")
+        assert invoke["data"] == {"amount": 5}
+        await worker.answer(invoke, {"ok": True})
+        # A call the engine routes still gets it (spec §4.4).
+        await worker.send(frame | {"invocation_id": "c1", "data": {"amount": 6}})
+        routed = await worker.expect("invokefunction")
+        assert routed["data"] == {"amount": 6, "_caller_worker_id": worker.worker_id}
+        await worker.answer(routed, {"ok": True})
+
+
 async def test_a_job_cut_off_by_unsubscribing_waits_for_the_next_subscriber(
     start_engine: StartEngine, autojump_clock: trio.testing.MockClock
 ) -> None:

@@ -139,6 +139,19 @@ async def test_ops_that_need_an_object_leave_a_non_object_value_as_it_is(
     assert await iii.trigger("state::get", {"scope": "s", "key": "n"}) == 5
 
 
+async def test_merge_with_a_string_path_merges_under_that_key(
+    iii: III, clock: trio.testing.MockClock | None
+) -> None:
+    """Issue 16, item 15: ``path: "session-abc"`` merged ``{author, ts}`` at the root."""
+    at = {"scope": "sessions", "key": "k"}
+    await iii.trigger("state::set", {**at, "value": {"owner": "u1"}})
+    for value in ({"author": "a"}, {"ts": 1}):
+        ops = [{"type": "merge", "path": "session-abc", "value": value}]
+        await iii.trigger("state::update", {**at, "ops": ops})
+    expected = {"owner": "u1", "session-abc": {"author": "a", "ts": 1}}
+    assert await iii.trigger("state::get", at) == expected
+
+
 async def increment_concurrently(engines: list[Engine], workers: int, times: int) -> Any:
     """``workers`` workers, spread over ``engines``, each incrementing one counter ``times``
     times; the counter's value afterwards."""

@@ -30,6 +30,17 @@ def update(old: Any, *ops: dict[str, Any]) -> Any:
         ({"a.b": 0}, [{"type": "set", "path": "a.b", "value": 2}], {"a.b": 2}),
         ({"a": 1}, [{"type": "merge", "path": None, "value": {"b": 2}}], {"a": 1, "b": 2}),
         ({}, [{"type": "merge", "path": ["x", "y"], "value": {"z": 1}}], {"x": {"y": {"z": 1}}}),
+        # A string path names one top-level key (issue 16, item 15: it merged at the root).
+        ({"a": 1}, [{"type": "merge", "path": "s", "value": {"b": 2}}], {"a": 1, "s": {"b": 2}}),
+        (
+            {"s": {"x": 1}},
+            [{"type": "merge", "path": "s", "value": {"b": 2}}],
+            {"s": {"x": 1, "b": 2}},
+        ),
+        ({"s": 3}, [{"type": "merge", "path": "s", "value": {"b": 2}}], {"s": {"b": 2}}),
+        ({"a.b": {}}, [{"type": "merge", "path": "a.b", "value": {"c": 1}}], {"a.b": {"c": 1}}),
+        ({"a": 1}, [{"type": "merge", "path": "", "value": {"b": 2}}], {"a": 1, "b": 2}),
+        ({"a": 1}, [{"type": "merge", "path": [], "value": {"b": 2}}], {"a": 1, "b": 2}),
         ({"n": 1}, [{"type": "increment", "path": "n", "by": 2}], {"n": 3}),
         ({}, [{"type": "increment", "path": "n", "by": 2}], {"n": 2}),
         ({"n": "x"}, [{"type": "increment", "path": "n", "by": 2}], {"n": 2}),

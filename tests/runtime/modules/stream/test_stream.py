@@ -114,6 +114,28 @@ async def test_result_shapes_function_by_function(
 
 
 @pytest.mark.parametrize(
+    "adapter", ["in_memory", "file_based", pytest.param("redis", marks=pytest.mark.slow)]
+)
+async def test_merge_with_a_string_path_merges_under_that_key(
+    start_engine: StartEngine, tmp_path: Path, adapter: str, clock: trio.testing.MockClock | None
+) -> None:
+    """Issue 16, item 15: ``path: "session-abc"`` merged ``{author, ts}`` at the root."""
+    async with contextlib.AsyncExitStack() as stack:
+        url = ""
+        if adapter == "redis":
+            url = await stack.enter_async_context(redis_server(tmp_path))
+        engine = await start_engine(modules=(stream_entry(adapter, tmp_path / "s.db", url),))
+        iii = await stack.enter_async_context(III(worker_url(engine), worker_name="u").connect())
+        at = {"stream_name": "chat", "group_id": "room-1", "item_id": "m1"}
+        await iii.trigger("stream::set", {**at, "data": {"owner": "u1"}})
+        for value in ({"author": "a"}, {"ts": 1}):
+            ops = [{"type": "merge", "path": "session-abc", "value": value}]
+            await iii.trigger("stream::update", {**at, "ops": ops})
+        expected = {"owner": "u1", "session-abc": {"author": "a", "ts": 1}}
+        assert await iii.trigger("stream::get", at) == expected
+
+
+@pytest.mark.parametrize(
     ("function_id", "data", "detail"),
     [
         (
