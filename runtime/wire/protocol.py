@@ -275,6 +275,53 @@ def _make_converter() -> cattrs.Converter:
 converter = _make_converter()
 
 
+# --- the one JSON depth limit --------------------------------------------------------------
+
+MAX_JSON_DEPTH = 128
+"""The deepest JSON the engine accepts (arrays and objects nested in each other), wherever it
+decodes JSON: what it accepts it can always write back. orjson reads 1,024 levels but
+writes only 254, so a value accepted deeper than that fails later, when it is sent on; 128
+(serde_json's own limit, so the reference engine's too) leaves room for the envelopes a
+value travels in (an invoke frame, an HTTP result, a stored row)."""
+
+_ORJSON_WRITE_DEPTH = 254  # orjson.dumps raises TypeError one level deeper
+
+
+class JsonTooDeep(ValueError):
+    """A JSON text nested deeper than :data:`MAX_JSON_DEPTH`."""
+
+    def __init__(self) -> None:
+        super().__init__(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+
+
+def loads_bounded(data: bytes | bytearray | str) -> Any:
+    """``orjson.loads`` that raises :class:`JsonTooDeep` past :data:`MAX_JSON_DEPTH`.
+
+    Nearly every text opens fewer brackets than the limit, which two ``count`` calls prove;
+    otherwise orjson itself measures: the value, wrapped in as many arrays as the limit
+    leaves below orjson's write limit, encodes only if it is shallow enough (a C pass,
+    a few percent of the parse). Texts deeper than orjson reads are too deep as well."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        if exc.msg.startswith("depth limit"):
+            raise JsonTooDeep() from None
+        raise
+    if isinstance(data, str):
+        opened = data.count("[") + data.count("{")
+    else:
+        opened = data.count(b"[") + data.count(b"{")
+    if opened > MAX_JSON_DEPTH:
+        wrapped = value
+        for _ in range(_ORJSON_WRITE_DEPTH - MAX_JSON_DEPTH):
+            wrapped = [wrapped]
+        try:
+            orjson.dumps(wrapped)
+        except TypeError:
+            raise JsonTooDeep() from None
+    return value
+
+
 # --- decoding ------------------------------------------------------------------------------
 
 
