@@ -204,14 +204,24 @@ class RestApiModule(EngineModule):
     # --- one connection ------------------------------------------------------------------------
 
     async def _connection(self, stream: trio.SocketStream) -> None:
-        """Serve one socket's requests in turn. Nothing but cancellation leaves: a failure
-        here ends this connection only (see :meth:`_contain`)."""
+        """Serve one socket. Nothing but cancellation leaves: a failure here ends this
+        connection only (:meth:`_contain`), never the listener and so never the module."""
         try:
             conn = HttpConnection(stream)
         except OSError:  # the client already left (setsockopt on a dead socket)
             await stream.aclose()
             return
         self._connections.add(conn)
+        try:
+            await self._requests(conn)
+        except Exception as exc:
+            await self._contain(conn, exc, "connection")
+        finally:
+            self._connections.discard(conn)
+            await conn.close()
+
+    async def _requests(self, conn: HttpConnection) -> None:
+        """The connection's requests in turn, while it stays reusable."""
         try:
             while not conn.closing:
                 head = await conn.read_head(HEADER_DEADLINE_SECONDS)
@@ -225,11 +235,6 @@ class RestApiModule(EngineModule):
             await self._refuse(conn, exc)
         except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError):
             pass
-        except Exception as exc:
-            await self._contain(conn, exc, "connection")
-        finally:
-            self._connections.discard(conn)
-            await conn.close()
 
     async def _refuse(self, conn: HttpConnection, exc: h11.RemoteProtocolError) -> None:
         """A request h11 cannot parse (or :func:`check_framing` refuses) gets its status
@@ -253,7 +258,7 @@ class RestApiModule(EngineModule):
             else:
                 await exchange.run_traced()
         except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError):
-            raise  # the client left or broke HTTP: :meth:`_connection` answers what it can
+            raise  # the client left or broke HTTP: :meth:`_requests` answers what it can
         except Exception as exc:
             await self._contain(conn, exc, f"{head.method.decode()} {head.target!r}")
         finally:
