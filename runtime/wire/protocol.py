@@ -287,30 +287,41 @@ value travels in (an invoke frame, an HTTP result, a stored row)."""
 _ORJSON_WRITE_DEPTH = 254  # orjson.dumps raises TypeError one level deeper
 
 
-class JsonTooDeep(ValueError):
-    """A JSON text nested deeper than :data:`MAX_JSON_DEPTH`."""
+class JsonRejected(ValueError):
+    """A JSON document the engine does not take in; ``reason`` says why, in one line."""
 
-    def __init__(self) -> None:
-        super().__init__(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
-def loads_bounded(data: bytes | bytearray | str) -> Any:
-    """``orjson.loads`` that raises :class:`JsonTooDeep` past :data:`MAX_JSON_DEPTH`.
+class PayloadRejected(JsonRejected):
+    """Valid JSON outside the policy (nested deeper than :data:`MAX_JSON_DEPTH`), answered
+    with ``invalid_payload`` (HTTP: 400)."""
+
+    code = "invalid_payload"
+
+
+def loads(raw: str | bytes) -> Any:
+    """``orjson.loads`` under the depth limit: :class:`PayloadRejected` past
+    :data:`MAX_JSON_DEPTH` (orjson's own 1,024 included), :class:`JsonRejected` for a text
+    that is not JSON.
 
     Nearly every text opens fewer brackets than the limit, which two ``count`` calls prove;
     otherwise orjson itself measures: the value, wrapped in as many arrays as the limit
     leaves below orjson's write limit, encodes only if it is shallow enough (a C pass,
-    a few percent of the parse). Texts deeper than orjson reads are too deep as well."""
+    a few percent of the parse)."""
+    too_deep = f"nests deeper than {MAX_JSON_DEPTH} levels"
     try:
-        value = orjson.loads(data)
+        value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         if exc.msg.startswith("depth limit"):
-            raise JsonTooDeep() from None
-        raise
-    if isinstance(data, str):
-        opened = data.count("[") + data.count("{")
+            raise PayloadRejected(too_deep) from None
+        raise JsonRejected(f"not valid JSON ({exc.msg})") from None
+    if isinstance(raw, str):
+        opened = raw.count("[") + raw.count("{")
     else:
-        opened = data.count(b"[") + data.count(b"{")
+        opened = raw.count(b"[") + raw.count(b"{")
     if opened > MAX_JSON_DEPTH:
         wrapped = value
         for _ in range(_ORJSON_WRITE_DEPTH - MAX_JSON_DEPTH):
@@ -318,7 +329,7 @@ def loads_bounded(data: bytes | bytearray | str) -> Any:
         try:
             orjson.dumps(wrapped)
         except TypeError:
-            raise JsonTooDeep() from None
+            raise PayloadRejected(too_deep) from None
     return value
 
 

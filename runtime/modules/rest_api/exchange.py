@@ -32,7 +32,7 @@ import trio
 from iii_trio.runtime.calls import tracing
 from iii_trio.runtime.clock import now_ms
 from iii_trio.runtime.modules.rest_api.http_io import HttpConnection, HttpError, too_large
-from iii_trio.runtime.wire.protocol import MAX_JSON_DEPTH, JsonTooDeep, loads_bounded
+from iii_trio.runtime.wire.protocol import MAX_JSON_DEPTH, JsonRejected, PayloadRejected, loads
 
 CALLER = "http"  # how the requests' calls name their caller in engine::invocations::list
 
@@ -226,7 +226,7 @@ class Exchange:
         if self.outcome is None and not self.client_gone:
             raise HttpError(504, "timeout", f"no answer within {config.default_timeout} ms")
 
-    async def _read_body(self) -> bytearray:
+    async def _read_body(self) -> bytes:
         """The whole JSON body, counted as it arrives in the module's :class:`BodyBytes`."""
 
         def held(size: int) -> None:
@@ -397,7 +397,7 @@ async def streamed_head(channel: Channel) -> StreamedResponse:
 
 
 def request_input(
-    method: str, query: str, headers: dict[str, str], body: bytearray | None, match: Match
+    method: str, query: str, headers: dict[str, str], body: bytes | None, match: Match
 ) -> dict[str, Any]:
     """The function input for a request (§3.3), without its channel refs."""
     try:
@@ -407,12 +407,12 @@ def request_input(
     parsed: Any = None
     if body:
         try:
-            parsed = loads_bounded(body)
-        except JsonTooDeep:
-            message = f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels"
-            raise HttpError(400, "invalid_payload", message) from None
-        except orjson.JSONDecodeError as exc:
-            raise HttpError(400, "invalid_json", f"invalid JSON body: {exc}") from None
+            parsed = loads(body)
+        except PayloadRejected as exc:
+            message = f"the JSON body {exc.reason} (MAX_JSON_DEPTH {MAX_JSON_DEPTH})"
+            raise HttpError(400, exc.code, message) from None
+        except JsonRejected as exc:
+            raise HttpError(400, "invalid_json", f"invalid JSON body: {exc.reason}") from None
     pattern = match.binding.config["api_path"]
     return {
         "query_params": query_params,

@@ -94,21 +94,23 @@ class HttpConnection:
             log.info("http: no request head within %.0f s; closing", deadline_seconds)
         return None
 
-    async def read_body(self, limit: int, held: Callable[[int], None]) -> bytearray:
+    async def read_body(self, limit: int, held: Callable[[int], None]) -> bytes:
         """The whole body, whatever its framing (length or chunked); 413 as soon as it grows
         past ``limit``. ``held`` is told each chunk's size as it is kept."""
-        body = bytearray()
+        chunks: list[bytes] = []
+        size = 0
         while True:
             event = await self.next_event()
             if event is None:
                 raise trio.BrokenResourceError("the client closed during its request body")
             if isinstance(event, h11.Data):
-                if len(body) + len(event.data) > limit:
+                size += len(event.data)
+                if size > limit:
                     raise too_large(limit)
-                body += event.data
+                chunks.append(bytes(event.data))
                 held(len(event.data))
             elif isinstance(event, h11.EndOfMessage):
-                return body
+                return b"".join(chunks)
 
     def finish_buffered_body(self) -> None:
         """Consume a body that has fully arrived already (none, or one small packet), so an

@@ -17,7 +17,7 @@ from iii_trio.runtime.calls.invocation import CallContext, LocalHandler
 from iii_trio.runtime.config.loading import ModuleEntry
 from iii_trio.runtime.engine import Engine
 from iii_trio.runtime.modules.base import EngineModule
-from iii_trio.runtime.wire.protocol import MAX_JSON_DEPTH, JsonTooDeep, loads_bounded
+from iii_trio.runtime.wire.protocol import MAX_JSON_DEPTH, PayloadRejected, loads
 from iii_trio.sdk import III
 from tests.runtime.modules.rest_api.support import client, http_entry, routed
 from tests.support.engine import StartEngine, worker_url
@@ -35,13 +35,13 @@ def nested(depth: int) -> bytes:
 
 
 def test_the_limit_is_what_orjson_can_write_back_with_room_for_envelopes() -> None:
-    assert loads_bounded(nested(MAX_JSON_DEPTH)) is not None
+    assert loads(nested(MAX_JSON_DEPTH)) is not None
     for depth in (MAX_JSON_DEPTH + 1, 300, 1024, 5000):  # 5000: deeper than orjson reads
-        with pytest.raises(JsonTooDeep):
-            loads_bounded(nested(depth))
+        with pytest.raises(PayloadRejected):
+            loads(nested(depth))
     # Brackets in strings do not count; many shallow values are not deep.
-    assert loads_bounded(b'["' + b"[{" * 500 + b'"]') == ["[{" * 500]
-    assert len(loads_bounded(b"[" + b"{}," * 10_000 + b"{}]")) == 10_001
+    assert loads(b'["' + b"[{" * 500 + b'"]') == ["[{" * 500]
+    assert len(loads(b"[" + b"{}," * 10_000 + b"{}]")) == 10_001
     accepted = orjson.loads(nested(MAX_JSON_DEPTH))
     wrapped: Any = accepted
     for _ in range(8):  # an invoke frame, the HTTP input, a stored row... all fit
