@@ -302,10 +302,10 @@ class PayloadRejected(JsonRejected):
     code = "invalid_payload"
 
 
-def loads(raw: str | bytes) -> Any:
+def loads(raw: str | bytes | bytearray) -> Any:
     """``orjson.loads`` under the depth limit: :class:`PayloadRejected` past
     :data:`MAX_JSON_DEPTH` (orjson's own 1,024 included), :class:`JsonRejected` for a text
-    that is not JSON.
+    that is not JSON. A ``bytearray`` (an HTTP body as it was read) is parsed in place.
 
     Nearly every text opens fewer brackets than the limit, which two ``count`` calls prove;
     otherwise orjson itself measures: the value, wrapped in as many arrays as the limit

@@ -226,7 +226,7 @@ class Exchange:
         if self.outcome is None and not self.client_gone:
             raise HttpError(504, "timeout", f"no answer within {config.default_timeout} ms")
 
-    async def _read_body(self) -> bytes:
+    async def _read_body(self) -> bytearray:
         """The whole JSON body, counted as it arrives in the module's :class:`BodyBytes`."""
 
         def held(size: int) -> None:
@@ -397,7 +397,7 @@ async def streamed_head(channel: Channel) -> StreamedResponse:
 
 
 def request_input(
-    method: str, query: str, headers: dict[str, str], body: bytes | None, match: Match
+    method: str, query: str, headers: dict[str, str], body: bytearray | None, match: Match
 ) -> dict[str, Any]:
     """The function input for a request (§3.3), without its channel refs."""
     try:

@@ -94,23 +94,22 @@ class HttpConnection:
             log.info("http: no request head within %.0f s; closing", deadline_seconds)
         return None
 
-    async def read_body(self, limit: int, held: Callable[[int], None]) -> bytes:
+    async def read_body(self, limit: int, held: Callable[[int], None]) -> bytearray:
         """The whole body, whatever its framing (length or chunked); 413 as soon as it grows
-        past ``limit``. ``held`` is told each chunk's size as it is kept."""
-        chunks: list[bytes] = []
-        size = 0
+        past ``limit``. ``held`` is told each chunk's size as it is kept. A bytearray, so
+        nothing copies it again before it is parsed."""
+        body = bytearray()
         while True:
             event = await self.next_event()
             if event is None:
                 raise trio.BrokenResourceError("the client closed during its request body")
             if isinstance(event, h11.Data):
-                size += len(event.data)
-                if size > limit:
+                if len(body) + len(event.data) > limit:
                     raise too_large(limit)
-                chunks.append(bytes(event.data))
+                body += event.data
                 held(len(event.data))
             elif isinstance(event, h11.EndOfMessage):
-                return b"".join(chunks)
+                return body
 
     def finish_buffered_body(self) -> None:
         """Consume a body that has fully arrived already (none, or one small packet), so an
