@@ -33,6 +33,12 @@ from iii_trio.runtime.calls.router import Router
 from iii_trio.runtime.calls.triggers import Triggers
 from iii_trio.runtime.config import loading
 from iii_trio.runtime.config.loading import EngineConfig, ModuleEntry
+from iii_trio.runtime.connections.access import AccessPolicy, ExposedPort, RefusalLog
+from iii_trio.runtime.connections.admission import (
+    DescriptorReserve,
+    PortGate,
+    raise_descriptor_limit,
+)
 from iii_trio.runtime.connections.channels import ChannelTable
 from iii_trio.runtime.connections.connection import (
     DEFAULT_OUTBOX_BYTES,
@@ -40,7 +46,9 @@ from iii_trio.runtime.connections.connection import (
     WorkerConnection,
 )
 from iii_trio.runtime.connections.dispatch import Dispatcher
+from iii_trio.runtime.connections.keepalive import KeepaliveSettings
 from iii_trio.runtime.connections.listener import Listener
+from iii_trio.runtime.connections.quotas import WorkerQuotas
 from iii_trio.runtime.modules import catalog
 from iii_trio.runtime.modules.base import EngineModule
 from iii_trio.runtime.modules.context import ModuleContext, Offers
@@ -88,7 +96,10 @@ class Engine:
         self.registry = Registry()
         self.router = Router(self.registry, config.default_timeout)
         self.triggers = Triggers(self.registry)
-        self.channels = ChannelTable()
+        self.channels = ChannelTable(
+            max_worker_channels=config.max_worker_channels,
+            per_worker=config.max_channels_per_worker,
+        )
         self.events = EngineEvents(self.registry, self.router)
         self.dispatcher = Dispatcher(
             self.registry,
@@ -98,6 +109,22 @@ class Engine:
             self.events,
             reserved_types=catalog.RESERVED_TRIGGER_TYPES,
             missing_actions=catalog.MISSING_ACTIONS,
+            quotas=WorkerQuotas(
+                functions=config.max_functions_per_worker,
+                triggers=config.max_triggers_per_worker,
+                trigger_types=config.max_trigger_types_per_worker,
+            ),
+        )
+        # Who may connect, and how many (runtime/connections/access.py, admission.py).
+        self.access = AccessPolicy(config.auth_token, config.protected_mode)
+        self.descriptors = DescriptorReserve(config.reserved_descriptors)
+        self.refusals = RefusalLog()
+        self.gates: list[PortGate] = []
+        self.keepalive = KeepaliveSettings.from_ms(
+            config.keepalive_interval, config.keepalive_timeout
+        )
+        self.worker_gate = self.port_gate(
+            "worker port", config.max_connections, config.max_connections_per_address
         )
         # What the running modules offer, shared by their contexts; ``modules`` is the
         # table of running modules by name (the config kind), the WorkerModule included.
@@ -124,7 +151,31 @@ class Engine:
             dispatcher=self.dispatcher,
             channels=self.channels,
             offers=self.offers,
+            access=self.access,
+            keepalive=self.keepalive,
+            port_gate=self.port_gate,
         )
+
+    def port_gate(self, name: str, max_connections: int, max_per_address: int) -> PortGate:
+        """The admission of one more listening port, sharing the descriptor reserve."""
+        gate = PortGate(
+            name, max_connections, max_per_address, self.descriptors, refusals=self.refusals
+        )
+        self.gates = [g for g in self.gates if g.name != name] + [gate]  # a restart replaces
+        return gate
+
+    def connection_caps(self) -> dict[str, int]:
+        """``max_connections`` of every port with a gate, by port name."""
+        return {gate.name: gate.max_connections for gate in self.gates}
+
+    def exposed(self) -> list[ExposedPort]:
+        """Every port listening now and who it admits (the CLI logs them at startup)."""
+        ports = []
+        if self.port is not None:
+            ports.append(
+                ExposedPort("worker port", self.config.host, self.port, self.access.describe())
+            )
+        return ports + list(self.offers.exposed.values())
 
     # --- the tree ---------------------------------------------------------------------------
 
@@ -147,6 +198,9 @@ class Engine:
                 self.channels,
                 outbox_capacity=self.outbox_capacity,
                 outbox_bytes=self.outbox_bytes,
+                access=self.access,
+                gate=self.worker_gate,
+                keepalive=self.keepalive,
             )
             return self.listener
 
@@ -195,6 +249,8 @@ class Engine:
 
     async def run(self, task_status: trio.TaskStatus[Engine] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the engine until cancelled; ``started()`` reports it once the port is bound."""
+        raise_descriptor_limit()
+        self.descriptors.refresh()
         root = self._tree()
         async with trio.open_nursery() as nursery:
             await nursery.start(self.system.run_actor, root, None)

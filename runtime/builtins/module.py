@@ -145,7 +145,8 @@ class WorkerModule(Actor):
 
     async def channels_create(self, data: Any, ctx: CallContext) -> Any:
         size = inputs.structure("engine::channels::create", data, ChannelRequest).buffer_size
-        channel = self.channels.create(size)
+        creator = ctx.caller.worker_id if ctx.caller is not None else None
+        channel = self.channels.create_for_worker(creator, size)  # quota_exceeded beyond
         return {"writer": channel.ref("write"), "reader": channel.ref("read")}
 
     async def actors_list(self, data: Any, ctx: CallContext) -> Any:

@@ -55,6 +55,12 @@ class EngineClient:
                     f"the engine at {url} refused the connection (HTTP 401): "
                     "pass --token or set III_TOKEN"
                 ) from None
+            if exc.status == 403:
+                raise CliError(
+                    f"the engine at {url} refused the connection (HTTP 403): it is in protected "
+                    "mode and admits only its own machine; run this there, or give the engine "
+                    "an auth_token and pass --token"
+                ) from None
             raise CliError(
                 f"the engine at {url} refused the connection (HTTP {exc.status})"
             ) from None

@@ -93,6 +93,7 @@ async def serve_until_signalled(config: EngineConfig, drain_timeout: float) -> N
             engine = Engine(config)
             await nursery.start(engine.run)
             log.info("worker port listening on ws://%s:%s", config.host, engine.port)
+            _log_exposure(engine)
             async for signum in signals:
                 if signum == signal.SIGUSR1:
                     _dump_tasks()
@@ -102,6 +103,31 @@ async def serve_until_signalled(config: EngineConfig, drain_timeout: float) -> N
             await engine.drain(drain_timeout)
             nursery.cancel_scope.cancel()
     log.info("stopped")
+
+
+def _log_exposure(engine: Engine) -> None:
+    """Which ports are exposed and who they admit, and the descriptor budget (issue 16
+    item 7): an operator sees at startup what a port scan of this host would find."""
+    for port in engine.exposed():
+        opened = not engine.access.auth_token and not engine.access.protected_mode
+        level = logging.WARNING if opened and port.reach != "loopback only" else logging.INFO
+        log.log(level, "exposed: %s", port.describe())
+    descriptors = engine.descriptors
+    log.info(
+        "descriptors: limit %d, the last %d kept for the engine (reserved_descriptors)",
+        descriptors.limit,
+        descriptors.reserved,
+    )
+    caps = engine.connection_caps()
+    if sum(caps.values()) > descriptors.peer_ceiling:
+        named = ", ".join(f"{name} {cap}" for name, cap in caps.items())
+        log.warning(
+            "the connection caps (%s) add up to more than the %d descriptors peers may use: "
+            "one port can fill them and lock the others out; lower max_connections or raise "
+            "the hard descriptor limit (ulimit -Hn)",
+            named,
+            descriptors.peer_ceiling,
+        )
 
 
 def _dump_tasks() -> None:

@@ -23,6 +23,7 @@ import attrs
 import yaml
 
 from iii_trio.runtime.config.schema import (
+    NON_NEGATIVE,
     POSITIVE,
     Choice,
     ConfigError,
@@ -60,10 +61,10 @@ class EngineConfig:
     """Everything the engine needs to start.
 
     ``port`` 0 or missing in a *file* means 49134 (spec); built in Python, ``port=0`` keeps
-    its socket meaning (an ephemeral port, as tests use). ``host`` is not a file key: the
-    worker socket binds 0.0.0.0 unless a program says otherwise. ``auth_token`` ``""`` is
-    stored as ``None`` (unset). ``warnings`` are accepted-but-ignored settings, one line each,
-    for the CLI to log.
+    its socket meaning (an ephemeral port, as tests use). ``auth_token`` ``""`` is stored as
+    ``None`` (unset). ``warnings`` are accepted-but-ignored settings, one line each, for the
+    CLI to log. The exposure and limit keys (``host`` .. ``max_worker_channels``) are
+    described in docs/configuration.md "Exposure and limits".
     """
 
     port: int = DEFAULT_PORT
@@ -72,6 +73,23 @@ class EngineConfig:
     max_message_size: int = 67108864
     max_in_flight_per_worker: int = 1024
     auth_token: str | None = attrs.field(default=None, converter=_unset_if_empty)
+    #: without ``auth_token``, refuse peers that are not on loopback (worker, stream ports)
+    protected_mode: bool = True
+    #: sockets open at once on the worker port (workers, /otel, channel sides)
+    max_connections: int = 8192
+    #: of those, from one non-loopback address (0: no per-address cap)
+    max_connections_per_address: int = 1024
+    #: ms of inbound silence before a ping; ms after it without an answer before closing
+    keepalive_interval: int = 30000
+    keepalive_timeout: int = 30000
+    #: descriptors kept free for the engine's own use (files, Redis, outgoing HTTP)
+    reserved_descriptors: int = 128
+    max_functions_per_worker: int = 10000
+    max_triggers_per_worker: int = 10000
+    max_trigger_types_per_worker: int = 1000
+    max_channels_per_worker: int = 1000
+    #: channels created by workers (``engine::channels::create``), all workers together
+    max_worker_channels: int = 10000
     modules: tuple[ModuleEntry, ...] = ()
     source: str = "<defaults>"
     warnings: tuple[str, ...] = ()
@@ -135,12 +153,14 @@ def parse_config(
     ctx = Context(source, kinds)
     top = build(_TopLevel, data, "", ctx)
     _reject_repeated_modules(top.modules + top.workers, ctx)
+    settings = {
+        field.name: getattr(top, field.name)
+        for field in attrs.fields(_TopLevel)
+        if field.name not in ("port", "modules", "workers")
+    }
     return EngineConfig(
         port=top.port or DEFAULT_PORT,
-        default_timeout=top.default_timeout,
-        max_message_size=top.max_message_size,
-        max_in_flight_per_worker=top.max_in_flight_per_worker,
-        auth_token=top.auth_token,
+        **settings,
         modules=top.modules + top.workers,
         source=source,
         warnings=tuple(ctx.warnings),
@@ -190,10 +210,22 @@ class _TopLevel:
     """The file's top-level keys (spec §1.2); ``port`` 0 is mapped to 49134 afterwards."""
 
     port: int = attrs.field(default=DEFAULT_PORT, metadata={"min": 0, "max": 65535})
+    host: str = "0.0.0.0"
     default_timeout: int = attrs.field(default=300000, metadata=POSITIVE)
     max_message_size: int = attrs.field(default=67108864, metadata=POSITIVE)
     max_in_flight_per_worker: int = attrs.field(default=1024, metadata=POSITIVE)
     auth_token: str | None = None
+    protected_mode: bool = True
+    max_connections: int = attrs.field(default=8192, metadata=POSITIVE)
+    max_connections_per_address: int = attrs.field(default=1024, metadata=NON_NEGATIVE)
+    keepalive_interval: int = attrs.field(default=30000, metadata=NON_NEGATIVE)
+    keepalive_timeout: int = attrs.field(default=30000, metadata=POSITIVE)
+    reserved_descriptors: int = attrs.field(default=128, metadata=NON_NEGATIVE)
+    max_functions_per_worker: int = attrs.field(default=10000, metadata=POSITIVE)
+    max_triggers_per_worker: int = attrs.field(default=10000, metadata=POSITIVE)
+    max_trigger_types_per_worker: int = attrs.field(default=1000, metadata=POSITIVE)
+    max_channels_per_worker: int = attrs.field(default=1000, metadata=POSITIVE)
+    max_worker_channels: int = attrs.field(default=10000, metadata=POSITIVE)
     modules: tuple[ModuleEntry, ...] = attrs.field(default=(), metadata={"parse": _parse_modules})
     workers: tuple[ModuleEntry, ...] = attrs.field(default=(), metadata={"parse": _parse_modules})
 

@@ -17,6 +17,14 @@ from typing import Any
 import attrs
 import trio
 
+from iii_trio.runtime.calls.errors import InvocationError
+from iii_trio.runtime.connections.keepalive import (
+    KEEPALIVE_CLOSE_CODE,
+    ControlFrames,
+    Keepalive,
+    KeepaliveSettings,
+)
+from iii_trio.runtime.connections.quotas import QUOTA_EXCEEDED
 from iii_trio.runtime.wire.websocket import (
     NORMAL_CLOSURE,
     ServerWebSocket,
@@ -30,6 +38,8 @@ log = logging.getLogger("iii_trio.channels")
 DEFAULT_BUFFER = 64
 MAX_BUFFER = 1024
 UNCONNECTED_TTL_SECONDS = 300.0
+# Channels the modules open (the RestApiModule's two per request): a pool of their own, so
+# workers' channels (``max_worker_channels``, ``max_channels_per_worker``) never starve them.
 MAX_CHANNELS = 10_000
 
 Pipe = tuple[trio.MemorySendChannel[str | bytes], trio.MemoryReceiveChannel[str | bytes]]
@@ -42,6 +52,9 @@ class Channel:
     buffer_size: int
     created_at: float
     owner: str | None = None
+    # The worker whose quota it counts against (engine::channels::create); None: a module's.
+    creator: str | None = None
+    from_worker: bool = False  # in the workers' pool (else the modules')
     writer_taken: bool = False
     reader_taken: bool = False
     scopes: list[trio.CancelScope] = attrs.field(factory=list)  # the live sides
@@ -78,13 +91,51 @@ class Channel:
 
 
 class ChannelTable:
-    def __init__(self) -> None:
+    """Every open channel, in two pools: the modules' (:data:`MAX_CHANNELS`) and the
+    workers' (``max_worker_channels`` in all, ``max_channels_per_worker`` per creating
+    connection; see :mod:`.quotas`). A worker's channels outlive it (spec §7: they have no
+    owner) and count against the workers' pool until they end or expire."""
+
+    def __init__(self, *, max_worker_channels: int = 10_000, per_worker: int = 1000) -> None:
         self.channels: dict[str, Channel] = {}
         self._created = trio.Event()  # wakes the expiry loop, which sleeps while none exist
+        self.max_worker_channels = max_worker_channels
+        self.per_worker = per_worker
+        self.module_channels = 0
+        self.worker_channels = 0
+        self._by_creator: dict[str, int] = {}
 
     def create(self, buffer_size: int | None = None, owner: str | None = None) -> Channel:
-        if len(self.channels) >= MAX_CHANNELS:
+        """A module's channel (RuntimeError when the modules' pool is full)."""
+        if self.module_channels >= MAX_CHANNELS:
             raise RuntimeError(f"too many open channels (limit {MAX_CHANNELS})")
+        self.module_channels += 1
+        return self._make(buffer_size, owner)
+
+    def create_for_worker(self, creator: str | None, buffer_size: int | None = None) -> Channel:
+        """``engine::channels::create``: a channel from the workers' pool, counted against
+        ``creator``'s quota (None: an engine-originated call, the pool alone)."""
+        if self.worker_channels >= self.max_worker_channels:
+            message = (
+                f"too many open worker channels (max_worker_channels {self.max_worker_channels})"
+            )
+            raise InvocationError(QUOTA_EXCEEDED, message)
+        held = self._by_creator.get(creator, 0) if creator is not None else 0
+        if creator is not None and held >= self.per_worker:
+            raise InvocationError(
+                QUOTA_EXCEEDED,
+                f"a worker connection may hold at most {self.per_worker} open channels "
+                "(max_channels_per_worker)",
+            )
+        self.worker_channels += 1
+        if creator is not None:
+            self._by_creator[creator] = held + 1
+        channel = self._make(buffer_size, None)
+        channel.creator = creator
+        channel.from_worker = True
+        return channel
+
+    def _make(self, buffer_size: int | None, owner: str | None) -> Channel:
         size = min(max(buffer_size or DEFAULT_BUFFER, 1), MAX_BUFFER)
         random = os.urandom(32)  # one system call for both the id and the key
         channel = Channel(
@@ -107,8 +158,26 @@ class ChannelTable:
     def remove(self, channel: Channel) -> None:
         if self.channels.get(channel.id) is channel:
             del self.channels[channel.id]
+            self._uncount(channel)
         for scope in channel.scopes:
             scope.cancel()
+
+    def _uncount(self, channel: Channel) -> None:
+        if not channel.from_worker:
+            self.module_channels -= 1
+            return
+        self.worker_channels -= 1
+        creator = channel.creator
+        if creator is not None:
+            left = self._by_creator[creator] - 1
+            if left:
+                self._by_creator[creator] = left
+            else:
+                del self._by_creator[creator]
+
+    def held_by(self, creator: str) -> int:
+        """Open channels ``creator`` made with ``engine::channels::create``."""
+        return self._by_creator.get(creator, 0)
 
     def owner_gone(self, owner: str) -> None:
         for channel in list(self.channels.values()):
@@ -128,8 +197,17 @@ class ChannelTable:
                     log.info("channel %s expired unconnected", channel.id)
                     self.remove(channel)
 
-    async def serve(self, channel: Channel, direction: str, ws: ServerWebSocket) -> None:
-        """Run one side of a channel on an accepted socket until it ends."""
+    async def serve(
+        self,
+        channel: Channel,
+        direction: str,
+        ws: ServerWebSocket,
+        *,
+        keepalive: Keepalive | None = None,
+    ) -> None:
+        """Run one side of a channel on an accepted socket until it ends; ``keepalive``
+        closes a side whose peer stopped answering."""
+        keepalive = keepalive or Keepalive(KeepaliveSettings(interval=0))
         taken = channel.writer_taken if direction == "write" else channel.reader_taken
         if taken:
             await _close(ws)  # each direction may be taken once
@@ -138,10 +216,10 @@ class ChannelTable:
             channel.writer_taken = True
             if channel.on_writer is not None:
                 channel.on_writer()
-            side = _pump_writer(channel, ws)
+            side = _pump_writer(channel, ws, keepalive)
         else:
             channel.reader_taken = True
-            side = _pump_reader(channel, ws)
+            side = _pump_reader(channel, ws, keepalive)
         with trio.CancelScope() as scope:
             channel.scopes.append(scope)
             await side
@@ -149,21 +227,35 @@ class ChannelTable:
             self.remove(channel)
 
 
-async def _pump_writer(channel: Channel, ws: ServerWebSocket) -> None:
+async def _pump_writer(channel: Channel, ws: ServerWebSocket, keepalive: Keepalive) -> None:
+    # The engine writes nothing to a writer but pongs and pings: a control queue does.
+    control = ControlFrames(ws.send)
+    ws.on_control_frame(control.offer)
+    code = NORMAL_CLOSURE
     try:
-        while True:
-            try:
-                message = await ws.receive()
-            except WebSocketClosed:
-                break
-            await channel.send.send(message)  # waits while the buffer is full
+        async with trio.open_nursery() as nursery:
+
+            def dead() -> None:
+                nonlocal code
+                code = KEEPALIVE_CLOSE_CODE
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(control.run)
+            with keepalive.watching(ws, control.offer, dead):
+                while True:
+                    try:
+                        message = await ws.receive()
+                    except WebSocketClosed:
+                        break
+                    await channel.send.send(message)  # waits while the buffer is full
+            nursery.cancel_scope.cancel()
     finally:
         channel.send.close()
         with trio.CancelScope(shield=True), trio.move_on_after(2):
-            await _close(ws)
+            await ws.close(code)
 
 
-async def _pump_reader(channel: Channel, ws: ServerWebSocket) -> None:
+async def _pump_reader(channel: Channel, ws: ServerWebSocket, keepalive: Keepalive) -> None:
     lock = trio.Lock()
 
     async def send(data: bytes) -> None:
@@ -178,24 +270,31 @@ async def _pump_reader(channel: Channel, ws: ServerWebSocket) -> None:
         except WebSocketClosed:
             nursery.cancel_scope.cancel()
 
-    pongs: list[bytes] = []
-    ws.on_control_frame(pongs.append)
+    control = ControlFrames(send)  # pongs and pings, between the messages
+    ws.on_control_frame(control.offer)
+    code = NORMAL_CLOSURE
+
+    def dead() -> None:
+        nonlocal code
+        code = KEEPALIVE_CLOSE_CODE
+        nursery.cancel_scope.cancel()
+
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(drain_control)
-            async for message in channel.receive:
-                if isinstance(message, str):
-                    await send(text_frame(message.encode("utf-8")))
-                else:
-                    await send(binary_frame(message))
-                while pongs:
-                    await send(pongs.pop(0))
+            nursery.start_soon(control.run)
+            with keepalive.watching(ws, control.offer, dead):
+                async for message in channel.receive:
+                    if isinstance(message, str):
+                        await send(text_frame(message.encode("utf-8")))
+                    else:
+                        await send(binary_frame(message))
             nursery.cancel_scope.cancel()
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(2):
-            await _close(ws)
+            await ws.close(code)
 
 
 def _uuid4(random: bytes) -> str:

@@ -17,6 +17,7 @@ from iii_trio.runtime.calls.invocation import Outcome
 from iii_trio.runtime.calls.registry import Binding, Registry
 from iii_trio.runtime.calls.router import Router, not_found
 from iii_trio.runtime.calls.triggers import Triggers
+from iii_trio.runtime.connections import quotas as quota
 from iii_trio.runtime.connections.channels import ChannelTable
 from iii_trio.runtime.wire import protocol
 from iii_trio.runtime.wire.websocket import text_frame
@@ -62,6 +63,7 @@ class Dispatcher:
         *,
         reserved_types: frozenset[str] = frozenset(),
         missing_actions: Mapping[str, str] | None = None,
+        quotas: quota.WorkerQuotas | None = None,
     ) -> None:
         self.registry = registry
         self.router = router
@@ -70,6 +72,7 @@ class Dispatcher:
         self.events = events
         self.reserved_types = reserved_types
         self.missing_actions = dict(missing_actions or {})
+        self.quotas = quotas or quota.WorkerQuotas()
         self.connections: dict[str, WorkerConnection] = {}
         # Invoke actions offered by the running modules, by action type.
         self.actions: dict[str, InvokeAction] = {}
@@ -202,6 +205,12 @@ class Dispatcher:
                         message.id,
                     )
                     return
+                refused = quota.function_refusal(
+                    self.quotas, *conn.session.holds("function", message.id)
+                )
+                if refused is not None:
+                    quota.warn_once(conn.session.quota_warned, conn, refused, "functions")
+                    return
                 registry.add_provider(conn, message)
                 conn.session.provide_function(message.id)
             case protocol.UnregisterFunction():
@@ -211,6 +220,12 @@ class Dispatcher:
                 if message.id in self.reserved_types:
                     log.warning("%s: cannot provide engine trigger type %r", conn, message.id)
                     return
+                refused = quota.trigger_type_refusal(
+                    self.quotas, *conn.session.holds("trigger_type", message.id)
+                )
+                if refused is not None:
+                    quota.warn_once(conn.session.quota_warned, conn, refused, "trigger types")
+                    return
                 registry.add_type_provider(conn, message)
                 conn.session.provide_trigger_type(message.id)
                 self.triggers.provider_added(message.id)
@@ -218,21 +233,12 @@ class Dispatcher:
                 if conn.session.withdraw_trigger_type(message.id):
                     self.triggers.provider_removed(conn, message.id)
             case protocol.RegisterTrigger():
-                conn.session.mark_listed()
-                self.triggers.bind(
-                    Binding(
-                        owner=conn,
-                        id=message.id,
-                        trigger_type=message.trigger_type,
-                        function_id=message.function_id,
-                        config=message.config,
-                        metadata=message.metadata,
-                    )
-                )
+                self._bind(conn, message)
             case protocol.UnregisterTrigger():
                 binding = registry.bindings.get((conn.worker_id, message.id))
                 if binding is not None:
                     self.triggers.unbind(binding)
+                    conn.session.unbound(message.id)
             case protocol.TriggerRegistrationResult():
                 self.triggers.provider_answered(conn, message)
             case protocol.RegisterService():
@@ -243,6 +249,36 @@ class Dispatcher:
                 await conn.send(protocol.Pong())
             case _:
                 log.debug("%s: %s frame ignored", conn, message.TYPE)
+
+    def _bind(self, conn: WorkerConnection, message: protocol.RegisterTrigger) -> None:
+        """A binding of this connection, within its quota (refused: a failed
+        ``triggerregistrationresult`` with ``quota_exceeded``)."""
+        conn.session.mark_listed()
+        refused = quota.trigger_refusal(self.quotas, *conn.session.holds("trigger", message.id))
+        if refused is not None:
+            quota.warn_once(conn.session.quota_warned, conn, refused, "bindings")
+            conn.post(
+                protocol.TriggerRegistrationResult(
+                    id=message.id,
+                    trigger_type=message.trigger_type,
+                    function_id=message.function_id,
+                    error=refused,
+                )
+            )
+            return
+        binding = Binding(
+            owner=conn,
+            id=message.id,
+            trigger_type=message.trigger_type,
+            function_id=message.function_id,
+            config=message.config,
+            metadata=message.metadata,
+        )
+        self.triggers.bind(binding)
+        if self.registry.bindings.get(binding.key) is binding:
+            conn.session.bound(message.id)
+        else:  # refused by its type (a binding it replaced is gone too)
+            conn.session.unbound(message.id)
 
     def _reattach(self, conn: WorkerConnection, msg: protocol.Reattach) -> None:
         """Retire the half-open old socket of a reconnected worker (spec §3.5)."""

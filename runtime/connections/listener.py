@@ -3,23 +3,37 @@
 ``/`` is the worker protocol, ``/otel`` a telemetry-only socket, ``/ws/channels/<id>`` a
 channel side; anything else is HTTP 404. With ``auth_token`` set, ``/`` and ``/otel`` need
 ``Authorization: Bearer <token>`` or get HTTP 401 (D13).
+
+Before a byte is read, every accepted socket passes the port's gate
+(:mod:`.admission`): the descriptor reserve, protected mode (:mod:`.access`: without a token,
+non-loopback peers get 403) and the port's connection caps. Every upgraded socket is then
+watched by the port's keepalive (:mod:`.keepalive`).
 """
 
 from __future__ import annotations
 
-import hmac
+import functools
 import logging
 import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import trio
 
-from iii_trio.actors import Actor, current_actor_id, current_system
+from iii_trio.actors import Actor, MailboxClosed, current_actor_id, current_system
+from iii_trio.runtime.connections.access import AccessPolicy
+from iii_trio.runtime.connections.admission import PortGate, peer_address
 from iii_trio.runtime.connections.connection import (
     DEFAULT_OUTBOX_BYTES,
     DEFAULT_OUTBOX_CAPACITY,
     WorkerConnection,
+)
+from iii_trio.runtime.connections.keepalive import (
+    KEEPALIVE_CLOSE_CODE,
+    ControlFrames,
+    Keepalive,
+    KeepaliveSettings,
 )
 from iii_trio.runtime.wire import protocol
 from iii_trio.runtime.wire.handshake import HandshakeFailed, HandshakeRequest, Rejection, accept
@@ -47,6 +61,9 @@ class Listener(Actor):
         *,
         outbox_capacity: int = DEFAULT_OUTBOX_CAPACITY,
         outbox_bytes: int = DEFAULT_OUTBOX_BYTES,
+        access: AccessPolicy,
+        gate: PortGate,
+        keepalive: KeepaliveSettings,
     ) -> None:
         super().__init__("worker-port")
         self.config = config
@@ -54,6 +71,9 @@ class Listener(Actor):
         self.channels = channels
         self.outbox_capacity = outbox_capacity
         self.outbox_bytes = outbox_bytes
+        self.access = access  # protected mode and the token
+        self.gate = gate  # caps and the descriptor reserve of this port
+        self.keepalive = Keepalive(keepalive)
         self._accepting = trio.CancelScope()
         self.port: int | None = None
 
@@ -69,6 +89,7 @@ class Listener(Actor):
             listener.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         task_status.started(self.port)
         async with trio.open_nursery() as connections:
+            connections.start_soon(self.keepalive.run)
             with self._accepting:
                 await trio.serve_listeners(
                     self._handle,
@@ -80,11 +101,19 @@ class Listener(Actor):
 
     async def _handle(self, stream: trio.abc.Stream) -> None:
         assert isinstance(stream, trio.SocketStream)
+        peer, peer_port = peer_address(stream)
+        rejection = self.gate.screen(stream, peer, self.access.peer_refusal)
+        if rejection is not None:
+            await self.gate.refuse(stream, rejection)
+            return
+        with self.gate.admitted(peer):
+            await self._serve(stream, peer, peer_port)
+
+    async def _serve(self, stream: trio.SocketStream, peer: str, peer_port: int) -> None:
         try:
             stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            peer, peer_port = stream.socket.getpeername()[:2]
         except OSError:
-            peer, peer_port = "unknown", 0
+            pass
         try:
             with trio.fail_after(HANDSHAKE_TIMEOUT_SECONDS):
                 ws, request = await accept(
@@ -107,7 +136,8 @@ class Listener(Actor):
             )
             # A temporary child, contained: one connection's failure must not restart the
             # listener (and so drop every other worker).
-            await current_system().run_temporary(conn, current_actor_id())
+            with self.keepalive.watching(ws, _pinger(conn), functools.partial(_retire, conn)):
+                await current_system().run_temporary(conn, current_actor_id())
         elif path == "/otel":
             await self._telemetry_socket(ws)
         else:
@@ -116,10 +146,7 @@ class Listener(Actor):
     def _decide(self, request: HandshakeRequest) -> Rejection | None:
         parts = urlsplit(request.path)
         if parts.path in ("/", "/otel"):
-            token = self.config.auth_token
-            if token and not _bearer_matches(request.header(b"authorization"), token):
-                return Rejection(401, "unauthorized\n")
-            return None
+            return self.access.token_refusal(request)
         if parts.path.startswith(CHANNEL_PREFIX):
             query = parse_qs(parts.query)
             channel_id = parts.path[len(CHANNEL_PREFIX) :]
@@ -130,7 +157,28 @@ class Listener(Actor):
         return Rejection(404, "not found\n")
 
     async def _telemetry_socket(self, ws: ServerWebSocket) -> None:
-        """``/otel``: telemetry frames only; text frames are ignored (spec §3.1)."""
+        """``/otel``: telemetry frames only; text frames are ignored (spec §3.1). Its pongs
+        and keepalive pings leave through a control queue (the engine sends nothing else)."""
+        control = ControlFrames(ws.send)
+        ws.on_control_frame(control.offer)
+        close_code = 1000
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(control.run)
+
+                def dead() -> None:
+                    nonlocal close_code
+                    close_code = KEEPALIVE_CLOSE_CODE
+                    nursery.cancel_scope.cancel()
+
+                with self.keepalive.watching(ws, control.offer, dead):
+                    await self._read_telemetry(ws)
+                nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                await ws.close(close_code)
+
+    async def _read_telemetry(self, ws: ServerWebSocket) -> None:
         try:
             while True:
                 frame = await ws.receive()
@@ -145,9 +193,6 @@ class Listener(Actor):
             pass
         except Exception as exc:  # an oversized frame, a broken stream
             log.debug("/otel socket ended: %s", exc)
-        finally:
-            with trio.CancelScope(shield=True):
-                await ws.close(1000)
 
     async def _channel_socket(self, request: HandshakeRequest, ws: ServerWebSocket) -> None:
         parts = urlsplit(request.path)
@@ -156,9 +201,22 @@ class Listener(Actor):
         if channel is None:  # removed between the handshake and now
             await ws.aclose()
             return
-        await self.channels.serve(channel, query["dir"][0], ws)
+        await self.channels.serve(channel, query["dir"][0], ws, keepalive=self.keepalive)
 
 
-def _bearer_matches(header: bytes | None, token: str) -> bool:
-    expected = b"Bearer " + token.encode()
-    return header is not None and hmac.compare_digest(header.strip(), expected)
+def _pinger(conn: WorkerConnection) -> Callable[[bytes], None]:
+    """Pings through the connection's outbox, in order with its other frames."""
+
+    def send(frame: bytes) -> None:
+        try:
+            conn.try_deliver(frame)  # a full outbox skips the ping: the timeout will tell
+        except MailboxClosed:
+            pass
+
+    return send
+
+
+def _retire(conn: WorkerConnection) -> None:
+    """The keepalive found the worker silent: close it (1011) and run its cleanup."""
+    conn.close_code = KEEPALIVE_CLOSE_CODE
+    conn.request_stop()

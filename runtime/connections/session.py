@@ -26,6 +26,8 @@ class Session:
         self.connected_at_ms = now_ms()
         self._functions: set[str] = set()
         self._types: set[str] = set()
+        self._triggers: set[str] = set()  # ids of its bindings, for its quota
+        self.quota_warned: set[str] = set()  # refusals already logged (quotas.warn_once)
         self._services: dict[str, protocol.RegisterService] = {}
         self._metadata: dict[str, Any] = {}
         self._latest_metrics: dict[str, Any] | None = None
@@ -40,6 +42,18 @@ class Session:
     @property
     def trigger_types(self) -> frozenset[str]:
         return frozenset(self._types)
+
+    def holds(self, kind: str, item_id: str) -> tuple[int, bool]:
+        """(how many ``kind`` it holds, whether ``item_id`` is one): ``function``,
+        ``trigger_type`` or ``trigger`` (binding ids), for its quotas."""
+        held = {"function": self._functions, "trigger_type": self._types}.get(kind, self._triggers)
+        return len(held), item_id in held
+
+    def bound(self, trigger_id: str) -> None:
+        self._triggers.add(trigger_id)
+
+    def unbound(self, trigger_id: str) -> None:
+        self._triggers.discard(trigger_id)
 
     def provide_function(self, function_id: str) -> None:
         self._functions.add(function_id)

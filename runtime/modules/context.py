@@ -3,9 +3,13 @@
 A module never holds the engine. It gets one context, made by the engine for it, through
 which it calls functions (``call`` waits for the result, ``fire`` does not), routes and lists
 calls it accepted itself (the HTTP module's requests), opens channels, opens spans and reads
-the engine's own gauges. What it *offers* (functions, trigger types, invoke actions, HTTP
-endpoints, gauge families) it declares on :class:`~iii_trio.runtime.modules.base.EngineModule`;
-:meth:`ModuleContext.hosting` keeps those registered while the module runs.
+the engine's own gauges. A module that listens on a port of its own admits its sockets as the
+worker port does: ``access`` (protected mode, the token), ``port_gate`` (caps, the shared
+descriptor reserve), ``keepalive``, and lists the port for the startup log with ``exposing``.
+
+What it *offers* (functions, trigger types, invoke actions, HTTP endpoints, gauge families) it
+declares on :class:`~iii_trio.runtime.modules.base.EngineModule`; :meth:`ModuleContext.hosting`
+keeps those registered while the module runs.
 
 Every call a module makes is a live invocation, listed by ``engine::invocations::list``
 with the caller ``{kind: module, id: <caller name>}``.
@@ -24,8 +28,11 @@ from iii_trio.runtime.calls.invocation import EngineFunction, Invocation, Queued
 from iii_trio.runtime.calls.registry import EngineTriggerType, Registry
 from iii_trio.runtime.calls.router import Router
 from iii_trio.runtime.calls.tracing import Observer, Span
+from iii_trio.runtime.connections.access import AccessPolicy, ExposedPort
+from iii_trio.runtime.connections.admission import PortGate
 from iii_trio.runtime.connections.channels import Channel, ChannelTable
 from iii_trio.runtime.connections.dispatch import Dispatcher, InvokeAction
+from iii_trio.runtime.connections.keepalive import KeepaliveSettings
 
 if TYPE_CHECKING:
     from iii_trio.runtime.builtins.module import RunningModule
@@ -60,6 +67,7 @@ class Offers:
     modules: dict[str, RunningModule] = attrs.field(factory=dict)
     http_endpoints: dict[str, HttpEndpoint] = attrs.field(factory=dict)
     gauges: dict[str, GaugeFamily] = attrs.field(factory=dict)
+    exposed: dict[str, ExposedPort] = attrs.field(factory=dict)  # ports modules listen on
 
 
 class ModuleContext:
@@ -74,6 +82,9 @@ class ModuleContext:
         dispatcher: Dispatcher,
         channels: ChannelTable,
         offers: Offers,
+        access: AccessPolicy,
+        keepalive: KeepaliveSettings,
+        port_gate: Callable[[str, int, int], PortGate],
     ) -> None:
         self.name = name
         self._router = router
@@ -81,6 +92,12 @@ class ModuleContext:
         self._dispatcher = dispatcher
         self._channels = channels
         self._offers = offers
+        self._port_gate = port_gate
+        #: the engine's ``auth_token`` and ``protected_mode`` as decisions (a module's
+        #: sockets and endpoints apply the same rules as the worker port)
+        self.access = access
+        #: ``keepalive_interval`` / ``keepalive_timeout`` for a module's upgraded sockets
+        self.keepalive = keepalive
 
     # --- calls -------------------------------------------------------------------------------
 
@@ -210,6 +227,22 @@ class ModuleContext:
     def http_endpoint(self, path: str) -> HttpEndpoint | None:
         """The GET endpoint a module serves at ``path`` (``/metrics``), if any."""
         return self._offers.http_endpoints.get(path)
+
+    # --- the ports a module listens on ---------------------------------------------------------
+
+    def port_gate(self, port_name: str, max_connections: int, max_per_address: int) -> PortGate:
+        """The admission of a port this module listens on: its caps, and the engine's
+        descriptor reserve shared with every other port (runtime/connections/admission.py)."""
+        return self._port_gate(port_name, max_connections, max_per_address)
+
+    @contextmanager
+    def exposing(self, port: ExposedPort) -> Iterator[None]:
+        """List a listening port for the startup log while the block runs."""
+        self._offers.exposed[port.name] = port
+        try:
+            yield
+        finally:
+            _remove(self._offers.exposed, {port.name: port})
 
     # --- workers' reported metrics ---------------------------------------------------------------
 

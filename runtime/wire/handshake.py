@@ -67,14 +67,14 @@ async def accept(
     decide: Callable[[HandshakeRequest], Rejection | None],
     *,
     max_message_size: int,
-    before_accept: Callable[[HandshakeRequest], Awaitable[None]] | None = None,
+    before_accept: Callable[[HandshakeRequest], Awaitable[Rejection | None]] | None = None,
 ) -> tuple[ServerWebSocket, HandshakeRequest]:
     """Read the HTTP upgrade, ask ``decide`` whether to accept it and answer.
 
     ``before_accept`` runs between an accepting decision and the answer (the stream port's
-    auth function, spec/modules.md §5.4). The caller bounds the time this may take (the
-    handshake deadline). Raises :class:`HandshakeFailed` after answering a rejected or
-    malformed request.
+    auth function, spec/modules.md §5.4) and may still reject. The caller bounds the time
+    this may take (the handshake deadline). Raises :class:`HandshakeFailed` after answering
+    a rejected or malformed request.
     """
     ws = WSConnection(ConnectionType.SERVER)
     head = bytearray()  # what came before the request event, for its request line
@@ -100,7 +100,10 @@ async def accept(
         await _reject(stream, ws, rejection)
         raise HandshakeFailed(f"rejected with HTTP {rejection.status}")
     if before_accept is not None:
-        await before_accept(handshake)
+        rejection = await before_accept(handshake)
+        if rejection is not None:
+            await _reject(stream, ws, rejection)
+            raise HandshakeFailed(f"rejected with HTTP {rejection.status}")
     await stream.send_all(ws.send(AcceptConnection()))
     return ServerWebSocket(stream, max_message_size), handshake
 

@@ -51,15 +51,18 @@ class SocketReader:
         # Raw reads need the socket's file descriptor; other streams read the usual way.
         self._fd = socket_fd(stream)
         self._drained = False  # the last read came back short: the socket is empty now
+        self.bytes_received = 0  # the keepalive's sign of life (runtime/connections)
 
     async def receive_some(self) -> bytes:
         """Up to ``size`` bytes; ``b""`` when the peer closed or the connection broke."""
         fd = self._fd
         if fd is None:
             try:
-                return bytes(await self._stream.receive_some(self._size))
+                data = bytes(await self._stream.receive_some(self._size))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return b""
+            self.bytes_received += len(data)
+            return data
         while True:
             try:
                 if self._drained:
@@ -73,4 +76,5 @@ class SocketReader:
             except (OSError, trio.ClosedResourceError):  # reset, or closed by this side
                 return b""
             self._drained = len(data) < self._size
+            self.bytes_received += len(data)
             return data

@@ -116,6 +116,11 @@ class WebSocket(abc.ABC):
         self._closed: Exception | None = None
         self._pongs: list[bytes] = []  # answers to pings, sent after the read they came in
 
+    @property
+    def bytes_received(self) -> int:
+        """Bytes read from the peer so far (the keepalive watches it change)."""
+        return self._reader.bytes_received
+
     async def receive(self) -> str | bytes:
         """The next complete message: ``str`` for text, ``bytes`` for binary.
 

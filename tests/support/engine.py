@@ -21,10 +21,11 @@ StartEngine = Callable[..., Awaitable[Engine]]
 
 
 def engine_starter(nursery: trio.Nursery) -> StartEngine:
-    """Engines on 127.0.0.1 port 0, run in ``nursery`` (they stop when it is cancelled)."""
+    """Engines on 127.0.0.1 port 0 (``host=`` overrides), run in ``nursery`` (they stop
+    when it is cancelled)."""
 
     async def start(*, kinds: Mapping[str, ModuleKind] | None = None, **overrides: Any) -> Engine:
-        config = EngineConfig(port=0, host="127.0.0.1", **overrides)
+        config = EngineConfig(**{"port": 0, "host": "127.0.0.1", **overrides})
         engine: Engine = await nursery.start(Engine(config, kinds=kinds).run)
         return engine
 

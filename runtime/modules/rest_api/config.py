@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import attrs
 
-from iii_trio.runtime.config.schema import NO_EFFECT, PORT, POSITIVE, Choice
+from iii_trio.runtime.config.schema import NO_EFFECT, NON_NEGATIVE, PORT, POSITIVE, Choice
 
 
 @attrs.frozen(kw_only=True)
@@ -40,6 +40,10 @@ class RestApiConfig:
     concurrency_request_limit: int = attrs.field(default=1024, metadata=POSITIVE)
     body_limit: int = attrs.field(default=16777216, metadata=POSITIVE)
     cors: CorsConfig | None = None
+    #: sockets open at once on the HTTP port, and from one non-loopback address (0: no cap;
+    #: a reverse proxy in front of the engine is one address)
+    max_connections: int = attrs.field(default=4096, metadata=POSITIVE)
+    max_connections_per_address: int = attrs.field(default=0, metadata=NON_NEGATIVE)
 
 
 CHOICE = Choice("rest_api", RestApiConfig, ("modules::api::RestApiModule",), ("iii-http",))

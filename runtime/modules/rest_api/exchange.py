@@ -31,6 +31,7 @@ import trio
 
 from iii_trio.runtime.calls import tracing
 from iii_trio.runtime.clock import now_ms
+from iii_trio.runtime.connections.admission import peer_address
 from iii_trio.runtime.modules.rest_api.http_io import HttpConnection, HttpError, too_large
 from iii_trio.runtime.wire.protocol import MAX_JSON_DEPTH, JsonRejected, PayloadRejected, loads
 
@@ -236,7 +237,13 @@ class Exchange:
         return await self.conn.read_body(self.module.config.body_limit, held)
 
     async def _answer_endpoint(self, endpoint: HttpEndpoint) -> None:
-        """An engine endpoint served on this port (``/metrics``), where no route matched."""
+        """An engine endpoint served on this port (``/metrics``), where no route matched:
+        loopback only in protected mode, the engine's token when one is set (access.py)."""
+        peer = peer_address(self.conn.stream)[0]
+        refused = self.module.ctx.access.endpoint_refusal(peer, self.headers.get("authorization"))
+        if refused is not None:
+            code = "unauthorized" if refused.status == 401 else "forbidden"
+            raise HttpError(refused.status, code, refused.body.strip())
         status, headers, payload = await endpoint()
         self.conn.finish_buffered_body()
         self.status = status

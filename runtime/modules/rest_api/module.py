@@ -40,6 +40,8 @@ import trio
 from iii_trio.runtime.calls import inputs
 from iii_trio.runtime.calls.errors import InvocationError
 from iii_trio.runtime.calls.router import not_found
+from iii_trio.runtime.connections.access import ExposedPort
+from iii_trio.runtime.connections.admission import peer_address
 from iii_trio.runtime.modules.base import EngineModule
 from iii_trio.runtime.modules.rest_api.config import CorsConfig, RestApiConfig
 from iii_trio.runtime.modules.rest_api.exchange import CALLER, Exchange
@@ -161,6 +163,11 @@ class RestApiModule(EngineModule):
         self._waiting = 0
         self._accepting: trio.CancelScope | None = None
         self._connections: set[HttpConnection] = set()
+        # The port's caps and the engine's descriptor reserve (routes stay public: no
+        # protected mode here, see runtime/connections/admission.py).
+        self.gate = ctx.port_gate(
+            "http port", config.max_connections, config.max_connections_per_address
+        )
         self._in_flight = 0
         self._all_answered = trio.Event()
         self.draining = False
@@ -179,16 +186,19 @@ class RestApiModule(EngineModule):
             "body_bytes_held": self.bodies.held,
             "body_bytes_peak": self.bodies.peak,
             "failures_contained": self.failures_contained,
+            **self.gate.statistics(),
         }
 
     async def serve(self, task_status: trio.TaskStatus[Any]) -> None:
         listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.host)
         self.port = listeners[0].socket.getsockname()[1]
         log.info("HTTP API listening on http://%s:%s", self.config.host, self.port)
+        access = self.ctx.access.describe_endpoints()
+        exposed = ExposedPort("http port", self.config.host, self.port, f"HTTP routes; {access}")
         async with trio.open_nursery() as connections:
-            with trio.CancelScope() as self._accepting:
+            with trio.CancelScope() as self._accepting, self.ctx.exposing(exposed):
                 task_status.started()
-                await trio.serve_listeners(self._connection, listeners, handler_nursery=connections)
+                await trio.serve_listeners(self._admit, listeners, handler_nursery=connections)
             await trio.sleep_forever()  # drained: live connections finish, then shutdown cancels
 
     async def drain(self) -> None:
@@ -202,6 +212,24 @@ class RestApiModule(EngineModule):
             await self._all_answered.wait()
 
     # --- one connection ------------------------------------------------------------------------
+
+    async def _admit(self, stream: trio.SocketStream) -> None:
+        """Admit a socket through the port's gate before reading from it: past
+        ``max_connections`` or the descriptor reserve it is answered 503 and closed. The
+        listener's handler: nothing but cancellation leaves it (see :meth:`_connection`)."""
+        try:
+            address = peer_address(stream)[0]
+            rejection = self.gate.screen(stream, address)
+            if rejection is not None:
+                await self.gate.refuse(stream, rejection)
+                return
+        except Exception as exc:
+            self.failures_contained += 1
+            log.error("http: failed admitting a connection", exc_info=exc)
+            await stream.aclose()
+            return
+        with self.gate.admitted(address):
+            await self._connection(stream)
 
     async def _connection(self, stream: trio.SocketStream) -> None:
         """Serve one socket. Nothing but cancellation leaves: a failure here ends this

@@ -10,6 +10,14 @@ after another, in the order received.
 A subscription is indexed before its sync read, and changes that arrive while the read runs
 are held and sent right after the sync, so a client sees the sync first and then every
 later change in order (a change that raced the read may show up in both).
+
+The port is inside the engine's trust boundary (issue 16 item 6): every accepted socket
+passes the port's gate first (descriptor reserve, protected mode, ``max_connections`` and
+``max_connections_per_address``; runtime/connections/admission.py), the upgrade needs the
+engine's ``auth_token`` as the worker port does (401), and the ``auth_function`` guard fails
+closed: a function that raises refuses the client (401), one that is not registered or does
+not answer in time refuses it too (503). Upgraded sockets are watched by the keepalive, and
+a client may hold at most ``max_subscriptions_per_client`` subscriptions.
 """
 
 from __future__ import annotations
@@ -24,6 +32,13 @@ import attrs
 import orjson
 import trio
 
+from iii_trio.runtime.connections.access import AccessPolicy
+from iii_trio.runtime.connections.admission import PortGate, peer_address
+from iii_trio.runtime.connections.keepalive import (
+    KEEPALIVE_CLOSE_CODE,
+    Keepalive,
+    KeepaliveSettings,
+)
 from iii_trio.runtime.modules.stream.messages import (
     ClientRequest,
     event_message,
@@ -45,16 +60,28 @@ HANDSHAKE_TIMEOUT_SECONDS = 10.0
 CLIENT_MAX_MESSAGE_SIZE = 1024 * 1024
 # How long a closing client may take to flush the close frame.
 CLOSE_FLUSH_SECONDS = 2.0
+# Close code for a client past ``max_subscriptions_per_client`` (policy violation).
+POLICY_VIOLATION = 1008
+
+
+class Refused(Exception):
+    """The auth function refused a client: the upgrade is answered with ``rejection``."""
+
+    def __init__(self, rejection: Rejection, reason: str) -> None:
+        super().__init__(reason)
+        self.rejection = rejection
 
 
 class ClientHost(Protocol):
     """What the server needs from the StreamModule."""
 
     async def authenticate(self, info: dict[str, Any]) -> Any:
-        """The auth function's context for a new connection (None without one)."""
+        """The auth function's context for a new connection (None without one);
+        :class:`Refused` when the client may not connect."""
 
     async def join_allowed(self, payload: dict[str, Any]) -> bool:
-        """Call every ``stream:join`` binding; False if one answered unauthorized."""
+        """Call every ``stream:join`` binding; False if one answered unauthorized, failed
+        or did not answer (guards fail closed)."""
 
     async def left(self, payload: dict[str, Any]) -> None:
         """Call every ``stream:leave`` binding."""
@@ -128,13 +155,28 @@ class StreamClient:
 
 
 class ClientServer:
-    def __init__(self, host: ClientHost, *, outbox_capacity: int, with_auth: bool) -> None:
+    def __init__(
+        self,
+        host: ClientHost,
+        *,
+        outbox_capacity: int,
+        with_auth: bool,
+        access: AccessPolicy,
+        gate: PortGate,
+        keepalive: KeepaliveSettings,
+        max_subscriptions: int,
+    ) -> None:
         self.host = host
         self.outbox_capacity = outbox_capacity
         self.with_auth = with_auth
+        self.access = access
+        self.gate = gate
+        self.keepalive = Keepalive(keepalive)
+        self.max_subscriptions = max_subscriptions
         self.clients: set[StreamClient] = set()
         self.index: dict[tuple[str, str], list[Subscription]] = {}
         self.dropped_clients = 0
+        self.refused_clients = 0  # by the token or the auth function
 
     # --- delivery ----------------------------------------------------------------------------
 
@@ -185,27 +227,44 @@ class ClientServer:
         listeners = await trio.open_tcp_listeners(port, host=host)
         bound = listeners[0].socket.getsockname()[1]
         log.info("stream: clients connect to ws://%s:%s/", host, bound)
-        task_status.started(bound)
-        await trio.serve_listeners(self._handle, listeners)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.keepalive.run)
+            task_status.started(bound)
+            await trio.serve_listeners(self._handle, listeners)
 
-    @staticmethod
-    def _decide(request: HandshakeRequest) -> Rejection | None:
+    def _decide(self, request: HandshakeRequest) -> Rejection | None:
         if urlsplit(request.path).path != "/":
             return Rejection(404, "not found\n")
-        return None
+        rejection = self.access.token_refusal(request)
+        if rejection is not None:
+            self.refused_clients += 1
+        return rejection
 
     async def _handle(self, stream: trio.SocketStream) -> None:
+        peer, peer_port = peer_address(stream)
+        rejection = self.gate.screen(stream, peer, self.access.peer_refusal)
+        if rejection is not None:
+            await self.gate.refuse(stream, rejection)
+            return
+        with self.gate.admitted(peer):
+            await self._serve(stream, f"{peer}:{peer_port}" if peer_port else peer)
+
+    async def _serve(self, stream: trio.SocketStream, addr: str) -> None:
         try:
             stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            peer, peer_port = stream.socket.getpeername()[:2]
-            addr = f"{peer}:{peer_port}"
         except OSError:
-            addr = "unknown"
+            pass
         context: Any = None
 
-        async def authenticate(request: HandshakeRequest) -> None:
+        async def authenticate(request: HandshakeRequest) -> Rejection | None:
             nonlocal context
-            context = await self.host.authenticate(_auth_input(request, addr))
+            try:
+                context = await self.host.authenticate(_auth_input(request, addr))
+            except Refused as refused:
+                self.refused_clients += 1
+                log.info("stream: client %s refused: %s", addr, refused)
+                return refused.rejection
+            return None
 
         try:
             with trio.fail_after(HANDSHAKE_TIMEOUT_SECONDS):
@@ -230,8 +289,14 @@ class ClientServer:
         self.clients.add(client)
         client.ws.on_control_frame(client.post_control)
         close_code = 1000
+
+        def dead() -> None:
+            nonlocal close_code
+            close_code = KEEPALIVE_CLOSE_CODE
+            client.cancel_scope.cancel()
+
         try:
-            with client.cancel_scope:
+            with client.cancel_scope, self.keepalive.watching(client.ws, client.post_control, dead):
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(client.write_loop)
                     close_code = await self._read_loop(client)
@@ -277,6 +342,15 @@ class ClientServer:
             if request is None:
                 continue  # blank or invalid messages are ignored
             if request.type == "join":
+                known = request.subscription_id in client.subscriptions
+                if not known and len(client.subscriptions) >= self.max_subscriptions:
+                    log.warning(
+                        "stream: client %s joined more than %d subscriptions "
+                        "(max_subscriptions_per_client); closing it with 1008",
+                        client.addr,
+                        self.max_subscriptions,
+                    )
+                    return POLICY_VIOLATION
                 await self._join(client, request)
             else:
                 await self.host.left(request.payload(client.context))
@@ -308,6 +382,8 @@ class ClientServer:
             "clients": len(self.clients),
             "subscriptions": self.subscription_count,
             "clients_dropped": self.dropped_clients,
+            "clients_refused": self.refused_clients + self.gate.refused,
+            "closed_by_keepalive": self.keepalive.closed_by_keepalive,
         }
 
 

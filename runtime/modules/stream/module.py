@@ -27,13 +27,14 @@ import trio
 from iii_trio.runtime.calls import inputs
 from iii_trio.runtime.calls.errors import InvocationError
 from iii_trio.runtime.calls.invocation import CallContext, LocalHandler
+from iii_trio.runtime.connections.access import ExposedPort
 from iii_trio.runtime.modules.base import EngineModule
 from iii_trio.runtime.modules.storage.config import RedisAdapterConfig, StreamKvStoreConfig
 from iii_trio.runtime.modules.storage.kv import STORE_ERRORS
 from iii_trio.runtime.modules.storage.kv.ops import apply_ops
 from iii_trio.runtime.modules.stream import adapters
 from iii_trio.runtime.modules.stream.adapters import PUBLISH_ERRORS
-from iii_trio.runtime.modules.stream.clients import ClientServer
+from iii_trio.runtime.modules.stream.clients import ClientServer, Refused
 from iii_trio.runtime.modules.stream.config import StreamConfig
 from iii_trio.runtime.modules.stream.inputs import (
     NoInput,
@@ -47,6 +48,7 @@ from iii_trio.runtime.modules.stream.inputs import (
 from iii_trio.runtime.modules.stream.items import Counts, StreamItems
 from iii_trio.runtime.modules.stream.messages import ClientRequest, event_message
 from iii_trio.runtime.modules.stream.triggers import StreamTrigger, SubscriptionTrigger
+from iii_trio.runtime.wire.handshake import Rejection
 
 if TYPE_CHECKING:
     from iii_trio.runtime.calls.registry import Binding, EngineTriggerType
@@ -59,8 +61,10 @@ log = logging.getLogger("iii_trio.stream")
 EVENT_QUEUE_CAPACITY = 1024
 # Events being delivered to `stream` bindings at once.
 DELIVERIES_IN_FLIGHT = 64
-# Deadline of the auth function call; a timeout accepts the client without context.
-AUTH_TIMEOUT_MS = 5000
+# Answers of a guard call that mean "not there now" (503, retry) rather than "refused" (401).
+_UNAVAILABLE = frozenset(
+    {"function_not_found", "timeout", "invocation_stopped", "channel_send_failed"}
+)
 # Item counts for introspection are recounted at most this often while items change.
 COUNTS_REFRESH_SECONDS = 1.0
 
@@ -91,6 +95,12 @@ class StreamModule(EngineModule):
             self,
             outbox_capacity=self.adapter.outbox_capacity,
             with_auth=config.auth_function is not None,
+            access=ctx.access,
+            gate=ctx.port_gate(
+                "stream port", config.max_connections, config.max_connections_per_address
+            ),
+            keepalive=ctx.keepalive,
+            max_subscriptions=config.max_subscriptions_per_client,
         )
         self._events_in, self._events_out = trio.open_memory_channel[
             tuple[list["Binding"], dict[str, Any]]
@@ -139,7 +149,12 @@ class StreamModule(EngineModule):
                 )
                 nursery.start_soon(self._deliver_events)
                 nursery.start_soon(self._refresh_counts)
-                task_status.started()
+                exposed = ExposedPort(
+                    "stream port", self.config.host, self.port, self.ctx.access.describe()
+                )
+                with self.ctx.exposing(exposed):
+                    task_status.started()
+                    await trio.sleep_forever()
 
     def _store(self, code: str, operation: str) -> StreamItems:
         if self.items is None:
@@ -381,23 +396,37 @@ class StreamModule(EngineModule):
     # --- the client port's callbacks (clients.ClientHost) --------------------------------------
 
     async def authenticate(self, info: dict[str, Any]) -> Any:
+        """The auth function's ``context``; it fails closed (clients.Refused): an error from
+        the function refuses the client (401), a function that is not registered or does
+        not answer within ``guard_timeout_ms`` refuses it for now (503)."""
         function_id = self.config.auth_function
         if function_id is None:
             return None
         try:
-            result = await self.ctx.call(function_id, info, timeout_ms=AUTH_TIMEOUT_MS)
+            result = await self.ctx.call(function_id, info, timeout_ms=self.config.guard_timeout_ms)
         except InvocationError as exc:
-            log.info("stream: auth function %s failed: %s", function_id, exc)
-            return None
+            if exc.code in _UNAVAILABLE:
+                rejection = Rejection(503, "the auth function is not available; retry later\n")
+            else:
+                rejection = Rejection(401, "unauthorized\n")
+            raise Refused(rejection, f"auth function {function_id}: {exc}") from None
         return result.get("context") if isinstance(result, dict) else None
 
     async def join_allowed(self, payload: dict[str, Any]) -> bool:
+        """Every ``stream:join`` binding is called, in order; the join is refused when one
+        answers ``{unauthorized: true}``, fails, or does not answer within
+        ``guard_timeout_ms`` (guards fail closed)."""
         allowed = True
         for binding in list(self.join_trigger.bindings):
             try:
-                result = await self.ctx.call(binding.function_id, payload)
+                result = await self.ctx.call(
+                    binding.function_id, payload, timeout_ms=self.config.guard_timeout_ms
+                )
             except InvocationError as exc:
-                log.info("stream: join binding %s failed: %s", binding.function_id, exc)
+                log.info(
+                    "stream: join binding %s failed, join refused: %s", binding.function_id, exc
+                )
+                allowed = False
                 continue
             if isinstance(result, dict) and result.get("unauthorized") is True:
                 allowed = False

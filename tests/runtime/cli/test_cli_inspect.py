@@ -25,6 +25,7 @@ from iii_trio.runtime.modules.kind import ModuleKind
 from iii_trio.sdk import III
 from tests.support.engine import StartEngine, worker_url
 from tests.support.fake_module import extra_kinds
+from tests.support.network import require_non_loopback
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow  # runs the CLI as a process
@@ -242,6 +243,14 @@ async def test_unreachable_and_refusing_engines_are_one_line(start_engine: Start
     assert from_env.returncode == 0, from_env.stderr
     # The CLI's own connection registers nothing, so it is not listed.
     assert orjson.loads(from_env.stdout)["workers"] == []
+
+
+async def test_a_protected_engine_refusing_the_cli_says_why(start_engine: StartEngine) -> None:
+    source = require_non_loopback()  # the CLI connects from it: see tests/support/network.py
+    engine = await start_engine(host="0.0.0.0")
+    refused = await cli("workers", "--engine", f"ws://{source}:{engine.port}")
+    assert refused.returncode == 1
+    assert b"(HTTP 403): it is in protected mode" in refused.stderr
 
 
 async def test_top_renders_and_refreshes_in_a_terminal(engine: Engine, held: Held) -> None:

@@ -63,6 +63,52 @@ def test_top_level_keys() -> None:
     assert config.auth_token == "s3cret"
 
 
+def test_exposure_and_limit_keys_have_documented_defaults() -> None:
+    config = parse("")
+    assert (config.host, config.protected_mode) == ("0.0.0.0", True)
+    assert (config.max_connections, config.max_connections_per_address) == (8192, 1024)
+    assert (config.keepalive_interval, config.keepalive_timeout) == (30000, 30000)
+    assert config.reserved_descriptors == 128
+    assert (config.max_functions_per_worker, config.max_triggers_per_worker) == (10000, 10000)
+    assert config.max_trigger_types_per_worker == 1000
+    assert (config.max_channels_per_worker, config.max_worker_channels) == (1000, 10000)
+    stream = StreamConfig()
+    assert (stream.guard_timeout_ms, stream.max_subscriptions_per_client) == (5000, 1024)
+    assert (stream.max_connections, stream.max_connections_per_address) == (4096, 256)
+
+
+def test_exposure_and_limit_keys_are_read_from_the_file() -> None:
+    config = parse(
+        "host: 127.0.0.1\nprotected_mode: false\nmax_connections: 10\n"
+        "max_connections_per_address: 0\nkeepalive_interval: 0\nkeepalive_timeout: 5\n"
+        "reserved_descriptors: 7\nmax_functions_per_worker: 1\nmax_triggers_per_worker: 2\n"
+        "max_trigger_types_per_worker: 3\nmax_channels_per_worker: 4\nmax_worker_channels: 5\n"
+    )
+    assert (config.host, config.protected_mode, config.max_connections) == ("127.0.0.1", False, 10)
+    assert (config.max_connections_per_address, config.keepalive_interval) == (0, 0)
+    assert (config.keepalive_timeout, config.reserved_descriptors) == (5, 7)
+    assert (config.max_functions_per_worker, config.max_triggers_per_worker) == (1, 2)
+    assert (config.max_trigger_types_per_worker, config.max_channels_per_worker) == (3, 4)
+    assert config.max_worker_channels == 5
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "problem"),
+    [
+        ("protected_mode: 1\n", "protected_mode", "expected a boolean"),
+        ("max_connections: 0\n", "max_connections", "at least 1"),
+        ("keepalive_timeout: 0\n", "keepalive_timeout", "at least 1"),
+        ("reserved_descriptors: -1\n", "reserved_descriptors", "at least 0"),
+        ("host: [a]\n", "host", "expected a string"),
+        ("protected: false\n", "protected", "did you mean 'protected_mode'?"),
+    ],
+)
+def test_bad_exposure_keys_are_one_message(text: str, key: str, problem: str) -> None:
+    err = error(text)
+    assert err.key_path == key
+    assert problem in err.problem
+
+
 @pytest.mark.parametrize("text", ["port: 0\n", "port: 0\nmodules: []\n"])
 def test_file_port_zero_means_49134(text: str) -> None:
     assert parse(text).port == 49134

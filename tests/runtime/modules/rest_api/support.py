@@ -16,7 +16,7 @@ from tests.support.waiting import wait_until
 
 
 def http_entry(**config: Any) -> ModuleEntry:
-    settings = RestApiConfig(port=0, host="127.0.0.1", **config)
+    settings = RestApiConfig(**{"port": 0, "host": "127.0.0.1", **config})
     return ModuleEntry("rest_api", "modules::api::RestApiModule", "modules[0]", settings)
 
 

@@ -30,7 +30,7 @@ def stream_entry(
             file_path=str(path or "unused.db"),
             channel_size=config.pop("channel_size", 256),
         )
-    settings = StreamConfig(port=0, host="127.0.0.1", adapter=adapter, **config)
+    settings = StreamConfig(**{"port": 0, "host": "127.0.0.1", "adapter": adapter, **config})
     return ModuleEntry("stream", "modules::stream::StreamModule", "modules[0]", settings)
 
 
@@ -85,6 +85,9 @@ class Client:
 
 
 @asynccontextmanager
-async def stream_client(port: int, path: str = "/") -> AsyncIterator[Client]:
-    async with open_ws(f"ws://127.0.0.1:{port}{path}") as ws:
+async def stream_client(
+    port: int, path: str = "/", headers: dict[str, str] | None = None
+) -> AsyncIterator[Client]:
+    extra = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
+    async with open_ws(f"ws://127.0.0.1:{port}{path}", extra_headers=extra) as ws:
         yield Client(ws)
