@@ -13,6 +13,7 @@ are not used after the upgrade.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import os
 from collections.abc import Awaitable, Callable, Sequence
@@ -76,10 +77,12 @@ async def accept(
     a rejected or malformed request.
     """
     ws = WSConnection(ConnectionType.SERVER)
+    head = bytearray()  # what came before the request event, for its request line
     while True:
         data = await stream.receive_some(READ_SIZE)
         if not data:
             raise HandshakeFailed("peer closed during the handshake")
+        head += data
         try:
             ws.receive_data(bytes(data))
             request = next((e for e in ws.events() if isinstance(e, Request)), None)
@@ -92,7 +95,7 @@ async def accept(
         if request is not None:
             break
     handshake = HandshakeRequest(path=request.target, headers=request.extra_headers)
-    rejection = decide(handshake)
+    rejection = _malformed_upgrade(head, handshake) or decide(handshake)
     if rejection is not None:
         await _reject(stream, ws, rejection)
         raise HandshakeFailed(f"rejected with HTTP {rejection.status}")
@@ -103,6 +106,22 @@ async def accept(
             raise HandshakeFailed(f"rejected with HTTP {rejection.status}")
     await stream.send_all(ws.send(AcceptConnection()))
     return ServerWebSocket(stream, max_message_size), handshake
+
+
+def _malformed_upgrade(head: bytes | bytearray, request: HandshakeRequest) -> Rejection | None:
+    """What wsproto lets through and RFC 6455 §4.2.1 does not: an upgrade must be HTTP/1.1
+    (an HTTP/1.0 peer or proxy does not keep the connection for the frames that follow)
+    and its ``Sec-WebSocket-Key`` must be 16 bytes in base64."""
+    request_line = bytes(head).lstrip(b"\r\n").split(b"\r\n", 1)[0]
+    if not request_line.endswith(b" HTTP/1.1"):
+        return Rejection(400, "a WebSocket upgrade must be HTTP/1.1\n")
+    try:
+        key = base64.b64decode(request.header(b"sec-websocket-key") or b"", validate=True)
+    except binascii.Error:
+        key = b""
+    if len(key) != 16:
+        return Rejection(400, "Sec-WebSocket-Key must be 16 bytes in base64\n")
+    return None
 
 
 async def _reject(stream: trio.abc.Stream, ws: WSConnection, rejection: Rejection) -> None:

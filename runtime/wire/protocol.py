@@ -275,6 +275,64 @@ def _make_converter() -> cattrs.Converter:
 converter = _make_converter()
 
 
+# --- the one JSON depth limit --------------------------------------------------------------
+
+MAX_JSON_DEPTH = 128
+"""The deepest JSON the engine accepts (arrays and objects nested in each other), wherever it
+decodes JSON: what it accepts it can always write back. orjson reads 1,024 levels but
+writes only 254, so a value accepted deeper than that fails later, when it is sent on; 128
+(serde_json's own limit, so the reference engine's too) leaves room for the envelopes a
+value travels in (an invoke frame, an HTTP result, a stored row)."""
+
+_ORJSON_WRITE_DEPTH = 254  # orjson.dumps raises TypeError one level deeper
+
+
+class JsonRejected(ValueError):
+    """A JSON document the engine does not take in; ``reason`` says why, in one line."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PayloadRejected(JsonRejected):
+    """Valid JSON outside the policy (nested deeper than :data:`MAX_JSON_DEPTH`), answered
+    with ``invalid_payload`` (HTTP: 400)."""
+
+    code = "invalid_payload"
+
+
+def loads(raw: str | bytes | bytearray) -> Any:
+    """``orjson.loads`` under the depth limit: :class:`PayloadRejected` past
+    :data:`MAX_JSON_DEPTH` (orjson's own 1,024 included), :class:`JsonRejected` for a text
+    that is not JSON. A ``bytearray`` (an HTTP body as it was read) is parsed in place.
+
+    Nearly every text opens fewer brackets than the limit, which two ``count`` calls prove;
+    otherwise orjson itself measures: the value, wrapped in as many arrays as the limit
+    leaves below orjson's write limit, encodes only if it is shallow enough (a C pass,
+    a few percent of the parse)."""
+    too_deep = f"nests deeper than {MAX_JSON_DEPTH} levels"
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        if exc.msg.startswith("depth limit"):
+            raise PayloadRejected(too_deep) from None
+        raise JsonRejected(f"not valid JSON ({exc.msg})") from None
+    if isinstance(raw, str):
+        opened = raw.count("[") + raw.count("{")
+    else:
+        opened = raw.count(b"[") + raw.count(b"{")
+    if opened > MAX_JSON_DEPTH:
+        wrapped = value
+        for _ in range(_ORJSON_WRITE_DEPTH - MAX_JSON_DEPTH):
+            wrapped = [wrapped]
+        try:
+            orjson.dumps(wrapped)
+        except TypeError:
+            raise PayloadRejected(too_deep) from None
+    return value
+
+
 # --- decoding ------------------------------------------------------------------------------
 
 

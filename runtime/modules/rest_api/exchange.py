@@ -1,9 +1,12 @@
 """One HTTP request through the RestApiModule, from its head to its answer (spec §3.3-3.5).
 
-A JSON body is read whole and parsed into ``body``; any other body streams as binary frames
-into the request's ``request_body`` channel while the function runs. Each request gets its
-own pair of channels, removed when it ends; the engine holds the writing side of
-``request_body`` and the reading side of ``response``.
+A request is routed and admitted on its head alone; only then is its body read. A JSON body
+is read whole and parsed into ``body`` (400 ``invalid_json``, or ``invalid_payload`` past
+:data:`~iii_trio.runtime.wire.protocol.MAX_JSON_DEPTH`, before any function is called); any
+other body streams as binary frames into the request's ``request_body`` channel while the
+function runs. A result that cannot be written as JSON is answered 500 ``invalid_payload``.
+Each request gets its own pair of channels, removed when it ends; the engine holds the
+writing side of ``request_body`` and the reading side of ``response``.
 
 The answer is decided by a race (§3.4): the function's result, or the worker writing to the
 ``response`` channel. Text frames there are control messages (``set_status``,
@@ -30,6 +33,7 @@ from iii_trio.runtime.calls import tracing
 from iii_trio.runtime.clock import now_ms
 from iii_trio.runtime.connections.admission import peer_address
 from iii_trio.runtime.modules.rest_api.http_io import HttpConnection, HttpError, too_large
+from iii_trio.runtime.wire.protocol import MAX_JSON_DEPTH, JsonRejected, PayloadRejected, loads
 
 CALLER = "http"  # how the requests' calls name their caller in engine::invocations::list
 
@@ -101,6 +105,7 @@ class Exchange:
         self.status: int | None = None  # of the answer sent, for the request's span
         self.deadline = trio.CancelScope()  # default_timeout, from the head to the decision
         self.queued: QueuedCall | None = None  # the request's row until its function is called
+        self.body_bytes = 0  # of the JSON body held, counted in the module's BodyBytes
 
     @property
     def _without_body(self) -> bool:
@@ -136,6 +141,13 @@ class Exchange:
                         span.fail(f"HTTP {self.status}")
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            self.module.bodies.release(self.body_bytes)
+            self.body_bytes = 0
+
+    async def _run(self) -> None:
         origin = self.headers.get("origin")
         if self.method == "OPTIONS" and origin and "access-control-request-method" in self.headers:
             self.conn.finish_buffered_body()
@@ -187,11 +199,8 @@ class Exchange:
         ctx = self.module.ctx
         json_body = "application/json" in self.headers.get("content-type", "")
         # One deadline up to the decision; a streamed response lifts it (see _stream).
-        body_read = not json_body
+        reading_body = False
         with trio.move_on_at(deadline) as self.deadline:
-            body = await self.conn.read_body(config.body_limit) if json_body else None
-            body_read = True
-            data = request_input(self.method, url.query, self.headers, body, match)
             # Listed (queued) from here, from its head on; its invocation takes over the row.
             self.queued = ctx.queue(
                 match.binding.function_id,
@@ -200,18 +209,32 @@ class Exchange:
                 started_at_ms=arrived_ms,
             )
             try:
-                await self.module.admit()
+                await self.module.admit()  # with its head only: the body waits in the socket
                 try:
+                    reading_body = json_body
+                    body = await self._read_body() if json_body else None
+                    reading_body = False
+                    data = request_input(self.method, url.query, self.headers, body, match)
+                    del body  # parsed: only `data` is kept
                     await self._exchange(match.binding, data, stream_body=not json_body)
                 finally:
                     self.module.release()
             finally:
                 ctx.unqueue(self.queued)
-        if not body_read:  # a slow sender, not a slow function
+        if reading_body:  # a slow sender, not a slow function
             message = f"the body did not arrive within {config.default_timeout} ms"
             raise HttpError(408, "request_timeout", message)
         if self.outcome is None and not self.client_gone:
             raise HttpError(504, "timeout", f"no answer within {config.default_timeout} ms")
+
+    async def _read_body(self) -> bytearray:
+        """The whole JSON body, counted as it arrives in the module's :class:`BodyBytes`."""
+
+        def held(size: int) -> None:
+            self.body_bytes += size
+            self.module.bodies.hold(size)
+
+        return await self.conn.read_body(self.module.config.body_limit, held)
 
     async def _answer_endpoint(self, endpoint: HttpEndpoint) -> None:
         """An engine endpoint served on this port (``/metrics``), where no route matched:
@@ -303,12 +326,11 @@ class Exchange:
             async def by_result() -> None:
                 try:
                     result = await self.module.result_of(invocation)
-                except HttpError as exc:
-                    decided.append(exc)
-                else:
                     if result is None:
                         return  # nothing to answer with: the channel or the deadline decides
                     decided.append(full_response(result))
+                except HttpError as exc:
+                    decided.append(exc)
                 race.cancel_scope.cancel()
 
             async def by_channel() -> None:
@@ -382,7 +404,7 @@ async def streamed_head(channel: Channel) -> StreamedResponse:
 
 
 def request_input(
-    method: str, query: str, headers: dict[str, str], body: bytes | None, match: Match
+    method: str, query: str, headers: dict[str, str], body: bytearray | None, match: Match
 ) -> dict[str, Any]:
     """The function input for a request (§3.3), without its channel refs."""
     try:
@@ -392,9 +414,12 @@ def request_input(
     parsed: Any = None
     if body:
         try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise HttpError(400, "invalid_json", f"invalid JSON body: {exc}") from None
+            parsed = loads(body)
+        except PayloadRejected as exc:
+            message = f"the JSON body {exc.reason} (MAX_JSON_DEPTH {MAX_JSON_DEPTH})"
+            raise HttpError(400, exc.code, message) from None
+        except JsonRejected as exc:
+            raise HttpError(400, "invalid_json", f"invalid JSON body: {exc.reason}") from None
     pattern = match.binding.config["api_path"]
     return {
         "query_params": query_params,
@@ -408,7 +433,9 @@ def request_input(
 
 
 def full_response(result: Any) -> FullResponse:
-    """A function result as the HTTP response (§3.4)."""
+    """A function result as the HTTP response (§3.4); 500 ``invalid_payload`` for a body
+    that cannot be written as JSON (too deep for the encoder, or not JSON at all: a result
+    from an in-engine function can hold any Python value)."""
     if not isinstance(result, dict):
         return FullResponse(200, list(JSON), b"{}")
     status = result.get("status_code", 200)
@@ -429,7 +456,12 @@ def full_response(result: Any) -> FullResponse:
         return FullResponse(status, headers, body.encode())
     if content_type is None:
         headers.append(JSON[0])
-    return FullResponse(status, headers, orjson.dumps(body))
+    try:
+        encoded = orjson.dumps(body)
+    except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
+        message = f"the function's result cannot be written as JSON: {exc}"
+        raise HttpError(500, "invalid_payload", message) from None
+    return FullResponse(status, headers, encoded)
 
 
 def _text(value: bytes) -> str:

@@ -11,6 +11,16 @@ the same id, deadline arrival + ``default_timeout``. Every answer, errors includ
 the CORS headers. How one
 request's body and answer flow, streamed ones included, is in :mod:`.exchange`.
 
+A request's body is read only once it is admitted (it waits for its slot with its head
+alone), always against ``body_limit``, so at most ``concurrency_request_limit`` bodies are in
+memory at once (``body_bytes_held`` in ``engine::modules::list``).
+
+Failures are contained where they happen: an exception while serving one exchange ends
+that exchange (answered 500 ``internal_error`` if its response has not started) and its
+connection; one while serving a connection ends that connection. Neither reaches the
+listener, so the module keeps serving every other client and is never restarted for one
+request (``failures_contained`` counts them).
+
 Shutdown drains: the listener closes, idle keep-alive connections close, and requests in
 flight finish (answered with ``connection: close``) within the engine's drain timeout.
 """
@@ -19,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
@@ -48,6 +59,23 @@ log = logging.getLogger("iii_trio.http")
 HEADER_DEADLINE_SECONDS = 10.0  # a client must send its request head within this
 RETRY_AFTER_SECONDS = 1
 METHOD_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 9110 §5.6.2)
+
+
+@attrs.define
+class BodyBytes:
+    """Bytes of request bodies the module holds in memory now (read whole, for JSON), and
+    the most it ever held at once: admission bounds them to ``concurrency_request_limit``
+    bodies of at most ``body_limit`` each."""
+
+    held: int = 0
+    peak: int = 0
+
+    def hold(self, size: int) -> None:
+        self.held += size
+        self.peak = max(self.peak, self.held)
+
+    def release(self, size: int) -> None:
+        self.held -= size
 
 
 def create(ctx: ModuleContext, entry: ModuleEntry) -> RestApiModule:
@@ -143,6 +171,8 @@ class RestApiModule(EngineModule):
         self._in_flight = 0
         self._all_answered = trio.Event()
         self.draining = False
+        self.bodies = BodyBytes()
+        self.failures_contained = 0
 
     def trigger_types(self) -> list[EngineTriggerType]:
         return [self.trigger]
@@ -153,6 +183,9 @@ class RestApiModule(EngineModule):
             "routes": self.trigger.routes.count,
             "in_flight": self._in_flight,
             "waiting": self._waiting,
+            "body_bytes_held": self.bodies.held,
+            "body_bytes_peak": self.bodies.peak,
+            "failures_contained": self.failures_contained,
             **self.gate.statistics(),
         }
 
@@ -182,18 +215,41 @@ class RestApiModule(EngineModule):
 
     async def _admit(self, stream: trio.SocketStream) -> None:
         """Admit a socket through the port's gate before reading from it: past
-        ``max_connections`` or the descriptor reserve it is answered 503 and closed."""
-        address = peer_address(stream)[0]
-        rejection = self.gate.screen(stream, address)
-        if rejection is not None:
-            await self.gate.refuse(stream, rejection)
+        ``max_connections`` or the descriptor reserve it is answered 503 and closed. The
+        listener's handler: nothing but cancellation leaves it (see :meth:`_connection`)."""
+        try:
+            address = peer_address(stream)[0]
+            rejection = self.gate.screen(stream, address)
+            if rejection is not None:
+                await self.gate.refuse(stream, rejection)
+                return
+        except Exception as exc:
+            self.failures_contained += 1
+            log.error("http: failed admitting a connection", exc_info=exc)
+            await stream.aclose()
             return
         with self.gate.admitted(address):
             await self._connection(stream)
 
     async def _connection(self, stream: trio.SocketStream) -> None:
-        conn = HttpConnection(stream)
+        """Serve one socket. Nothing but cancellation leaves: a failure here ends this
+        connection only (:meth:`_contain`), never the listener and so never the module."""
+        try:
+            conn = HttpConnection(stream)
+        except OSError:  # the client already left (setsockopt on a dead socket)
+            await stream.aclose()
+            return
         self._connections.add(conn)
+        try:
+            await self._requests(conn)
+        except Exception as exc:
+            await self._contain(conn, exc, "connection")
+        finally:
+            self._connections.discard(conn)
+            await conn.close()
+
+    async def _requests(self, conn: HttpConnection) -> None:
+        """The connection's requests in turn, while it stays reusable."""
         try:
             while not conn.closing:
                 head = await conn.read_head(HEADER_DEADLINE_SECONDS)
@@ -207,18 +263,16 @@ class RestApiModule(EngineModule):
             await self._refuse(conn, exc)
         except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError):
             pass
-        finally:
-            self._connections.discard(conn)
-            await stream.aclose()
 
     async def _refuse(self, conn: HttpConnection, exc: h11.RemoteProtocolError) -> None:
-        """A request h11 cannot parse gets its status hint (400, 431, 505...) in the error
-        envelope, then the connection closes; nothing was routed."""
+        """A request h11 cannot parse (or :func:`check_framing` refuses) gets its status
+        hint (400, 431, 505...) in the error envelope, then the connection closes; nothing
+        was routed."""
         if conn.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return  # a response is already under way: closing is all that is left
         envelope = {"error": {"code": "bad_request", "message": f"malformed request: {exc}"}}
         headers = [*self.cors.response_headers(None), ("content-type", "application/json")]
-        try:  # their side is in ERROR, so the answer says connection: close
+        try:  # the request is unread (or their side in ERROR): the answer says connection: close
             await conn.send_full(exc.error_status_hint, headers, orjson.dumps(envelope))
         except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError):
             pass
@@ -231,10 +285,31 @@ class RestApiModule(EngineModule):
                 await exchange.run()
             else:
                 await exchange.run_traced()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError):
+            raise  # the client left or broke HTTP: :meth:`_requests` answers what it can
+        except Exception as exc:
+            await self._contain(conn, exc, f"{head.method.decode()} {head.target!r}")
         finally:
             self._in_flight -= 1
             if self.draining and not self._in_flight:
                 self._all_answered.set()
+
+    async def _contain(self, conn: HttpConnection, exc: Exception, what: str) -> None:
+        """A bug met while serving ``what``: log it, count it and answer 500 when no response
+        has started yet; the caller then ends only this exchange and its connection."""
+        self.failures_contained += 1
+        conn.closing = True  # whatever state the failure left behind, the connection ends
+        error_id = secrets.token_hex(8)
+        log.error("http %s: failed (%s)", what, error_id, exc_info=exc)
+        if conn.h11.our_state is not h11.SEND_RESPONSE:
+            return  # nothing asked, or the answer is already under way: closing is all
+        message = f"the engine failed while serving this request (error_id {error_id})"
+        envelope = {"error": {"code": "internal_error", "message": message, "error_id": error_id}}
+        headers = [*self.cors.response_headers(None), ("content-type", "application/json")]
+        try:  # conn.closing: the answer says connection: close
+            await conn.send_full(500, headers, orjson.dumps(envelope))
+        except Exception as again:  # best effort: the failure is logged, the connection ends
+            log.debug("http %s: the 500 could not be sent either: %r", what, again)
 
     # --- admission and the call ----------------------------------------------------------------
 
